@@ -1,0 +1,1 @@
+"""The turnout kopf operator (see issue: ModelDeployment CRD and blue-green rollout)."""

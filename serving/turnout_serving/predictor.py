@@ -1,0 +1,238 @@
+"""Scoring: request body in, predictions out, with MLflow's semantics and a numeric fast path.
+
+Every payload MLflow's scoring server accepts is accepted here with the same answer: the general
+path calls MLflow's own parsers and `PyFuncModel.predict` (signature enforcement included). For a
+scikit-learn model whose signature is all `double`/`long` columns, `domain.payload.read_numeric`
+builds the float64 matrix directly and the estimator's predict function is called on it, skipping
+the JSON -> DataFrame -> schema-enforcement round trip that dominates MLflow's latency.
+
+Errors come out as `errors.ServingError`s; a model that raises is a `PredictionFailed` carrying
+the request id, with the traceback only in the log.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import scoring_server
+from mlflow.utils.proto_json_utils import _get_jsonable_obj
+
+from turnout_serving.domain.payload import NumericBatch, numeric_frame, read_numeric
+from turnout_serving.errors import (
+    BadRequest,
+    PredictionFailed,
+    SchemaMismatch,
+    ServingError,
+    UnsupportedMediaType,
+)
+from turnout_serving.model_source import LoadedModel
+
+log = logging.getLogger("turnout_serving.predict")
+
+CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+_DUMP = orjson.OPT_SERIALIZE_NUMPY
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One answered request: the response body plus what metrics, drift and feedback need."""
+
+    raw: Any  # what the model returned
+    rows: int
+    columns: Mapping[str, np.ndarray]
+    predictions: np.ndarray | None  # one value per row, or None when not a flat vector
+
+
+class Predictor:
+    """Scores payloads against one loaded model."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._fast = _fast_predict_fn(model)
+        self._accepts_params = "params" in inspect.signature(model.pyfunc.predict).parameters
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast is not None
+
+    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
+        mime = _check_content_type(content_type)
+        if mime == "application/json":
+            document = decode_json(body)
+            batch = read_numeric(document, self.model.input_schema) if self._fast else None
+            if batch is not None:
+                return self._score_fast(batch, request_id)
+            data, params = self._mlflow_call(
+                scoring_server._parse_json_data,
+                document,
+                self.model.pyfunc.metadata,
+                self.model.mlflow_schema,
+            )[0:2]
+        elif mime == "text/csv":
+            data, params = self._parse_csv(body), None
+        else:
+            data = self._mlflow_call(scoring_server.parse_parquet_input, io.BytesIO(body))
+            params = None
+        return self._score_general(data, params, request_id)
+
+    def score_frame(self, frame: pd.DataFrame, request_id: str) -> Scored:
+        """Score an in-memory frame (warm-up, Open Inference Protocol)."""
+        if self._fast is not None:
+            batch = numeric_frame(frame, self.model.input_schema)
+            if batch is not None:
+                return self._score_fast(batch, request_id)
+        return self._score_general(frame, None, request_id)
+
+    def _score_fast(self, batch: NumericBatch, request_id: str) -> Scored:
+        assert self._fast is not None
+        try:
+            raw = self._fast(batch.matrix)
+        except Exception as exc:
+            raise self._failure(exc, request_id, batch.matrix) from exc
+        return _scored(raw, batch.rows, batch.columns())
+
+    def _score_general(self, data: Any, params: Any, request_id: str) -> Scored:
+        pyfunc = self.model.pyfunc
+        try:
+            if self._accepts_params:
+                raw = pyfunc.predict(data, params=params)
+            else:
+                raw = pyfunc.predict(data)
+        except MlflowException as exc:
+            if exc.get_http_status_code() < 500:
+                raise SchemaMismatch(exc.message) from exc
+            raise self._failure(exc, request_id, data) from exc
+        except Exception as exc:
+            raise self._failure(exc, request_id, data) from exc
+        columns = _frame_columns(data)
+        rows = len(data) if hasattr(data, "__len__") else 1
+        return _scored(raw, rows, columns)
+
+    def _parse_csv(self, body: bytes) -> Any:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(
+                f"Ensure that input is a valid UTF-8 encoded string. Error: {exc}"
+            ) from exc
+        return self._mlflow_call(
+            scoring_server.parse_csv_input, io.StringIO(text), self.model.mlflow_schema
+        )
+
+    @staticmethod
+    def _mlflow_call(fn: Callable[..., Any], *args: Any) -> Any:
+        """Call one of MLflow's parsers, turning its exceptions into ours (message kept)."""
+        try:
+            return fn(*args)
+        except MlflowException as exc:
+            raise BadRequest(exc.message) from exc
+
+    def _failure(self, exc: Exception, request_id: str, data: Any) -> ServingError:
+        columns = _missing_columns(data)
+        if columns:
+            return BadRequest(
+                f"The model cannot predict on missing values, found in columns {columns}: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            )
+        log.error("prediction failed for request %s", request_id, exc_info=exc)
+        return PredictionFailed(request_id)
+
+
+def _fast_predict_fn(model: LoadedModel) -> Callable[[np.ndarray], Any] | None:
+    """The estimator's own predict function, when the fast path gives MLflow's exact answer."""
+    schema = model.input_schema
+    if model.flavor != "sklearn" or schema is None or not schema.fast:
+        return None
+    if model.pyfunc.metadata.get_params_schema() is not None:
+        return None
+    estimator = model.pyfunc.get_raw_model()
+    trained_on = getattr(estimator, "feature_names_in_", None)
+    if trained_on is not None and tuple(trained_on) != schema.names:
+        return None  # the signature's column order is not the estimator's; let MLflow reorder
+    fn = getattr(estimator, model.predict_fn, None)
+    if fn is not None and trained_on is not None:
+        # The matrix columns are in the estimator's own order (checked above), so its warning
+        # that a bare array has no feature names carries no information. A process-wide filter:
+        # `catch_warnings` per call would race between the server's worker threads.
+        warnings.filterwarnings(
+            "ignore", message="X does not have valid feature names", category=UserWarning
+        )
+    return fn
+
+
+def _check_content_type(content_type: str | None) -> str:
+    """MLflow's content-type rules: a known type, utf-8 only, no other parameters."""
+    if not content_type:
+        raise UnsupportedMediaType(
+            f"This predictor only supports the following content types: {list(CONTENT_TYPES)}. "
+            "Got no Content-Type header."
+        )
+    mime, *parameters = (part.strip() for part in content_type.split(";"))
+    values = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parameters)}
+    if values.get("charset", "utf-8").lower() != "utf-8":
+        raise UnsupportedMediaType("The scoring server only supports UTF-8")
+    if set(values) - {"charset"}:
+        raise UnsupportedMediaType(
+            f"Unrecognized content type parameters: {', '.join(sorted(set(values) - {'charset'}))}."
+        )
+    if mime.lower() not in CONTENT_TYPES:
+        raise UnsupportedMediaType(
+            f"This predictor only supports the following content types: {list(CONTENT_TYPES)}. "
+            f"Got '{content_type}'."
+        )
+    return mime.lower()
+
+
+def decode_json(body: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object (MLflow's message for anything else)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(
+            f"Ensure that input is a valid JSON formatted string. Error: {exc}"
+        ) from exc
+    if not isinstance(document, dict):
+        raise BadRequest(
+            "The request body must be a JSON object with one of the keys dataframe_split, "
+            f"dataframe_records, instances or inputs. Received a {type(document).__name__}."
+        )
+    return document
+
+
+def _scored(raw: Any, rows: int, columns: Mapping[str, np.ndarray]) -> Scored:
+    flat = raw if isinstance(raw, np.ndarray) and raw.ndim == 1 and len(raw) == rows else None
+    if flat is None and isinstance(raw, pd.Series) and len(raw) == rows:
+        flat = raw.to_numpy()
+    return Scored(raw=raw, rows=rows, columns=columns, predictions=flat)
+
+
+def predictions_body(raw: Any) -> bytes:
+    """`{"predictions": ...}` exactly as MLflow's scoring server writes it (pandas as records)."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iufb":
+        return orjson.dumps({"predictions": raw}, option=_DUMP)
+    jsonable = _get_jsonable_obj(raw, pandas_orient="records")
+    return orjson.dumps({"predictions": jsonable}, option=_DUMP | orjson.OPT_NON_STR_KEYS)
+
+
+def _frame_columns(data: Any) -> Mapping[str, np.ndarray]:
+    if isinstance(data, pd.DataFrame):
+        return {str(name): data[name].to_numpy() for name in data.columns}
+    return {}
+
+
+def _missing_columns(data: Any) -> list[str]:
+    if isinstance(data, pd.DataFrame):
+        return [str(c) for c in data.columns[data.isna().any().to_numpy()]]
+    if isinstance(data, np.ndarray) and data.dtype.kind == "f" and np.isnan(data).any():
+        return ["<array>"]
+    return []

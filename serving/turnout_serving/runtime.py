@@ -1,0 +1,190 @@
+"""The server's state: loading, warm-up, and the scoring pipeline every endpoint shares.
+
+`Runtime` owns what a request needs once the model is up (predictor, drift window, feedback
+store) and the order of a request's side effects: score, then count rows, feed drift, keep the
+predictions for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to these calls.
+Scoring runs in worker threads, so the shared parts are guarded by one lock each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+from prometheus_client import CollectorRegistry
+
+from turnout_serving.domain.feedback import (
+    FeedbackResult,
+    PredictionStore,
+    QualityWindow,
+    labels_for,
+)
+from turnout_serving.errors import ModelNotReady
+from turnout_serving.metrics import ServingMetrics
+from turnout_serving.model_source import LoadedModel, ResolvedSource
+from turnout_serving.predictor import Predictor, Scored
+from turnout_serving.settings import ServingSettings
+
+log = logging.getLogger("turnout_serving")
+
+
+class ModelProvider(Protocol):
+    """Where the model comes from: resolved up front (for labels), loaded in the background."""
+
+    source: ResolvedSource
+
+    def load(self) -> LoadedModel: ...
+
+
+@dataclass
+class Readiness:
+    ready: bool = False
+    loading: bool = True
+    error: str | None = None
+    drift_status: str = "not loaded yet"
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: ServingSettings,
+        provider: ModelProvider,
+        registry: CollectorRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.registry = registry
+        self.state = Readiness()
+        source = provider.source
+        self.metrics = ServingMetrics(
+            registry,
+            model=source.name or "local",
+            version=source.version or source.run_id[:8] or "local",
+            color=settings.color,
+        )
+        self.model: LoadedModel | None = None
+        self.predictor: Predictor | None = None
+        self.drift: Any = None  # drift_metrics.DriftCollector once a reference is loaded
+        self._feedback_lock = threading.Lock()
+        self.store = PredictionStore(
+            settings.feedback_ttl_seconds, settings.feedback_max_predictions, clock
+        )
+        self.quality: QualityWindow | None = None
+        self._quality_gauges: Any = None
+
+    # --- start-up -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load, wire drift and feedback, warm up; readiness turns true only if all succeed."""
+        try:
+            model = self.provider.load()
+            self.metrics.load_seconds.set(model.load_seconds)
+            self.metrics.download_seconds.set(model.download_seconds)
+            self.metrics.model_info(
+                run_id=model.source.run_id, flavor=model.flavor, uri=model.source.uri
+            )
+            predictor = Predictor(model)
+            self.model, self.predictor = model, predictor
+            self._wire_drift(model)
+            self._wire_quality(model)
+            self._warm_up(model, predictor)
+        except Exception as exc:
+            log.exception("model failed to load; the server stays unready")
+            self.state = Readiness(ready=False, loading=False, error=str(exc))
+            return
+        self.state.ready, self.state.loading = True, False
+        self.metrics.ready.set(1)
+        log.info(
+            "serving %s version %s (run %s, flavor %s, fast path %s)",
+            model.name, model.version, model.source.run_id, model.flavor,
+            "on" if predictor.fast_path else "off",
+        )  # fmt: skip
+
+    def _warm_up(self, model: LoadedModel, predictor: Predictor) -> None:
+        example = model.input_example
+        if not self.settings.warmup or example is None:
+            return
+        frame = example if isinstance(example, pd.DataFrame) else pd.DataFrame(example)
+        started = time.perf_counter()
+        predictor.score_frame(frame, request_id="warm-up")
+        log.info("warm-up prediction on the input example took %.1f ms",
+                 1000 * (time.perf_counter() - started))  # fmt: skip
+
+    def _wire_drift(self, model: LoadedModel) -> None:
+        if not self.settings.drift_enabled:
+            self.state.drift_status = "off: disabled by settings"
+        elif model.reference is None:
+            self.state.drift_status = (
+                f"off: no reference profile logged for run {model.source.run_id or '(none)'}; "
+                "call turnout_serving.reference.log_reference(X_train) when training"
+            )
+        else:
+            from turnout_serving.domain.drift_profile import ReferenceProfile
+            from turnout_serving.domain.drift_window import DriftWindow
+            from turnout_serving.drift_metrics import DriftCollector
+
+            profile = ReferenceProfile.from_dict(model.reference)
+            window = DriftWindow(profile, window_rows=self.settings.drift_window_rows)
+            self.drift = DriftCollector(window, profile, labels=self.metrics.labels)
+            self.registry.register(self.drift)
+            self.state.drift_status = f"on: reference {profile.digest}"
+        log.info("drift %s", self.state.drift_status)
+
+    def _wire_quality(self, model: LoadedModel) -> None:
+        from turnout_serving.quality_metrics import QualityGauges
+
+        task = _task_of(model)
+        self.quality = QualityWindow(self.settings.feedback_window, task)
+        self._quality_gauges = QualityGauges(self.registry, self.metrics.labels, task)
+
+    # --- requests -------------------------------------------------------------------------
+
+    def require_ready(self) -> Predictor:
+        if self.predictor is None or not self.state.ready:
+            raise ModelNotReady(self.state.error or "The model is still loading.")
+        return self.predictor
+
+    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
+        scored = self.require_ready().score(body, content_type, request_id)
+        self.after_score(scored, request_id)
+        return scored
+
+    def after_score(self, scored: Scored, request_id: str) -> None:
+        self.metrics.rows.inc(scored.rows)
+        if self.drift is not None:
+            self.drift.observe(scored.columns, scored.predictions)
+        if scored.predictions is not None:
+            with self._feedback_lock:
+                self.store.record(request_id, scored.predictions)
+
+    def feedback(self, request_id: str, label: Any) -> FeedbackResult:
+        self.require_ready()
+        with self._feedback_lock:
+            result, predictions = self.store.take(request_id)
+            if predictions is not None:
+                labels = labels_for(predictions, label, self.quality.task if self.quality else "")
+                if labels is None:
+                    self.store.record(request_id, predictions)  # keep it for a corrected label
+                    result = FeedbackResult.INVALID
+                elif self.quality is not None:
+                    self.quality.add(predictions.tolist(), labels)
+                    self._quality_gauges.update(self.quality.quality())
+        self._quality_gauges.count(result)
+        return result
+
+
+def _task_of(model: LoadedModel) -> str:
+    """Classification when the estimator says so or the signature's output is a label type."""
+    if model.flavor == "sklearn":
+        from sklearn.base import is_classifier
+
+        return "classification" if is_classifier(model.pyfunc.get_raw_model()) else "regression"
+    outputs = model.pyfunc.metadata.get_output_schema()
+    kinds = {str(getattr(spec.type, "name", "")) for spec in outputs.inputs} if outputs else set()
+    return "classification" if kinds & {"string", "boolean", "long", "integer"} else "regression"

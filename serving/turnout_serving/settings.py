@@ -1,0 +1,66 @@
+"""One typed settings object per server process.
+
+Every knob of `turnout-serve` lives here, read from `TURNOUT_*` environment variables and overridden
+by command-line flags (see `cli.py`). Nothing else in the package reads the environment for its own
+configuration; MLflow and boto3 keep reading their standard `MLFLOW_*` / `AWS_*` variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Configuration of one `turnout-serve` process."""
+
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore")
+
+    model_uri: str = Field(
+        "",
+        description="What to serve: models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/STAGE, "
+        "runs:/RUN_ID/PATH or a local directory.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
+    color: str = Field(
+        "none", description="Blue-green color of this server (label on every metric)."
+    )
+    cache_dir: Path = Field(
+        Path("/tmp/turnout-cache"),
+        description="Where downloaded model artifacts are kept, one folder per model version, "
+        "so a restart does not download again.",
+    )
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)."
+    )
+    request_timeout_seconds: float = Field(
+        60.0, gt=0, description="A request still running after this long gets a 504."
+    )
+    graceful_shutdown_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+    warmup: bool = Field(
+        True,
+        description="Predict once on the logged input example before reporting ready.",
+    )
+    drift_enabled: bool = Field(True, description="Compute data drift against the reference.")
+    drift_window_rows: int = Field(2000, ge=20, description="Rows in the sliding drift window.")
+    feedback_ttl_seconds: float = Field(
+        3600.0, gt=0, description="How long a prediction waits for its ground-truth label."
+    )
+    feedback_max_predictions: int = Field(
+        100_000, gt=0, description="Most predictions kept for joining feedback (oldest go first)."
+    )
+    feedback_window: int = Field(
+        1000, gt=0, description="Labelled predictions in the live MAE/RMSE/accuracy window."
+    )
+    auth_token_file: Path | None = Field(
+        None, description="File of bearer tokens, one a line; inference and feedback need one."
+    )
+    auth_tokens: SecretStr | None = Field(
+        None, description="Comma-separated bearer tokens (alternative to auth_token_file)."
+    )
+    log_level: str = Field("info", description="Log level of the server and uvicorn.")
