@@ -24,6 +24,8 @@ def wait_until(
     while time.monotonic() < deadline:
         try:
             result = probe()
+        except AssertionError:
+            raise  # the probe saw something that will not get better (a process died)
         except Exception as exc:  # the thing polled is not up yet
             last_error = exc
         else:

@@ -1,0 +1,153 @@
+"""Drift as Prometheus metrics: a custom collector over one live window and its reference profile.
+
+A collector rather than Gauges set from the request path: the drift statistics are computed from
+the window when Prometheus scrapes, not on every request, and at most once per ``min_interval``
+seconds however many scrapers there are (the report is cached). Requests only bin their rows
+(``observe``), under the same lock as the recomputation, since scrapes and requests come from
+different threads.
+
+Every series exists from the first scrape: before any traffic the p-values read 1, the
+statistics, PSI and counters 0 (see ``drift_stats`` on the empty window). The prediction series
+exist only when the profile has predictions. Every family carries the model, version and color
+labels given by the caller, who registers the collector in an explicit ``CollectorRegistry``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from turnout_serving.domain.drift_profile import ReferenceProfile
+from turnout_serving.domain.drift_stats import DriftReport, compute
+from turnout_serving.domain.drift_window import DriftWindow
+
+BASE_LABELS = ("model", "version", "color")
+
+
+class DriftCollector(Collector):
+    def __init__(
+        self,
+        window: DriftWindow,
+        profile: ReferenceProfile,
+        labels: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_interval: float = 1.0,
+        alpha: float = 0.05,
+    ) -> None:
+        missing = set(BASE_LABELS) - set(labels)
+        if missing:
+            raise ValueError(f"drift metrics need the labels {sorted(missing)}")
+        self._window = window
+        self._profile = profile
+        self._label_values = [str(labels[name]) for name in BASE_LABELS]
+        self._clock = clock
+        self._min_interval = min_interval
+        self._alpha = alpha
+        self._lock = threading.Lock()
+        self._report: DriftReport | None = None
+        self._computed_at = 0.0
+
+    def observe(
+        self, columns: Mapping[str, np.ndarray], predictions: np.ndarray | None = None
+    ) -> None:
+        """Bin one batch of traffic into the window (thread-safe)."""
+        with self._lock:
+            self._window.observe(columns, predictions)
+
+    def report(self) -> DriftReport:
+        """The drift report, recomputed only if the cached one is ``min_interval`` old."""
+        with self._lock:
+            return self._fresh_report()
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples, so registering checks names without computing."""
+        yield from self._families().values()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            report = self._fresh_report()
+            missing = dict(self._window.missing_total)
+            unseen = dict(self._window.unseen_total)
+        families = self._families()
+        base = self._label_values
+        for result in report.features:
+            families["p_value"].add_metric([*base, result.name, result.test], result.p_value)
+            families["statistic"].add_metric([*base, result.name, result.test], result.statistic)
+            families["psi"].add_metric([*base, result.name], result.psi)
+            families["missing"].add_metric([*base, result.name], missing[result.name])
+            families["unseen"].add_metric([*base, result.name], unseen[result.name])
+        if report.prediction is not None:
+            families["prediction_p_value"].add_metric(base, report.prediction.p_value)
+            families["prediction_psi"].add_metric(base, report.prediction.psi)
+        families["detected"].add_metric(base, 1.0 if report.detected else 0.0)
+        families["window_rows"].add_metric(base, report.window_rows)
+        families["reference"].add_metric(
+            [*base, self._profile.digest, str(self._profile.rows)], 1.0
+        )
+        yield from families.values()
+
+    def _fresh_report(self) -> DriftReport:
+        now = self._clock()
+        if self._report is None or now - self._computed_at >= self._min_interval:
+            self._report = compute(self._window, self._profile, alpha=self._alpha)
+            self._computed_at = now
+        return self._report
+
+    def _families(self) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+        base = list(BASE_LABELS)
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "p_value": GaugeMetricFamily(
+                "turnout_feature_drift_p_value",
+                "p-value of the feature's two-sample drift test, window vs reference",
+                labels=[*base, "feature", "test"],
+            ),
+            "statistic": GaugeMetricFamily(
+                "turnout_feature_drift_statistic",
+                "Statistic of the drift test: KS distance D, or Pearson chi-squared",
+                labels=[*base, "feature", "test"],
+            ),
+            "psi": GaugeMetricFamily(
+                "turnout_feature_drift_psi",
+                "Population stability index (effect size; not used for the alert)",
+                labels=[*base, "feature"],
+            ),
+            "missing": CounterMetricFamily(
+                "turnout_feature_missing_values",
+                "Missing values seen in the feature since start",
+                labels=[*base, "feature"],
+            ),
+            "unseen": CounterMetricFamily(
+                "turnout_feature_unseen_category",
+                "Values outside the reference vocabulary (categorical) or not numbers (numeric)",
+                labels=[*base, "feature"],
+            ),
+            "detected": GaugeMetricFamily(
+                "turnout_drift_detected",
+                "1 if any drift p-value is below alpha / number of tests (Bonferroni)",
+                labels=base,
+            ),
+            "window_rows": GaugeMetricFamily(
+                "turnout_drift_window_rows", "Rows in the live drift window", labels=base
+            ),
+            "reference": GaugeMetricFamily(
+                "turnout_drift_reference_info",
+                "The reference profile drift is measured against",
+                labels=[*base, "reference_digest", "reference_rows"],
+            ),
+        }
+        if self._profile.prediction is not None:
+            families["prediction_p_value"] = GaugeMetricFamily(
+                "turnout_prediction_drift_p_value",
+                "p-value of the prediction drift test, window vs reference",
+                labels=base,
+            )
+            families["prediction_psi"] = GaugeMetricFamily(
+                "turnout_prediction_drift_psi", "PSI of the predictions", labels=base
+            )
+        return families

@@ -1,0 +1,133 @@
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import CollectorRegistry
+
+from turnout_serving.domain.drift_profile import build_profile
+from turnout_serving.domain.drift_stats import compute
+from turnout_serving.domain.drift_window import DriftWindow
+from turnout_serving.drift_metrics import DriftCollector
+
+HUNDRED = np.arange(1.0, 101.0)
+LABELS = {"model": "diabetes", "version": "3", "color": "blue"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def profile():
+    frame = pd.DataFrame({"x": HUNDRED, "city": ["a"] * 50 + ["b"] * 50})
+    return build_profile(frame, HUNDRED)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def setup(profile, clock):
+    window = DriftWindow(profile, window_rows=100, blocks=10)
+    collector = DriftCollector(window, profile, LABELS, clock=clock, min_interval=1.0)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry, collector, window
+
+
+def value(registry, name, **labels):
+    return registry.get_sample_value(name, {**LABELS, **labels})
+
+
+def test_every_series_reads_no_drift_before_any_traffic(setup, profile):
+    registry, _, _ = setup
+    for feature, test in [("x", "ks"), ("city", "chi2")]:
+        assert value(registry, "turnout_feature_drift_p_value", feature=feature, test=test) == 1.0
+        assert value(registry, "turnout_feature_drift_statistic", feature=feature, test=test) == 0
+        assert value(registry, "turnout_feature_drift_psi", feature=feature) == 0.0
+        assert value(registry, "turnout_feature_missing_values_total", feature=feature) == 0.0
+        assert value(registry, "turnout_feature_unseen_category_total", feature=feature) == 0.0
+    assert value(registry, "turnout_prediction_drift_p_value") == 1.0
+    assert value(registry, "turnout_prediction_drift_psi") == 0.0
+    assert value(registry, "turnout_drift_detected") == 0.0
+    assert value(registry, "turnout_drift_window_rows") == 0.0
+    info = {"reference_digest": profile.digest, "reference_rows": "100"}
+    assert value(registry, "turnout_drift_reference_info", **info) == 1.0
+
+
+def test_series_carry_the_report_and_the_lifetime_counters(setup, profile):
+    registry, collector, window = setup
+    collector.observe(
+        {"x": np.r_[HUNDRED[:38], np.nan, np.nan], "city": np.array(["a"] * 39 + ["z"], object)},
+        HUNDRED[:40],
+    )
+    report = compute(window, profile)
+    x, city = report.features
+    assert value(registry, "turnout_feature_drift_p_value", feature="x", test="ks") == x.p_value
+    assert value(registry, "turnout_feature_drift_statistic", feature="x", test="ks") == 0.62
+    assert value(registry, "turnout_feature_drift_p_value", feature="city", test="chi2") == (
+        city.p_value
+    )
+    assert value(registry, "turnout_feature_drift_psi", feature="city") == city.psi
+    assert value(registry, "turnout_prediction_drift_p_value") == report.prediction.p_value
+    assert value(registry, "turnout_feature_missing_values_total", feature="x") == 2.0
+    assert value(registry, "turnout_feature_unseen_category_total", feature="city") == 1.0
+    assert value(registry, "turnout_drift_window_rows") == 40.0
+    assert value(registry, "turnout_drift_detected") == 1.0
+
+
+def test_the_report_is_recomputed_at_most_once_per_interval(setup, clock):
+    registry, collector, _ = setup  # registering did not compute anything
+    collector.observe({"x": HUNDRED[:10]})
+    assert value(registry, "turnout_drift_window_rows") == 10.0
+    collector.observe({"x": HUNDRED[10:20]})
+    clock.now = 0.999
+    assert value(registry, "turnout_drift_window_rows") == 10.0  # cached
+    clock.now = 1.0
+    assert value(registry, "turnout_drift_window_rows") == 20.0
+    assert collector.report().window_rows == 20
+
+
+def test_without_predictions_in_the_profile_there_are_no_prediction_series():
+    profile = build_profile(pd.DataFrame({"x": HUNDRED}))
+    registry = CollectorRegistry()
+    registry.register(DriftCollector(DriftWindow(profile, 100, 10), profile, LABELS))
+    assert value(registry, "turnout_prediction_drift_p_value") is None
+    assert value(registry, "turnout_feature_drift_p_value", feature="x", test="ks") == 1.0
+
+
+def test_the_model_labels_are_required(profile):
+    with pytest.raises(ValueError, match="color"):
+        DriftCollector(DriftWindow(profile, 100, 10), profile, {"model": "m", "version": "1"})
+
+
+def test_observing_while_scraping_from_other_threads_loses_no_row(setup, clock):
+    registry, collector, _ = setup
+    failures = []
+
+    def observe() -> None:
+        try:
+            for _ in range(200):
+                collector.observe({"x": HUNDRED[:3], "city": np.array(["a", "b", None], object)})
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=observe) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for step in range(50):
+        clock.now = float(step)
+        list(registry.collect())
+    for thread in threads:
+        thread.join(timeout=10)
+    clock.now = 100.0
+    assert failures == []
+    assert value(registry, "turnout_feature_missing_values_total", feature="city") == 400.0
+    assert value(registry, "turnout_drift_window_rows") == 100.0
