@@ -20,18 +20,36 @@ class ServingError(Exception):
 
 
 class BadRequest(ServingError):
-    """The request body cannot be read as a scoring payload."""
+    """The request body cannot be read as a scoring payload.
+
+    `error_code` may be given to keep the code MLflow itself chose for the same input
+    (`INVALID_PARAMETER_VALUE` for a missing column, ...), so both servers answer alike.
+    """
 
     status_code = 400
     error_code = "BAD_REQUEST"
+
+    def __init__(self, message: str, error_code: str | None = None) -> None:
+        super().__init__(message)
+        if error_code is not None:
+            self.error_code = error_code
 
 
 class SchemaMismatch(BadRequest):
     """The payload is well-formed but does not match the model signature."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, field: str | None = None, error_code: str | None = None
+    ) -> None:
+        super().__init__(message, error_code)
         self.field = field
+
+
+class MissingInputs(SchemaMismatch):
+    """Signature columns absent from the payload (or no rows at all): MLflow's signature
+    enforcement answers these with `INVALID_PARAMETER_VALUE`, and so do we."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class Unauthorized(ServingError):

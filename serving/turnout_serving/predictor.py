@@ -15,6 +15,8 @@ from __future__ import annotations
 import inspect
 import io
 import logging
+import os
+import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -110,7 +112,7 @@ class Predictor:
                 raw = pyfunc.predict(data)
         except MlflowException as exc:
             if exc.get_http_status_code() < 500:
-                raise SchemaMismatch(exc.message) from exc
+                raise SchemaMismatch(exc.message, error_code=exc.error_code) from exc
             raise self._failure(exc, request_id, data) from exc
         except Exception as exc:
             raise self._failure(exc, request_id, data) from exc
@@ -135,17 +137,37 @@ class Predictor:
         try:
             return fn(*args)
         except MlflowException as exc:
-            raise BadRequest(exc.message) from exc
+            raise BadRequest(exc.message, error_code=exc.error_code) from exc
 
     def _failure(self, exc: Exception, request_id: str, data: Any) -> ServingError:
+        """The model raised: the input's fault (400, saying why) or the model's (500, request id).
+
+        The input is at fault when it holds missing values, or when scikit-learn's own input
+        validation refused it (wrong width, unseen feature names, ...): without a signature that
+        is the only check a payload meets, and MLflow answers it with a 400 too.
+        """
         columns = _missing_columns(data)
         if columns:
             return BadRequest(
                 f"The model cannot predict on missing values, found in columns {columns}: "
                 f"{type(exc).__name__}: {str(exc)[:200]}"
             )
+        if _raised_by_input_validation(exc):
+            return BadRequest(f"The model rejected the input: {str(exc)[:300]}")
         log.error("prediction failed for request %s", request_id, exc_info=exc)
         return PredictionFailed(request_id)
+
+
+_SKLEARN_VALIDATION = os.path.join("sklearn", "utils", "validation.py")
+
+
+def _raised_by_input_validation(exc: Exception) -> bool:
+    """True when a ValueError was raised inside scikit-learn's input validation (`check_array`,
+    `validate_data`: wrong width, feature names, strings for numbers)."""
+    if not isinstance(exc, ValueError):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(frame.filename.endswith(_SKLEARN_VALIDATION) for frame in frames)
 
 
 def _fast_predict_fn(model: LoadedModel) -> Callable[[np.ndarray], Any] | None:

@@ -43,12 +43,21 @@ class Process:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def alive(self) -> bool:
+        """True while running; a process that exited fails the caller with its log's tail."""
+        if self.popen.poll() is not None:
+            raise AssertionError(f"exited {self.popen.returncode}:\n{self.output()[-3000:]}")
+        return True
+
 
 def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server process logging to `log`, with this venv's scripts first on PATH (MLflow
+    starts `uvicorn` by name)."""
     handle = log.open("wb")
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.Popen(
-        argv, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-        cwd=log.parent,
+        argv, stdout=handle, stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": path, **(env or {})}, cwd=log.parent,
     )  # fmt: skip
 
 
@@ -113,9 +122,7 @@ def serve_factory(
 
 
 def wait_for_ready(proc: Process, timeout: float = 120) -> None:
-    def ready() -> bool:
-        if proc.popen.poll() is not None:
-            raise AssertionError(f"server exited {proc.popen.returncode}:\n{proc.output()[-3000:]}")
-        return httpx.get(f"{proc.url}/v2/health/ready").status_code == 200
-
-    wait_until(ready, timeout=timeout, interval=0.2, what=f"{proc.url} to be ready")
+    wait_until(
+        lambda: proc.alive() and httpx.get(f"{proc.url}/v2/health/ready").status_code == 200,
+        timeout=timeout, interval=0.2, what=f"{proc.url} to be ready",
+    )  # fmt: skip

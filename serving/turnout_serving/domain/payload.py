@@ -4,8 +4,8 @@ MLflow's scoring server turns every JSON payload into a pandas DataFrame, then e
 signature column by column; for a numeric model that conversion is most of the request's cost.
 This module reads the common payload shapes of the MLflow scoring protocol straight into the
 matrix the estimator wants, applying MLflow's own rules (a `long` column takes only integers, a
-`double` column takes integers and floats, booleans and strings are never numbers, missing
-columns are an error, extra columns are ignored).
+`double` column takes integers and floats, strings are never numbers, missing columns are an
+error, extra columns are ignored).
 
 `read_numeric` returns None for anything it does not handle exactly like MLflow (other payload
 shapes, `params` for models with a params schema, ...): the caller then takes MLflow's own path,
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from turnout_serving.domain.schema import InputSchema
-from turnout_serving.errors import BadRequest, SchemaMismatch
+from turnout_serving.errors import MissingInputs, SchemaMismatch
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _ALLOWED_KEYS = frozenset({*FORMATS, "params"})
@@ -70,7 +70,8 @@ def read_numeric(document: Any, schema: InputSchema | None) -> NumericBatch | No
 
 
 class _Defer(Exception):
-    """A value MLflow treats in its own way (null becomes NaN): let MLflow read the payload."""
+    """A value MLflow treats in its own way (null becomes NaN, a boolean becomes 0/1 in a numeric
+    column): let MLflow read the payload."""
 
 
 def numeric_frame(frame: Any, schema: InputSchema | None) -> NumericBatch | None:
@@ -82,7 +83,7 @@ def numeric_frame(frame: Any, schema: InputSchema | None) -> NumericBatch | None
         if kind not in ("i" if column.kind == "long" else "if"):
             return None
     if len(frame) == 0:
-        raise BadRequest("The payload holds no rows to predict on.")
+        raise MissingInputs("The payload holds no rows to predict on.")
     matrix = frame.loc[:, list(schema.names)].to_numpy(dtype=np.float64)
     return NumericBatch(matrix=matrix, names=schema.names)
 
@@ -129,7 +130,7 @@ def _records_table(body: Sequence[Mapping[str, Any]], schema: InputSchema) -> li
 def _require_columns(present: Any, schema: InputSchema) -> None:
     missing = [name for name in schema.names if name not in present]
     if missing:
-        raise SchemaMismatch(
+        raise MissingInputs(
             f"Model is missing inputs {missing}. The signature expects columns "
             f"{list(schema.names)}.",
             field=missing[0],
@@ -145,7 +146,7 @@ def _to_matrix(table: list[list[Any]], schema: InputSchema) -> np.ndarray:
         for i, value in enumerate(values):
             # `type(...) in`, not isinstance: bool is an int subclass, and never a number here.
             if type(value) not in accepted:
-                if value is None:
+                if value is None or type(value) is bool:
                     raise _Defer
                 raise _type_error(column.name, column.kind, value, i)
         try:
@@ -155,7 +156,7 @@ def _to_matrix(table: list[list[Any]], schema: InputSchema) -> np.ndarray:
                 f"Column '{column.name}' holds a number out of range: {exc}", field=column.name
             ) from exc
     if rows == 0:
-        raise BadRequest("The payload holds no rows to predict on.")
+        raise MissingInputs("The payload holds no rows to predict on.")
     return matrix
 
 
