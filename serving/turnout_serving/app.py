@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from turnout_serving import __version__
 from turnout_serving.errors import BadRequest, ServingError
-from turnout_serving.http import Instrumented, TokenCheck, error_response
+from turnout_serving.http import Instrumented, TokenCheck, answer_directly, error_response
 from turnout_serving.oip import oip_router
 from turnout_serving.routes import mlflow_router
 from turnout_serving.runtime import ModelProvider, Runtime
@@ -41,7 +43,7 @@ def create_app(
         if not loading.done():
             log.info("shutting down while the model is still loading")
 
-    app = FastAPI(
+    app = ServingApp(
         title="turnout-serve",
         version=__version__,
         lifespan=lifespan,
@@ -49,7 +51,8 @@ def create_app(
         redoc_url=None,
     )
     app.state.runtime = runtime
-    app.include_router(mlflow_router(runtime, instrumented))
+    scoring = mlflow_router(runtime, instrumented)
+    app.include_router(scoring)
     app.include_router(oip_router(runtime, instrumented))
 
     @app.get("/metrics")
@@ -64,4 +67,27 @@ def create_app(
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:
         return error_response(BadRequest(str(error.errors())[:500]))
 
+    invocations = next(r for r in scoring.routes if getattr(r, "path", "") == "/invocations")
+    app.fast_lanes[("POST", "/invocations")] = invocations.endpoint  # type: ignore[attr-defined]
     return app
+
+
+class ServingApp(FastAPI):
+    """FastAPI with fast lanes: requests to a few hot endpoints skip the middleware stack and
+    the router, which for a one-row prediction cost about a third of the server's time.
+
+    A lane runs the very endpoint function the router registers, so behaviour, OpenAPI and the
+    tests that call through the router stay the same; only the dispatch is shorter.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fast_lanes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.fast_lanes.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                await answer_directly(endpoint, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)

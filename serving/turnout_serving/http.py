@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from turnout_serving.errors import (
     PayloadTooLarge,
@@ -37,7 +38,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 def request_id_of(request: Request) -> str:
     """The client's id when it is a sane token (it joins feedback later), else a fresh one."""
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    return given if _CLIENT_ID.match(given) else uuid.uuid4().hex
+    return given if _CLIENT_ID.match(given) else os.urandom(16).hex()
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -121,9 +122,8 @@ class Instrumented:
         try:
             self._tokens.check(request)
             body = await read_body(request, self._settings.max_body_bytes)
-            response = await asyncio.wait_for(
-                handle(body, request_id), self._settings.request_timeout_seconds
-            )
+            async with asyncio.timeout(self._settings.request_timeout_seconds):
+                response = await handle(body, request_id)
             response.headers[REQUEST_ID_HEADER] = request_id
         except ServingError as error:
             response = error_response(error, request_id)
@@ -146,3 +146,15 @@ class Instrumented:
             self._metrics.in_flight.dec()
         self._metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
         return response
+
+
+async def answer_directly(
+    endpoint: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run one endpoint as a bare ASGI app (see `app.ServingApp`), errors still as JSON."""
+    try:
+        response = await endpoint(Request(scope, receive))
+    except Exception:
+        log.exception("unexpected error on %s", scope["path"])
+        response = error_response(ServingError("Internal server error."))
+    await response(scope, receive, send)

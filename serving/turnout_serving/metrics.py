@@ -7,6 +7,8 @@ being absent before the first request.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Inference takes from ~100 µs (one row, fast path) to seconds (big batches on slow models).
@@ -27,6 +29,8 @@ class ServingMetrics:
     ) -> None:
         self.registry = registry
         self.labels = {"model": model, "version": version, "color": color}
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._duration_children: dict[str, Any] = {}
         base = list(BASE_LABELS)
         self._requests = Counter(
             "turnout_inference_requests",
@@ -80,5 +84,14 @@ class ServingMetrics:
         self._info.labels(**self.labels, run_id=run_id, flavor=flavor, uri=uri).set(1)
 
     def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        self._requests.labels(**self.labels, endpoint=endpoint, code=str(code)).inc()
-        self._duration.labels(**self.labels, endpoint=endpoint).observe(seconds)
+        # Bound children are cached: `labels(...)` costs more than the increment itself.
+        counter = self._request_children.get((endpoint, code))
+        if counter is None:
+            counter = self._requests.labels(**self.labels, endpoint=endpoint, code=str(code))
+            self._request_children[(endpoint, code)] = counter
+        counter.inc()
+        histogram = self._duration_children.get(endpoint)
+        if histogram is None:
+            histogram = self._duration.labels(**self.labels, endpoint=endpoint)
+            self._duration_children[endpoint] = histogram
+        histogram.observe(seconds)

@@ -27,7 +27,7 @@ from turnout_serving.domain.feedback import (
 from turnout_serving.errors import ModelNotReady
 from turnout_serving.metrics import ServingMetrics
 from turnout_serving.model_source import LoadedModel, ResolvedSource
-from turnout_serving.predictor import Predictor, Scored
+from turnout_serving.predictor import Parsed, Predictor, Scored
 from turnout_serving.settings import ServingSettings
 
 log = logging.getLogger("turnout_serving")
@@ -151,7 +151,10 @@ class Runtime:
         return self.predictor
 
     def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
-        scored = self.require_ready().score(body, content_type, request_id)
+        return self.score_parsed(self.require_ready().parse(body, content_type), request_id)
+
+    def score_parsed(self, parsed: Parsed, request_id: str) -> Scored:
+        scored = self.require_ready().score_parsed(parsed, request_id)
         self.after_score(scored, request_id)
         return scored
 

@@ -68,7 +68,8 @@ def test_series_carry_the_report_and_the_lifetime_counters(setup, profile):
         {"x": np.r_[HUNDRED[:38], np.nan, np.nan], "city": np.array(["a"] * 39 + ["z"], object)},
         HUNDRED[:40],
     )
-    report = compute(window, profile)
+    report = collector.report()  # bins the queue
+    assert report == compute(window, profile)
     x, city = report.features
     assert value(registry, "turnout_feature_drift_p_value", feature="x", test="ks") == x.p_value
     assert value(registry, "turnout_feature_drift_statistic", feature="x", test="ks") == 0.62
@@ -131,3 +132,34 @@ def test_observing_while_scraping_from_other_threads_loses_no_row(setup, clock):
     assert failures == []
     assert value(registry, "turnout_feature_missing_values_total", feature="city") == 400.0
     assert value(registry, "turnout_drift_window_rows") == 100.0
+
+
+def test_queued_batches_bin_exactly_as_batches_observed_one_by_one(profile, clock):
+    rng = np.random.default_rng(3)
+    batches = []
+    for size in (1, 1, 7, 30, 1, 64, 3):
+        x = rng.normal(50, 30, size)
+        x[rng.random(size) < 0.1] = np.nan
+        city = rng.choice(np.array(["a", "b", "zz", None], dtype=object), size)
+        batches.append(({"x": x, "city": city}, rng.normal(50, 30, size)))
+    batches.insert(3, ({"x": np.array([5.0])}, None))  # another column set breaks the run
+    direct = DriftWindow(profile, window_rows=100, blocks=10)
+    queued = DriftWindow(profile, window_rows=100, blocks=10)
+    collector = DriftCollector(queued, profile, LABELS, clock=clock, flush_rows=10**6)
+    for columns, predictions in batches:
+        direct.observe(columns, predictions)
+        collector.observe(columns, predictions)
+    assert queued.rows == 0  # nothing binned before a report
+    assert collector.report() == compute(direct, profile)
+    assert queued.missing_total == direct.missing_total
+    assert queued.unseen_total == direct.unseen_total
+
+
+def test_the_queue_is_binned_once_it_holds_flush_rows(profile, clock):
+    window = DriftWindow(profile, window_rows=100, blocks=10)
+    collector = DriftCollector(window, profile, LABELS, clock=clock, flush_rows=5)
+    for _ in range(4):
+        collector.observe({"x": np.array([1.0])}, None)
+    assert window.rows == 0
+    collector.observe({"x": np.array([1.0])}, None)
+    assert window.rows == 5

@@ -97,3 +97,28 @@ def test_numeric_frame_takes_exact_dtypes_only() -> None:
     assert numeric_frame(frame.astype({"b": float}), SCHEMA) is None  # long column got floats
     assert numeric_frame(frame.drop(columns="a"), SCHEMA) is None
     assert numeric_frame(frame, None) is None
+
+
+DOUBLES = InputSchema((Column("a", "double"), Column("b", "double")))
+
+
+@pytest.mark.parametrize(
+    ("data", "columns", "expected"),
+    [
+        ([[1.5, 2], [3, 4.25]], ["a", "b"], [[1.5, 2.0], [3.0, 4.25]]),  # one vectorised step
+        ([[2, 1.5], [4.25, 3]], ["b", "a"], [[1.5, 2.0], [3.0, 4.25]]),  # reordered
+        ([[1.5, 9, 2]], ["a", "x", "b"], [[1.5, 2.0]]),  # an extra column is ignored
+        ([[1.5, "x", 2]], ["a", "x", "b"], [[1.5, 2.0]]),  # ... whatever it holds
+    ],
+)  # fmt: skip
+def test_double_signatures_read_split_rows_in_one_step(data, columns, expected) -> None:  # type: ignore[no-untyped-def]
+    batch = read_numeric({"dataframe_split": {"columns": columns, "data": data}}, DOUBLES)
+    assert batch is not None
+    np.testing.assert_array_equal(batch.matrix, expected)
+
+
+def test_a_string_among_double_split_rows_still_names_its_column() -> None:
+    document = {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0], [3.0, "4"]]}}
+    with pytest.raises(SchemaMismatch, match=r"Column 'b' expects a number .* row 1") as info:
+        read_numeric(document, DOUBLES)
+    assert info.value.field == "b"

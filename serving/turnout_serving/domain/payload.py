@@ -15,6 +15,7 @@ field, for a payload whose shape it handles but whose values break the signature
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,9 @@ def read_numeric(document: Any, schema: InputSchema | None) -> NumericBatch | No
         return None
     body = document[formats[0]]
     if formats[0] == "dataframe_split":
+        matrix = _plain_split_matrix(body, schema)
+        if matrix is not None:
+            return NumericBatch(matrix=matrix, names=schema.names)
         table = _split_table(body, schema)
     elif formats[0] == "inputs" and isinstance(body, dict):
         table = _column_table(body, schema)
@@ -90,6 +94,34 @@ def numeric_frame(frame: Any, schema: InputSchema | None) -> NumericBatch | None
 
 def _is_records(body: Any) -> bool:
     return isinstance(body, list) and bool(body) and all(isinstance(r, dict) for r in body)
+
+
+_NUMBERS = frozenset({int, float})
+
+
+def _plain_split_matrix(body: Any, schema: InputSchema) -> np.ndarray | None:
+    """The common case in one vectorised step: `dataframe_split` rows of plain numbers for a
+    signature of `double` columns only. Anything else (a `long` column, a value of another type,
+    ragged rows) returns None for the column-by-column reading that names the offending field."""
+    if not isinstance(body, dict) or any(c.kind != "double" for c in schema.columns):
+        return None
+    columns, data = body.get("columns"), body.get("data")
+    if not isinstance(columns, list) or not isinstance(data, list) or not data:
+        return None
+    if not body.keys() <= {"columns", "data", "index"} or len(set(columns)) != len(columns):
+        return None
+    if not all(type(row) is list and len(row) == len(columns) for row in data):
+        return None
+    if not set(map(type, itertools.chain.from_iterable(data))) <= _NUMBERS:
+        return None
+    position = {name: i for i, name in enumerate(columns)}
+    _require_columns(position, schema)
+    try:
+        matrix = np.array(data, dtype=np.float64)
+    except OverflowError:
+        return None
+    order = [position[name] for name in schema.names]
+    return matrix if order == list(range(len(columns))) else matrix[:, order]
 
 
 def _split_table(body: Any, schema: InputSchema) -> list[list[Any]] | None:
