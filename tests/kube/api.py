@@ -1,0 +1,375 @@
+"""The HTTP face of the emulator: a kmock `KubernetesScaffold` whose fallback reaction serves the Store.
+
+kmock gives us the aiohttp request handler, Kubernetes-style `Status` errors, API discovery
+(`/api`, `/apis`, `/apis/<group>/<version>` built from `handler.resources`) and its reaction DSL, so a
+test can still inject faults with higher priority than the emulation, e.g.
+`kube.api["list", kmock.resource("apps", "v1", "deployments")] << 500`.
+
+We replace two things of kmock 0.8 (see README): its URL parser (it fails on `/api/v1/namespaces`
+and reads `/api/v1/namespaces/x` as a namespace, not an object) and its object store (no resource
+versions, selectors, status isolation, generations, JSON-patch `test`, or garbage collection). This
+module translates HTTP to Store calls and back and never holds API semantics itself.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import aiohttp.web
+import attrs
+import kmock
+from kmock import KubernetesError
+
+from tests.kube import patches
+from tests.kube.resources import VERBS, Obj, ResourceType
+from tests.kube.selectors import field_selector, label_selector
+from tests.kube.store import Store, not_found
+from tests.kube.watching import watch_stream
+
+# (namespace, service name, port from the URL) -> the local TCP port to forward to, or None.
+ProxyResolver = Callable[[str, str, str], int | None]
+
+
+@dataclass
+class Call:
+    """One API request as RBAC would see it: `verb` on `group`/`resource`[/`subresource`]."""
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str
+    namespace: str | None
+    name: str | None
+    method: str
+    path: str
+    code: int | None = None  # the HTTP status answered (200 while a watch is streaming)
+
+
+@dataclass(frozen=True)
+class ApiPath:
+    group: str
+    version: str
+    plural: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None  # the first segment after the name: status, proxy, ...
+    subpath: str = ""  # everything after the subresource (the proxied path)
+
+
+def parse_path(path: str) -> ApiPath | None:
+    """`/api/v1/...` or `/apis/<group>/<version>/...`, namespaces included; None otherwise."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api" and len(parts) >= 2:
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis" and len(parts) >= 2:  # `/apis/<group>` too, for kmock's discovery
+        group, version, rest = parts[1], (parts[2:3] or [""])[0], parts[3:]
+    else:
+        return None
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] not in ("status", "finalize"):
+        namespace, rest = rest[1], rest[2:]
+    if not rest:
+        return ApiPath(group, version)
+    sub = rest[2] if len(rest) > 2 else None
+    subpath = ""
+    if len(rest) > 3:  # the proxied path keeps its trailing slash
+        subpath = "/" + "/".join(rest[3:]) + ("/" if path.endswith("/") else "")
+    name = rest[1] if len(rest) > 1 else None
+    return ApiPath(group, version, rest[0], namespace, name, sub, subpath)
+
+
+def verb_of(method: str, api: ApiPath, params: dict[str, str]) -> str:
+    if api.subresource == "proxy":
+        return {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}.get(method, method.lower())  # fmt: skip
+    if method == "GET":
+        watch = params.get("watch", "").lower() in ("true", "t", "1")  # Go's ParseBool
+        return "watch" if watch else "get" if api.name else "list"
+    if method == "DELETE":
+        return "delete" if api.name else "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+
+
+KMOCK_ACTIONS = {
+    "get": kmock.action.FETCH, "list": kmock.action.LIST, "watch": kmock.action.WATCH,
+    "create": kmock.action.CREATE, "patch": kmock.action.UPDATE, "delete": kmock.action.DELETE,
+}  # fmt: skip
+
+
+def reply(
+    payload: Any, status: int = 200, content_type: str = "application/json"
+) -> kmock.Response:
+    """Every answer sets its status and Content-Type explicitly: kmock 0.8 copies a returned
+    Response's status and headers onto the reaction's own Response, where they stay for the next
+    request (a 201 from a create would otherwise leak into the following patch)."""
+    return kmock.Response(status=status, payload=payload, headers={"Content-Type": content_type})
+
+
+def status_body(code: int, reason: str, message: str, details: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+            "code": code, "reason": reason, "message": message, "details": details or {}}  # fmt: skip
+
+
+@attrs.define(kw_only=True)
+class ApiHandler(kmock.KubernetesScaffold):
+    store: Store
+    calls: list[Call] = attrs.field(factory=list)
+    proxy_target: ProxyResolver | None = None
+    closing: bool = False
+    _session: aiohttp.ClientSession | None = None
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()  # kmock's discovery routes and its 404 catch-all
+        self.fallback[self._is_resource_request] << self._serve
+        self.store.types_changed.append(self._sync_discovery)
+        self._sync_discovery()
+
+    # --- kmock integration --------------------------------------------------------------------------
+
+    def _sync_discovery(self) -> None:
+        with self.store.lock:
+            self.resources.clear()
+            for rt in self.store.types():
+                self.resources[kmock.resource(rt.group, rt.version, rt.plural)] = kmock.ResourceInfo(
+                    kind=rt.kind, singular=rt.singular, namespaced=rt.namespaced, verbs=set(VERBS),
+                    shortnames=set(rt.short_names), categories=set(rt.categories),
+                    subresources={"status"} if rt.status_subresource else set(),
+                )  # fmt: skip
+
+    def _get_resources(self) -> list[kmock.resource]:
+        with self.store.lock:  # CRDs may be (un)registered from another thread meanwhile
+            return [res for res in self.resources if isinstance(res, kmock.resource)]
+
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
+        result = await super()._serve_version(request)
+        if isinstance(result, dict):  # kmock says "/v1" for the core group
+            result["groupVersion"] = result["groupVersion"].lstrip("/")
+        return result
+
+    @staticmethod
+    def _is_resource_request(request: kmock.Request) -> bool:
+        return request.resource is not None and request.resource.plural is not None
+
+    async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """kmock's own entry point parses the URL with a parser that breaks on namespaces; this one
+        builds the same `kmock.Request` from our parser and records the RBAC view of the call."""
+        body = await raw.read()
+        params = dict(raw.query)
+        api = parse_path(raw.path)
+        call: Call | None = None
+        verb = None
+        if api is not None and api.plural is not None:
+            verb = verb_of(raw.method, api, params)
+            call = Call(verb, api.group, api.plural, api.subresource or "", api.namespace, api.name,
+                        raw.method, raw.path)  # fmt: skip
+            self.calls.append(call)
+        try:
+            data = json.loads(body) if body else None
+        except ValueError:
+            data = None
+        url = raw.url
+        if api is None or api.plural is None:  # discovery: the Python client asks for `/apis/`
+            url = url.with_path(raw.path.rstrip("/") or "/")
+        request = kmock.Request(
+            id=len(self._requests), raw_request=raw, url=url, method=raw.method, params=params,
+            headers=dict(raw.headers), cookies=dict(raw.cookies), body=body,
+            text=body.decode(errors="replace"), data=data, action=KMOCK_ACTIONS.get(verb or ""),
+            resource=None if api is None else kmock.resource(
+                group=api.group, version=api.version or None, plural=api.plural
+            ),
+            namespace=None if api is None else api.namespace,
+            name=None if api is None else api.name,
+            subresource=None if api is None else api.subresource,
+        )  # fmt: skip
+        self._requests.append(request)
+        if call is not None and verb == "watch":
+            call.code = 200  # provisional: a watch is answered only when it ends
+        try:
+            response = await self._handle(request)
+        except Exception as exc:
+            prepared = exc.args[0] if exc.args else None  # kmock's wrapper for mid-stream errors
+            if isinstance(prepared, aiohttp.web.StreamResponse) and prepared.prepared:
+                response = prepared
+            else:
+                response = await self._render_error(exc)
+        if call is not None:
+            call.code = response.status
+        return response
+
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        if isinstance(exc, KubernetesError):
+            body = status_body(exc.status, exc.reason or "", exc.message or "", exc.details)
+            return aiohttp.web.json_response(body, status=exc.status)
+        message = "".join(traceback.format_exception(exc))
+        return aiohttp.web.json_response(status_body(500, "InternalError", message, {}), status=500)
+
+    async def close(self) -> None:
+        """End the open watch streams now (rather than at their next idle check) and the proxy."""
+        self.closing = True
+        self.store.notify()
+        if self._session is not None:
+            await self._session.close()
+
+    # --- the emulation ------------------------------------------------------------------------------
+
+    def _type(self, api: ApiPath) -> ResourceType:
+        rt = self.store.resolve(api.group, api.version, api.plural or "")
+        if rt is None or (api.namespace is not None and not rt.namespaced):
+            raise KubernetesError(
+                status=404, reason="NotFound", details={},
+                message="the server could not find the requested resource",
+            )  # fmt: skip
+        return rt
+
+    async def _serve(self, request: kmock.Request) -> kmock.Response:
+        result = await self._dispatch(request)
+        return result if isinstance(result, kmock.Response) else reply(result)
+
+    async def _dispatch(self, request: kmock.Request) -> Any:
+        api = parse_path(request.url.path)
+        assert api is not None and api.plural is not None  # guaranteed by _is_resource_request
+        rt = self._type(api)
+        method = request.method.value
+        if api.subresource == "proxy" and (rt.group, rt.plural) == ("", "services") and api.name:
+            return await self._proxy(request, rt, api)
+        if api.subresource not in (None, "status") or (
+            api.subresource == "status" and not rt.status_subresource
+        ):
+            raise KubernetesError(status=404, reason="NotFound", details={},
+                                  message="the server could not find the requested resource")  # fmt: skip
+        verb = verb_of(method, api, dict(request.params))
+        if "dryRun" in request.params:  # refused loudly rather than written for real
+            raise KubernetesError(status=400, reason="BadRequest", details={},
+                                  message="dryRun is not emulated")  # fmt: skip
+        if verb == "watch":
+            return reply(self._watch(request, rt, api))
+        if verb == "list":
+            return self._list(request, rt, api)
+        if verb == "get" and api.name:
+            obj = self.store.get(rt, api.namespace, api.name)
+            if obj is None:
+                raise not_found(rt, api.name)
+            return obj
+        if verb == "create" and not api.name:
+            return reply(self._create(request, rt, api), status=201)
+        if verb == "update" and api.name:
+            body = request.data if isinstance(request.data, dict) else {}
+            return self.store.update(rt, api.namespace, api.name, lambda current: body,
+                                     subresource=api.subresource)  # fmt: skip
+        if verb == "patch" and api.name:
+            return self._patch(request, rt, api)
+        if verb == "delete" and api.name:
+            return self._delete(request, rt, api.namespace, api.name)
+        if verb == "deletecollection":
+            items, _ = self.store.list_objects(rt, api.namespace, self._selector(request, rt))
+            deleted = [self._delete(request, rt, i["metadata"].get("namespace"), i["metadata"]["name"])
+                       for i in items]  # fmt: skip
+            return self._list_body(rt, deleted, self.store.resource_version)
+        raise KubernetesError(status=405, reason="MethodNotAllowed", details={},
+                              message="the server does not allow this method on the requested resource")  # fmt: skip
+
+    def _selector(self, request: kmock.Request, rt: ResourceType) -> Callable[[Obj], bool]:
+        labels = label_selector(request.params.get("labelSelector"))
+        fields = field_selector(request.params.get("fieldSelector"), rt.group, rt.plural)
+        return lambda obj: labels(obj) and fields(obj)
+
+    @staticmethod
+    def _list_body(rt: ResourceType, items: list[Obj], rv: int) -> Obj:
+        return {"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
+                "metadata": {"resourceVersion": str(rv)}, "items": items}  # fmt: skip
+
+    def _list(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Obj:
+        # `limit` is ignored, as the API allows: everything comes in one chunk with no `continue`.
+        items, rv = self.store.list_objects(rt, api.namespace, self._selector(request, rt))
+        return self._list_body(rt, items, rv)
+
+    def _watch(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> AsyncIterator[Any]:
+        selected = self._selector(request, rt)
+        named = api.name
+
+        def select(obj: Obj) -> bool:
+            return selected(obj) and named in (None, obj["metadata"]["name"])
+
+        raw = request._raw_request
+        assert raw is not None
+        return watch_stream(self.store, rt, api.namespace, select, dict(request.params), raw,
+                            stopped=lambda: self.closing)  # fmt: skip
+
+    def _create(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Obj:
+        body = request.data
+        if not isinstance(body, dict):
+            raise KubernetesError(status=400, reason="BadRequest", details={},
+                                  message="the request body is not a JSON object")  # fmt: skip
+        if rt.namespaced and api.namespace is None:
+            raise KubernetesError(status=405, reason="MethodNotAllowed", details={},
+                                  message=f"create {rt.plural} needs a namespace in the URL")  # fmt: skip
+        body_ns = body.get("metadata", {}).get("namespace")
+        if rt.namespaced and body_ns not in (None, "", api.namespace):
+            raise KubernetesError(
+                status=400, reason="BadRequest", details={},
+                message="the namespace of the provided object does not match the namespace sent "
+                "on the request",
+            )  # fmt: skip
+        return self.store.create(rt, api.namespace, body)
+
+    def _patch(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Obj:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        patch = request.data
+        apply: Callable[[Obj], Obj]
+        if content_type == patches.MERGE:
+            apply = lambda current: patches.merge_patch(current, patch)  # noqa: E731
+        elif content_type == patches.JSON:
+            apply = lambda current: patches.json_patch(current, patch)  # noqa: E731
+        elif content_type == patches.STRATEGIC and rt.builtin:
+            apply = lambda current: patches.strategic_merge(current, patch)  # noqa: E731
+        else:
+            accepted = [patches.JSON, patches.MERGE] + ([patches.STRATEGIC] if rt.builtin else [])
+            raise KubernetesError(
+                status=415, reason="UnsupportedMediaType", details={},
+                message=f"the body of the request was in an unknown format - accepted media types "
+                f"include: {', '.join(accepted)}",
+            )  # fmt: skip
+        assert api.name is not None
+        return self.store.update(rt, api.namespace, api.name, apply, subresource=api.subresource)
+
+    def _delete(self, request: kmock.Request, rt: ResourceType, ns: str | None, name: str) -> Obj:
+        options = request.data if isinstance(request.data, dict) else {}
+        propagation = request.params.get("propagationPolicy") or options.get("propagationPolicy")
+        preconditions = options.get("preconditions") or {}
+        return self.store.delete(
+            rt, ns, name, propagation=propagation or "Background",
+            precondition_rv=preconditions.get("resourceVersion"),
+        )  # fmt: skip
+
+    async def _proxy(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Any:
+        assert api.name is not None and api.namespace is not None
+        service, _, port = api.name.partition(":")
+        if self.store.get(rt, api.namespace, service) is None:
+            raise not_found(rt, service)
+        target = self.proxy_target(api.namespace, service, port) if self.proxy_target else None
+        unavailable = KubernetesError(
+            status=503, reason="ServiceUnavailable", details={"name": service, "kind": "services"},
+            message=f'no endpoints available for service "{service}"',
+        )  # fmt: skip
+        if target is None:
+            raise unavailable
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = f"http://127.0.0.1:{target}{api.subpath or '/'}"
+        forwarded = {k: v for k, v in request.headers.items()
+                     if k.lower() in ("content-type", "accept", "content-encoding")}  # fmt: skip
+        try:
+            async with self._session.request(
+                request.method.value, url, params=dict(request.params), data=request.body,
+                headers=forwarded, timeout=aiohttp.ClientTimeout(total=60),
+            ) as upstream:  # fmt: skip
+                payload = await upstream.read()
+                content_type = upstream.headers.get("Content-Type")
+                return reply(payload, upstream.status, content_type or "application/octet-stream")
+        except aiohttp.ClientConnectionError:
+            raise unavailable from None

@@ -1,0 +1,306 @@
+"""Run a pod template's first container as a local process: the controller's `process` behaviour.
+
+There is no container runtime here, so a "container" is `command + args` started on this machine
+with the container's `env`/`envFrom` (Secret and ConfigMap references resolved from the Store). Each
+declared `containerPort` gets a free local port: every occurrence of that number in args and env values
+is replaced by it, and `0.0.0.0` by `127.0.0.1`, so a server configured for the cluster listens where
+the test can reach it. The environment is the pod's own plus PATH (this venv's bin first), HOME, LANG
+and TMPDIR: nothing else leaks in from the test process, as nothing would in a cluster.
+
+Readiness follows the container's `readinessProbe` (`httpGet` or `tcpSocket`; 200-399 is success;
+`failureThreshold` consecutive failures make it unready); with no probe, the first declared port
+accepting connections counts as ready. `initialDelaySeconds` is ignored and periods are capped at 1 s.
+A process that exits is restarted with exponential backoff (1, 2, 4, 8 s), at most `max_restarts`
+times; meanwhile its pod reports `CrashLoopBackOff`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+
+Obj = dict[str, Any]
+Lookup = Callable[[str, str, str], Obj | None]  # (kind: "secrets" | "configmaps", namespace, name)
+BIN = Path(sys.executable).parent
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+class ConfigError(Exception):
+    """The pod cannot start its container yet (reported as `CreateContainerConfigError`)."""
+
+
+class StartError(Exception):
+    """The container's command cannot be run (reported as `RunContainerError`)."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    port: int
+    path: str | None  # None: a TCP connect probe
+    period: float
+    failure_threshold: int
+
+    def check(self) -> bool:
+        try:
+            if self.path is None:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}{self.path}", timeout=0.5) as rsp:
+                return 200 <= int(rsp.status) < 400
+        except urllib.error.HTTPError as exc:
+            return 200 <= exc.code < 400
+        except OSError:
+            return False
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    ports: dict[int, int]  # declared containerPort -> local port
+    named_ports: dict[str, int] = field(default_factory=dict)  # port name -> containerPort
+    probe: Probe | None = None
+
+    def local_port(self, port: int | str) -> int | None:
+        """The local port for a container port given by number or by name."""
+        number = self.named_ports.get(port) if isinstance(port, str) else port
+        if number is None and isinstance(port, str) and port.isdigit():
+            number = int(port)
+        return None if number is None else self.ports.get(number)
+
+
+def _rewrite(value: str, ports: Mapping[int, int]) -> str:
+    value = value.replace("0.0.0.0", "127.0.0.1")
+    for declared, local in ports.items():
+        value = re.sub(rf"(?<!\d){declared}(?!\d)", str(local), value)
+    return value
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    return _VAR.sub(lambda m: env.get(m[1], m[0]), value)
+
+
+def _ref_value(kind: str, ref: Obj, namespace: str, lookup: Lookup) -> str | None:
+    obj = lookup(kind, namespace, ref["name"])
+    what = "secret" if kind == "secrets" else "configmap"
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f'{what} "{ref["name"]}" not found')
+    data = obj.get("data") or {}
+    if ref["key"] not in data:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(
+            f"couldn't find key {ref['key']} in {what.title()} {namespace}/{ref['name']}"
+        )
+    value = data[ref["key"]]
+    return base64.b64decode(value).decode() if kind == "secrets" else str(value)
+
+
+def _env_from(container: Obj, namespace: str, lookup: Lookup) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        kind, ref = ("secrets", source["secretRef"]) if "secretRef" in source else (
+            "configmaps", source.get("configMapRef", {}))  # fmt: skip
+        obj = lookup(kind, namespace, ref.get("name", ""))
+        if obj is None and not ref.get("optional"):
+            raise ConfigError(
+                f'{"secret" if kind == "secrets" else "configmap"} "{ref.get("name")}" not found'
+            )
+        for key, value in ((obj or {}).get("data") or {}).items():
+            text = base64.b64decode(value).decode() if kind == "secrets" else str(value)
+            env[source.get("prefix", "") + key] = text
+    return env
+
+
+def _env(container: Obj, namespace: str, pod_name: str, lookup: Lookup) -> dict[str, str]:
+    env = _env_from(container, namespace, lookup)
+    fields = {"metadata.name": pod_name, "metadata.namespace": namespace,
+              "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}  # fmt: skip
+    for item in container.get("env", []):
+        source = item.get("valueFrom")
+        value: str | None
+        if source is None:
+            value = _expand(str(item.get("value", "")), env)
+        elif "secretKeyRef" in source:
+            value = _ref_value("secrets", source["secretKeyRef"], namespace, lookup)
+        elif "configMapKeyRef" in source:
+            value = _ref_value("configmaps", source["configMapKeyRef"], namespace, lookup)
+        elif "fieldRef" in source:
+            value = fields.get(source["fieldRef"].get("fieldPath", ""), "")
+        else:
+            raise ConfigError(f"unsupported valueFrom for {item['name']}: {sorted(source)}")
+        if value is not None:
+            env[item["name"]] = value
+    return env
+
+
+def _probe(container: Obj, launch_ports: dict[int, int], named: dict[str, int]) -> Probe | None:
+    spec = container.get("readinessProbe") or {}
+    period = min(float(spec.get("periodSeconds", 10)), 1.0)
+    threshold = int(spec.get("failureThreshold", 3))
+    action = spec.get("httpGet") or spec.get("tcpSocket")
+    if action is not None:
+        port = action.get("port", 0)
+        number = named.get(port, 0) if isinstance(port, str) and not port.isdigit() else int(port)
+        local = launch_ports.get(number, number)
+        return Probe(
+            local, action.get("path", "/") if "httpGet" in spec else None, period, threshold
+        )
+    if launch_ports:
+        return Probe(next(iter(launch_ports.values())), None, period, threshold)
+    return None
+
+
+def plan_launch(
+    template: Obj, namespace: str, pod_name: str, lookup: Lookup, extra_env: Mapping[str, str]
+) -> Launch:
+    """How to run the template's first container here; raises ConfigError/StartError as a kubelet
+    would report them."""
+    container = template["spec"]["containers"][0]
+    declared = [p for p in container.get("ports", []) if "containerPort" in p]
+    ports = {int(p["containerPort"]): free_port() for p in declared}
+    named = {p["name"]: int(p["containerPort"]) for p in declared if p.get("name")}
+    env = {k: _rewrite(v, ports) for k, v in _env(container, namespace, pod_name, lookup).items()}
+    command = [*container.get("command", []), *container.get("args", [])]
+    if not container.get("command"):
+        raise StartError("the process behaviour needs the container's `command` (no image here)")
+    argv = [_rewrite(_expand(str(arg), env), ports) for arg in command]
+    search = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    executable = shutil.which(argv[0], path=search)
+    if executable is None:
+        raise StartError(f'exec: "{argv[0]}": executable file not found in $PATH')
+    base = {"PATH": search, "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
+            "TMPDIR": os.environ.get("TMPDIR", "/tmp")}  # fmt: skip
+    return Launch(
+        argv=[executable, *argv[1:]],
+        env={**base, **env, **extra_env},
+        ports=ports,
+        named_ports=named,
+        probe=_probe(container, ports, named),
+    )
+
+
+class ContainerProcess:
+    """One container process: started, probed, restarted with backoff, and finally stopped."""
+
+    def __init__(self, launch: Launch, log_path: Path, *, max_restarts: int = 5) -> None:
+        self.launch = launch
+        self.log_path = log_path
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.ready = False
+        self.last_exit_code: int | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
+        self._next_start = 0.0
+        self._next_probe = 0.0
+        self._failures = 0
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None
+
+    def tick(self, now: float) -> None:
+        if self.popen is None:
+            if self.restarts <= self.max_restarts and now >= self._next_start:
+                self._spawn()
+            return
+        code = self.popen.poll()
+        if code is not None:
+            self.last_exit_code, self.popen, self.ready = code, None, False
+            self.restarts += 1
+            self._next_start = now + min(8.0, 2.0 ** (self.restarts - 1))
+            return
+        if now >= self._next_probe:
+            self._probe(now)
+
+    def _probe(self, now: float) -> None:
+        probe = self.launch.probe
+        if probe is None:
+            self.ready = True
+            return
+        if probe.check():
+            self.ready, self._failures = True, 0
+        else:
+            self._failures += 1
+            if self._failures >= probe.failure_threshold:
+                self.ready = False
+        self._next_probe = now + (probe.period if self.ready else 0.2)
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"# kube-emulator: starting {self.launch.argv}\n".encode())
+            log.flush()
+            try:
+                self.popen = subprocess.Popen(
+                    self.launch.argv, env=self.launch.env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, cwd=self.log_path.parent, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:  # e.g. not executable: counts as a crash, like a failed start
+                log.write(f"# kube-emulator: {exc}\n".encode())
+                self.last_exit_code, self.restarts = 128, self.restarts + 1
+                self._next_start = time.monotonic() + min(8.0, 2.0 ** (self.restarts - 1))
+        self._failures, self.ready, self._next_probe = 0, False, 0.0
+
+    def detach(self) -> subprocess.Popen[bytes] | None:
+        """Stop managing the process and hand it over for termination (see `Reaper`)."""
+        popen, self.popen, self.ready = self.popen, None, False
+        self.restarts = self.max_restarts + 1  # never restarts again
+        return popen
+
+
+class Reaper:
+    """Terminates processes without blocking the controller: SIGTERM to the process group now,
+    SIGKILL once `grace` seconds have passed."""
+
+    def __init__(self, grace: float = 3.0) -> None:
+        self.grace = grace
+        self._dying: list[tuple[subprocess.Popen[bytes], float]] = []
+
+    def terminate(self, popen: subprocess.Popen[bytes] | None, now: float) -> None:
+        if popen is not None and popen.poll() is None:
+            _signal(popen, signal.SIGTERM)
+            self._dying.append((popen, now + self.grace))
+
+    def reap(self, now: float) -> None:
+        alive = []
+        for popen, deadline in self._dying:
+            if popen.poll() is None and now >= deadline:
+                _signal(popen, signal.SIGKILL)
+                popen.wait(5)
+            elif popen.poll() is None:
+                alive.append((popen, deadline))
+        self._dying = alive
+
+    def wait_all(self) -> None:
+        for popen, deadline in self._dying:
+            try:
+                popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(popen, signal.SIGKILL)
+                popen.wait(5)
+        self._dying = []
+
+
+def _signal(popen: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(popen.pid, sig)

@@ -1,0 +1,401 @@
+"""The emulated API server's storage: objects, resource versions, the watch history and deletion.
+
+This is where API *semantics* live, independent of HTTP: `resourceVersion` is one global counter;
+`metadata.generation` moves only when something outside metadata (and outside status, where status is
+a subresource) changes; writes that change nothing are no-ops, as in a real API server (a watcher sees
+no event, so an operator that patches what it already wrote does not loop); deletion of an object with
+finalizers only stamps `deletionTimestamp`; removal cascades to dependents through ownerReferences
+(background propagation), or orphans them. Every method is thread-safe (one re-entrant lock), so the
+HTTP handler, the deployment controller and the test itself can all write concurrently.
+
+Stored dicts are never mutated in place: every write stores a fresh dict, so the watch history can
+keep references to old states and hand them out read-only.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kmock import KubernetesError
+
+from tests.kube.garbage import GarbageCollector, Key
+from tests.kube.resources import (
+    BUILTINS,
+    CRD_GROUP,
+    Obj,
+    ResourceType,
+    crd_status,
+    crd_types,
+    default_and_validate,
+    random_suffix,
+)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _details(rt: ResourceType, name: str) -> Obj:
+    """The `details` of a Status about one object; the core group is left out, as the API does."""
+    return {"name": name, **({"group": rt.group} if rt.group else {}), "kind": rt.plural}
+
+
+def not_found(rt: ResourceType, name: str) -> KubernetesError:
+    return KubernetesError(
+        status=404, reason="NotFound", message=f'{rt.group_resource} "{name}" not found',
+        details=_details(rt, name),
+    )  # fmt: skip
+
+
+def conflict(rt: ResourceType, name: str) -> KubernetesError:
+    return KubernetesError(
+        status=409, reason="Conflict",
+        message=f'Operation cannot be fulfilled on {rt.group_resource} "{name}": the object has '
+        "been modified; please apply your changes to the latest version and try again",
+        details=_details(rt, name),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the watch history: what a watcher of `group/plural` would be told."""
+
+    rv: int
+    type: str  # ADDED, MODIFIED, DELETED
+    group: str
+    plural: str
+    obj: Obj
+    old: Obj | None
+
+
+class Gone(Exception):
+    """The requested resourceVersion is older than the kept history (watchers answer 410)."""
+
+
+class Store(GarbageCollector):
+    def __init__(self, *, history: int = 20_000) -> None:
+        self.lock = threading.RLock()
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._objects: dict[Key, Obj] = {}
+        self._uids: dict[str, Key] = {}
+        self._history: deque[Change] = deque(maxlen=history)
+        self._rv = 0
+        self._listeners: list[Callable[[], None]] = []
+        self.types_changed: list[Callable[[], None]] = []
+        for rt in BUILTINS:
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+
+    # --- resource types -----------------------------------------------------------------------------
+
+    def types(self) -> list[ResourceType]:
+        with self.lock:
+            return list(self._types.values())
+
+    def resolve(self, group: str, version: str, plural: str) -> ResourceType | None:
+        with self.lock:
+            return self._types.get((group, version, plural))
+
+    def find(self, api_version: str, kind_or_plural: str) -> ResourceType:
+        group, _, version = api_version.rpartition("/")
+        with self.lock:
+            for rt in self._types.values():
+                if (rt.group, rt.version) == (group, version) and kind_or_plural in (
+                    rt.kind, rt.plural, rt.singular
+                ):  # fmt: skip
+                    return rt
+        raise KeyError(
+            f"the server doesn't have a resource type {kind_or_plural!r} in {api_version}"
+        )
+
+    def _sync_crd_types(self) -> None:
+        served = {(rt.group, rt.version, rt.plural): rt for rt in BUILTINS}
+        for key, crd in self._objects.items():
+            if key[:2] == (CRD_GROUP, "customresourcedefinitions"):
+                served.update({(rt.group, rt.version, rt.plural): rt for rt in crd_types(crd)})
+        if served != self._types:
+            self._types = served
+            for callback in self.types_changed:
+                callback()
+
+    # --- notifications and history ------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake every listener, as a write would."""
+        with self.lock:
+            for listener in list(self._listeners):
+                listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        with self.lock:
+            self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        with self.lock:
+            self._listeners.remove(listener)
+
+    @property
+    def resource_version(self) -> int:
+        with self.lock:
+            return self._rv
+
+    def changes_since(self, rv: int) -> list[Change]:
+        with self.lock:
+            if self._history and rv < self._history[0].rv - 1:
+                raise Gone(rv)
+            return [change for change in self._history if change.rv > rv]
+
+    def _record(self, kind: str, key: Key, obj: Obj, old: Obj | None) -> None:
+        self._history.append(Change(self._rv, kind, key[0], key[1], obj, old))
+        self.notify()
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def key(rt: ResourceType, namespace: str | None, name: str) -> Key:
+        return (rt.group, rt.plural, namespace or "" if rt.namespaced else "", name)
+
+    def _view(self, rt: ResourceType, obj: Obj) -> Obj:
+        """A private copy, shown under the version it was asked for (versions share storage)."""
+        result = copy.deepcopy(obj)
+        result["apiVersion"] = rt.api_version
+        return result
+
+    def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        with self.lock:
+            obj = self._objects.get(self.key(rt, namespace, name))
+            return None if obj is None else self._view(rt, obj)
+
+    def list_objects(
+        self, rt: ResourceType, namespace: str | None, match: Callable[[Obj], bool] = bool
+    ) -> tuple[list[Obj], int]:
+        """Objects of one kind (all namespaces if `namespace` is None) and the list's version."""
+        with self.lock:
+            items = [
+                self._view(rt, obj)
+                for (group, plural, ns, _), obj in sorted(self._objects.items())
+                if (group, plural) == (rt.group, rt.plural) and namespace in (None, ns)
+                and match(obj)
+            ]  # fmt: skip
+            return items, self._rv
+
+    # --- writes -------------------------------------------------------------------------------------
+
+    def create(self, rt: ResourceType, namespace: str | None, body: Obj) -> Obj:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        with self.lock:
+            if rt.namespaced:
+                namespace = namespace or meta.get("namespace") or "default"
+                self._check_namespace(namespace)
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
+            if not meta.get("name"):
+                if not meta.get("generateName"):
+                    raise KubernetesError(
+                        status=422, reason="Invalid", details={"kind": rt.kind},
+                        message=f"{rt.kind} is invalid: metadata.name: Required value: "
+                        "name or generateName is required",
+                    )  # fmt: skip
+                meta["name"] = meta["generateName"] + random_suffix()
+            key = self.key(rt, namespace, meta["name"])
+            if key in self._objects:
+                raise KubernetesError(
+                    status=409, reason="AlreadyExists",
+                    message=f'{rt.group_resource} "{meta["name"]}" already exists',
+                    details=_details(rt, meta["name"]),
+                )  # fmt: skip
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+                meta.pop(field, None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_iso()
+            if rt.has_generation:
+                meta["generation"] = 1
+            if rt.status_subresource:
+                obj.pop("status", None)
+            default_and_validate(rt, obj)
+            if (rt.group, rt.plural) == (CRD_GROUP, "customresourcedefinitions"):
+                obj["status"] = crd_status(obj, meta["creationTimestamp"])
+            meta["resourceVersion"] = self._next_rv()
+            self._objects[key] = obj
+            self._uids[meta["uid"]] = key
+            self._record("ADDED", key, obj, None)
+            if rt.group == CRD_GROUP:
+                self._sync_crd_types()
+            if meta.get("ownerReferences"):
+                self.collect_garbage()
+            return self._view(rt, obj)
+
+    def _check_namespace(self, namespace: str) -> None:
+        ns = self._objects.get(("", "namespaces", "", namespace))
+        if ns is None:
+            raise KubernetesError(
+                status=404, reason="NotFound", message=f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            )  # fmt: skip
+        if ns["metadata"].get("deletionTimestamp"):
+            raise KubernetesError(
+                status=403, reason="Forbidden", details={"name": namespace, "kind": "namespaces"},
+                message=f"unable to create new content in namespace {namespace} because it is "
+                "being terminated",
+            )  # fmt: skip
+
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        change: Callable[[Obj], Obj],
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
+        """Read-modify-write under the lock: `change` gets the current object (a copy) and returns
+        the wanted one. A PUT, any PATCH and the controllers all come through here."""
+        with self.lock:
+            key = self.key(rt, namespace, name)
+            current = self._objects.get(key)
+            if current is None:
+                raise not_found(rt, name)
+            wanted = change(self._view(rt, current))
+            if not isinstance(wanted, dict):
+                raise KubernetesError(status=400, reason="BadRequest", details={},
+                                      message="the patched object is not a JSON object")  # fmt: skip
+            wanted_meta = wanted.get("metadata") or {}
+            rv = wanted_meta.get("resourceVersion")
+            if rv not in (None, "", current["metadata"]["resourceVersion"]):
+                raise conflict(rt, name)
+            if wanted_meta.get("name", name) != name:
+                raise KubernetesError(
+                    status=400, reason="BadRequest", details={"name": name, "kind": rt.plural},
+                    message=f"the name of the object ({wanted_meta.get('name')}) does not match "
+                    f"the name on the URL ({name})",
+                )  # fmt: skip
+            return self._write(rt, key, current, wanted, subresource)
+
+    def _write(
+        self, rt: ResourceType, key: Key, current: Obj, wanted: Obj, subresource: str | None
+    ) -> Obj:
+        if subresource == "status":
+            new = copy.deepcopy(current)
+            if "status" in wanted:
+                new["status"] = copy.deepcopy(wanted["status"])
+            else:
+                new.pop("status", None)
+        elif subresource is None:
+            new = copy.deepcopy(wanted)
+            old_meta, meta = current["metadata"], new.setdefault("metadata", {})
+            for field in ("uid", "creationTimestamp", "deletionTimestamp",
+                          "deletionGracePeriodSeconds", "generation", "name", "namespace"):  # fmt: skip
+                if field in old_meta:
+                    meta[field] = old_meta[field]
+                else:
+                    meta.pop(field, None)
+            if rt.status_subresource:
+                if "status" in current:
+                    new["status"] = copy.deepcopy(current["status"])
+                else:
+                    new.pop("status", None)
+            if old_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers", [])) - set(old_meta.get("finalizers", []))
+                if added:
+                    raise KubernetesError(
+                        status=422, reason="Invalid", details={"name": key[3], "kind": rt.kind},
+                        message=f'{rt.kind} "{key[3]}" is invalid: metadata.finalizers: Forbidden: '
+                        "no new finalizers can be added if the object is being deleted",
+                    )  # fmt: skip
+            default_and_validate(rt, new)
+        else:
+            raise KubernetesError(status=404, reason="NotFound", details={"kind": rt.plural},
+                                  message=f"{rt.plural}/{subresource} is not served")  # fmt: skip
+        new["apiVersion"], new["kind"] = current["apiVersion"], current["kind"]
+        new["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        if rt.has_generation and _spec_of(rt, new) != _spec_of(rt, current):
+            new["metadata"]["generation"] = current["metadata"].get("generation", 0) + 1
+        if new == current:
+            return self._view(rt, current)  # a no-op write: no new version, no watch event
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        self._objects[key] = new
+        self._record("MODIFIED", key, new, current)
+        if rt.group == CRD_GROUP:
+            self._sync_crd_types()
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            self._remove(key)
+        elif new["metadata"].get("deletionTimestamp"):
+            self.collect_garbage()  # `orphan` / `foregroundDeletion` finalizers may now proceed
+        return self._view(rt, new)
+
+    def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str = "Background",
+        precondition_rv: str | None = None,
+    ) -> Obj:
+        with self.lock:
+            key = self.key(rt, namespace, name)
+            current = self._objects.get(key)
+            if current is None:
+                raise not_found(rt, name)
+            if precondition_rv and precondition_rv != current["metadata"]["resourceVersion"]:
+                raise conflict(rt, name)
+            if current["metadata"].get("deletionTimestamp"):
+                return self._view(rt, current)
+            finalizers = list(current["metadata"].get("finalizers", []))
+            extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
+            if extra and extra not in finalizers and self._dependents(current):
+                finalizers.append(extra)
+            if rt.plural == "namespaces" and not rt.group:
+                finalizers = finalizers or ["kubernetes"]
+            if not finalizers:
+                self._remove(key)
+                return self._view(rt, current)
+            new = copy.deepcopy(current)
+            meta = new["metadata"]
+            meta.update(deletionTimestamp=now_iso(), deletionGracePeriodSeconds=0)
+            meta["finalizers"] = finalizers
+            if rt.has_generation:
+                meta["generation"] = meta.get("generation", 0) + 1
+            if rt.plural == "namespaces" and not rt.group:
+                new.setdefault("status", {})["phase"] = "Terminating"
+            meta["resourceVersion"] = self._next_rv()
+            self._objects[key] = new
+            self._record("MODIFIED", key, new, current)
+            self.collect_garbage()
+            return self._view(rt, new)
+
+    def _remove(self, key: Key) -> None:
+        obj = self._objects.pop(key)
+        self._uids.pop(obj["metadata"]["uid"], None)
+        self._next_rv()
+        gone = copy.deepcopy(obj)
+        gone["metadata"]["resourceVersion"] = str(self._rv)
+        self._record("DELETED", key, gone, obj)
+        if key[0] == CRD_GROUP:
+            self._drop_custom_resources(obj)
+            self._sync_crd_types()
+        self.collect_garbage()
+
+    def _drop_custom_resources(self, crd: Obj) -> None:
+        """A deleted CRD takes its objects with it (at once: their finalizers are not waited for)."""
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        for key in [k for k in self._objects if k[:2] == (group, plural)]:
+            self._remove(key)
+
+
+def _spec_of(rt: ResourceType, obj: Obj) -> Obj:
+    """What `metadata.generation` tracks: everything but metadata (and status, if a subresource)."""
+    skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
+    return {key: value for key, value in obj.items() if key not in skip}
