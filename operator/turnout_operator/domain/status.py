@@ -1,0 +1,150 @@
+"""The `ModelDeployment` status: what users read, and all the state a rollout needs to resume.
+
+The operator keeps no state of its own: everything a reconcile needs beyond the cluster objects is
+here (the rollout in progress, pending scale-downs, rejected versions, history), so an operator
+restarted at any point picks up where the last one stopped.
+
+Conditions follow the Kubernetes API conventions: CamelCase reasons from `reasons.py`,
+`lastTransitionTime` kept while the condition's status does not change, `observedGeneration`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from turnout_operator.domain.spec import Color, Phase
+from turnout_operator.domain.spec import _Model as _Frozen
+
+HISTORY_LIMIT = 20
+ConditionStatus = Literal["True", "False", "Unknown"]
+Outcome = Literal["Promoted", "Aborted", "Superseded", "RolledBack", "Retired"]
+
+
+class _Model(_Frozen):
+    """Status models are mutable: the planner edits a deep copy and writes it back once."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+    )
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, to the second, as the API server writes times."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class Condition(_Model):
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class HistoryEntry(_Model):
+    """One version's time in a color: promoted (or not), retired, and how it ended."""
+
+    version: str
+    color: Color
+    promoted_at: str | None = None
+    retired_at: str | None = None
+    outcome: Outcome
+    reason: str = ""
+
+
+class Endpoints(_Model):
+    active: str | None = None
+    preview: str | None = None
+
+
+class Rollout(_Model):
+    """The rollout in progress: a version deployed to the idle color, not yet active."""
+
+    version: str
+    color: Color
+    model_uri: str
+    run_id: str | None = None
+    started_at: str
+    ready_at: str | None = Field(None, description="When the preview first had all pods available.")
+    smoke: Literal["Passed", "Failed"] | None = None
+    smoke_message: str = ""
+    promote: bool = Field(False, description="Promotion requested by the promote annotation.")
+    scaled_up_at: str | None = Field(None, description="When it was scaled to full replicas.")
+
+
+class ScaleDown(_Model):
+    """A color to scale to zero once `at` has passed (the old active, or an aborted preview)."""
+
+    color: Color
+    version: str
+    at: str
+    after: Literal["Promotion", "Abort"]
+    run_id: str | None = None
+
+
+class ModelDeploymentStatus(_Model):
+    phase: Phase = "Pending"
+    observed_generation: int | None = None
+    message: str = ""
+    desired_version: str | None = None
+    active_version: str | None = None
+    active_color: Color | None = None
+    preview_version: str | None = None
+    preview_color: Color | None = None
+    model_uri: str | None = None
+    run_id: str | None = None
+    rejected_versions: list[str] = Field(default_factory=list)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    rollout: Rollout | None = None
+    scale_downs: list[ScaleDown] = Field(default_factory=list)
+    resolved_at: str | None = Field(None, description="When the registry was last asked.")
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """The conditions with `type_` set; its lastTransitionTime moves only when status changes."""
+    previous = next((c for c in conditions if c.type == type_), None)
+    since = (
+        previous.last_transition_time
+        if previous is not None and previous.status == status
+        else timestamp(now)
+    )
+    updated = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    others = [c for c in conditions if c.type != type_]
+    return sorted([*others, updated], key=lambda c: _CONDITION_ORDER.get(c.type, 99))
+
+
+_CONDITION_ORDER = {"Ready": 0, "Progressing": 1, "ModelResolved": 2, "Degraded": 3}
+
+
+def add_history(history: list[HistoryEntry], entry: HistoryEntry) -> list[HistoryEntry]:
+    """Newest first, at most HISTORY_LIMIT entries."""
+    return [entry, *history][:HISTORY_LIMIT]
