@@ -79,7 +79,8 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
         "--default-artifact-root", str(home / "artifacts"), "--workers", "1",
-    ], home / "server.log"), home / "server.log")  # fmt: skip
+    ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        home / "server.log")  # fmt: skip
     try:
         wait_until(lambda: httpx.get(f"{uri}/health").status_code == 200, timeout=120,
                    interval=0.5, what="the MLflow tracking server")  # fmt: skip
