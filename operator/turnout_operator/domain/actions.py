@@ -44,12 +44,15 @@ class SmokeTest:
     version: str
 
 
+VersionState = Literal["active", "preview", "rejected", "retired"]
+
+
 @dataclass(frozen=True)
 class TagVersion:
     """Record the deployment state on the MLflow model version (`turnout.dev/<ns>.<name>`)."""
 
     version: str
-    state: Literal["active", "preview", "rejected", "retired"]
+    state: VersionState
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,86 @@
+"""`turnout-operator run`: the operator, in a cluster (in-cluster config) or outside it
+(KUBECONFIG), watching the namespaces given or all of them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from turnout_operator.settings import OperatorSettings
+
+log = logging.getLogger("turnout_operator")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="turnout-operator", description=__doc__)
+    commands = p.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="Run the operator.")
+    run.add_argument("-n", "--namespace", action="append", dest="namespaces",
+                     help="Watch this namespace (repeatable).")  # fmt: skip
+    run.add_argument("-A", "--all-namespaces", action="store_true", default=None,
+                     help="Watch every namespace (needs the cluster-wide RBAC).")  # fmt: skip
+    run.add_argument("--tracking-uri", help="Default MLflow tracking URI.")
+    run.add_argument("--serving-image", help="Default turnout-serve image.")
+    run.add_argument("--metrics-port", type=int, help="Port of /metrics (0: off).")
+    run.add_argument("--liveness", metavar="URL", help="Serve kopf's liveness probe at this URL.")
+    run.add_argument("--log-level")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in vars(args).items()
+        if value is not None and key in OperatorSettings.model_fields
+    }
+    settings = OperatorSettings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    if not settings.namespaces and not settings.all_namespaces:
+        log.error("name the namespaces to watch (--namespace, repeatable) or --all-namespaces")
+        return 2
+    return _run(settings, args.liveness)
+
+
+def _run(settings: OperatorSettings, liveness: str | None) -> int:
+    import kopf
+    from kubernetes import client, config
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from turnout_operator import handlers  # noqa: F401  (registers the handlers)
+    from turnout_operator.kube import Kube
+    from turnout_operator.metrics import OperatorMetrics
+    from turnout_operator.reconcile import Reconciler
+    from turnout_operator.registry import ModelRegistry
+
+    try:
+        config.load_incluster_config()
+        in_cluster = True
+    except config.ConfigException:
+        config.load_kube_config()
+        in_cluster = False
+    registry = CollectorRegistry()
+    metrics = OperatorMetrics(registry)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=registry)
+    reconciler = Reconciler(
+        kube=Kube(client.ApiClient()), registries=ModelRegistry, settings=settings,
+        metrics=metrics, in_cluster=in_cluster,
+    )  # fmt: skip
+    watched = "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces)
+    log.info("watching %s (%s)", watched, "in cluster" if in_cluster else "out of cluster")
+    kopf.run(
+        standalone=True,
+        clusterwide=settings.all_namespaces,
+        namespaces=() if settings.all_namespaces else settings.namespaces,
+        memo=kopf.Memo(reconciler=reconciler),
+        liveness_endpoint=liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

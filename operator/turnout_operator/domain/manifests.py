@@ -1,0 +1,209 @@
+"""Builders of the objects a ModelDeployment owns: one Deployment per color, two Services.
+
+Plain dicts from arguments only (no settings or environment look-ups), so a test states exactly
+what a pod runs. The pods run `turnout-serve` configured through `TURNOUT_*` environment
+variables; the registry credentials come from the user's Secret by reference (`envFrom`), never
+copied into the Deployment. Pods run as non-root with a read-only root filesystem; the model
+cache and /tmp are emptyDir volumes.
+
+Selectors use only the ModelDeployment's name and the color, which never change for an object;
+the served version is a pod label (for people and dashboards) and part of the template.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from turnout_operator.domain.spec import Color, ModelDeploymentSpec
+
+PORT = 8080
+CACHE_DIR = "/var/cache/turnout"
+TOKENS_DIR = "/etc/turnout/auth"
+NAME_LABEL = "turnout.dev/model-deployment"
+COLOR_LABEL = "turnout.dev/color"
+VERSION_LABEL = "turnout.dev/model-version"
+HASH_ANNOTATION = "turnout.dev/template-hash"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "turnout"}
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """What the operator's settings supply when the spec leaves it out."""
+
+    image: str
+    tracking_uri: str
+
+
+def deployment_name(name: str, color: Color) -> str:
+    return f"{name}-{color}"
+
+
+def service_name(name: str, role: str) -> str:
+    return name if role == "active" else f"{name}-preview"
+
+
+def selector(name: str, color: Color) -> dict[str, str]:
+    return {NAME_LABEL: name, COLOR_LABEL: color}
+
+
+def labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "turnout-serve", "app.kubernetes.io/instance": name,
+            NAME_LABEL: name, **MANAGED_BY}  # fmt: skip
+
+
+def build_deployment(
+    name: str,
+    namespace: str,
+    color: Color,
+    version: str,
+    model_uri: str,
+    replicas: int,
+    spec: ModelDeploymentSpec,
+    defaults: Defaults,
+) -> dict[str, Any]:
+    template = _pod_template(name, color, version, model_uri, spec, defaults)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(name, color),
+            "namespace": namespace,
+            "labels": {**labels(name), COLOR_LABEL: color, VERSION_LABEL: version},
+            "annotations": {HASH_ANNOTATION: template_hash(template)},
+        },
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 2,
+            "selector": {"matchLabels": selector(name, color)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": template,
+        },
+    }
+
+
+def build_service(name: str, namespace: str, role: str, color: Color) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(name, role),
+            "namespace": namespace,
+            "labels": {**labels(name), "turnout.dev/service-role": role},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name, color),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def template_hash(template: dict[str, Any]) -> str:
+    """Stable digest of a pod template: an unchanged hash means nothing to patch."""
+    canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _pod_template(
+    name: str,
+    color: Color,
+    version: str,
+    model_uri: str,
+    spec: ModelDeploymentSpec,
+    defaults: Defaults,
+) -> dict[str, Any]:
+    t = spec.template
+    pod: dict[str, Any] = {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [_container(color, model_uri, spec, defaults)],
+        "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "terminationGracePeriodSeconds": 40,  # turnout-serve drains for up to 30 s on SIGTERM
+    }
+    if spec.auth.token_secret:
+        pod["volumes"].append({"name": "tokens", "secret": {"secretName": spec.auth.token_secret}})
+    optional = {
+        "nodeSelector": t.node_selector,
+        "tolerations": t.tolerations,
+        "affinity": t.affinity,
+        "serviceAccountName": t.service_account_name,
+        "imagePullSecrets": t.image_pull_secrets,
+    }
+    pod.update({key: value for key, value in optional.items() if value})
+    return {
+        "metadata": {
+            "labels": {
+                **(t.pod_labels or {}),
+                **labels(name),
+                COLOR_LABEL: color,
+                VERSION_LABEL: version,
+            },
+            "annotations": {
+                **(t.pod_annotations or {}),
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": pod,
+    }
+
+
+def _container(
+    color: Color, model_uri: str, spec: ModelDeploymentSpec, defaults: Defaults
+) -> dict[str, Any]:
+    drift = spec.monitoring.drift
+    env = [
+        {"name": "TURNOUT_MODEL_URI", "value": model_uri},
+        {"name": "TURNOUT_HOST", "value": "0.0.0.0"},
+        {"name": "TURNOUT_PORT", "value": str(PORT)},
+        {"name": "TURNOUT_COLOR", "value": color},
+        {"name": "TURNOUT_CACHE_DIR", "value": CACHE_DIR},
+        {"name": "TURNOUT_DRIFT_ENABLED", "value": "true" if drift.enabled else "false"},
+        {"name": "TURNOUT_DRIFT_WINDOW_ROWS", "value": str(drift.window_size)},
+        {"name": "MLFLOW_TRACKING_URI",
+         "value": spec.registry.tracking_uri or defaults.tracking_uri},
+    ]  # fmt: skip
+    mounts: list[dict[str, Any]] = [
+        {"name": "cache", "mountPath": CACHE_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    if spec.auth.token_secret:
+        env.append({"name": "TURNOUT_AUTH_TOKEN_FILE", "value": f"{TOKENS_DIR}/tokens"})
+        mounts.append({"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": spec.template.image or defaults.image,
+        "command": ["turnout-serve"],
+        "env": [*env, *spec.template.env],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "readinessProbe": _probe("/v2/health/ready", period=2, failures=3),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        # Loading a large model can take minutes: liveness waits for the first live answer.
+        "startupProbe": _probe("/v2/health/live", period=2, failures=150),
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if spec.registry.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.registry.credentials_secret}}]
+    if spec.template.resources:
+        container["resources"] = spec.template.resources
+    return container
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }

@@ -1,0 +1,95 @@
+"""kopf glue: one daemon per ModelDeployment runs its reconciles, one at a time.
+
+A daemon sleeps until its next timer (from the planner), a resync, or a wake-up: any change to
+the ModelDeployment itself (spec, annotations) or to the Deployments and Pods it owns wakes it at
+once. So a rollout advances as soon as the cluster moves, reconciles of one object never overlap,
+and nothing is lost across operator restarts (all state is in the status and the cluster).
+
+The reconcile itself (`reconcile.Reconciler`) is synchronous and runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from turnout_operator.domain.manifests import MANAGED_BY, NAME_LABEL
+from turnout_operator.domain.spec import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("turnout_operator")
+ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
+
+
+def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
+    wakers: dict[tuple[str, str], asyncio.Event] = memo.setdefault("wakers", {})
+    return wakers
+
+
+def wake(memo: Any, namespace: str | None, name: str | None) -> None:
+    if namespace and name:
+        waker = _wakers(memo).get((namespace, name))
+        if waker is not None:
+            waker.set()
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
+async def run(
+    stopped: kopf.DaemonStopped, name: str, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    assert namespace is not None  # the resource is namespaced
+    reconciler = memo["reconciler"]
+    waker = _wakers(memo).setdefault((namespace, name), asyncio.Event())
+    failures = 0
+    try:
+        while not stopped:
+            waker.clear()
+            try:
+                delay = await asyncio.to_thread(reconciler.reconcile, namespace, name)
+                failures = 0
+            except Exception:
+                log.exception("reconcile of %s/%s failed", namespace, name)
+                reconciler.metrics.errors.inc()
+                delay = ERROR_BACKOFF_SECONDS[min(failures, len(ERROR_BACKOFF_SECONDS) - 1)]
+                failures += 1
+            resync = reconciler.settings.resync_seconds
+            timeout = resync if delay is None else min(delay, resync)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout)
+    finally:
+        _wakers(memo).pop((namespace, name), None)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def model_deployment_changed(
+    name: str, namespace: str | None, memo: Any, type: str, **_: Any
+) -> None:
+    if type == "DELETED" and namespace is not None:
+        memo["reconciler"].metrics.phase(namespace, name, None)
+    wake(memo, namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED_BY)
+async def deployment_changed(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    wake(memo, namespace, labels.get(NAME_LABEL))
+
+
+@kopf.on.event("", "v1", "pods", labels=MANAGED_BY)
+async def pod_changed(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    wake(memo, namespace, labels.get(NAME_LABEL))
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our own Events say what happened; kopf's per-handler events would only add noise.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330

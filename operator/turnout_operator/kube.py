@@ -1,0 +1,262 @@
+"""The operator's one Kubernetes adapter: read what the planner observes, carry out its actions.
+
+Synchronous (the official client is); the kopf glue calls it from a worker thread, never on the
+event loop. Writes are idempotent: a Deployment is patched only when its template hash, replicas
+or labels differ; a Service only when its selector does. The client sends a dict patch as a
+JSON merge patch to custom resources (a real API server answers a strategic-merge patch on them
+with 415) and as a strategic merge to built-in kinds; a changed Deployment is replaced whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from turnout_operator.domain.manifests import (
+    HASH_ANNOTATION,
+    NAME_LABEL,
+    VERSION_LABEL,
+    deployment_name,
+    service_name,
+)
+from turnout_operator.domain.observed import ColorState, SmokeResult
+from turnout_operator.domain.spec import COLORS, GROUP, KIND, PLURAL, VERSION, Color
+
+log = logging.getLogger("turnout_operator.kube")
+
+FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+           "InvalidImageName", "CreateContainerError", "RunContainerError")  # fmt: skip
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def colors(self, namespace: str, name: str) -> dict[Color, ColorState]:
+        found: dict[Color, ColorState] = {}
+        for color in COLORS:
+            deployment = self._get(self.apps.read_namespaced_deployment, namespace,
+                                   deployment_name(name, color))  # fmt: skip
+            if deployment is not None:
+                found[color] = self._color_state(namespace, name, color, deployment)
+        return found
+
+    def _color_state(
+        self, namespace: str, name: str, color: Color, deployment: dict[str, Any]
+    ) -> ColorState:
+        meta, spec, status = (
+            deployment["metadata"],
+            deployment["spec"],
+            deployment.get("status") or {},
+        )
+        version = spec["template"]["metadata"]["labels"].get(VERSION_LABEL)
+        replicas = int(spec.get("replicas", 1))
+        rolled_out = int(status.get("observedGeneration", 0)) >= int(
+            meta.get("generation", 0)
+        ) and (int(status.get("updatedReplicas", 0)) == replicas)
+        failure = None
+        if replicas:
+            pods = self.core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{NAME_LABEL}={name},turnout.dev/color={color},"
+                f"{VERSION_LABEL}={version}",
+            )
+            failure = _pod_failure(self.api.sanitize_for_serialization(pods).get("items", []))
+        return ColorState(
+            version=version,
+            replicas=replicas,
+            rolled_out=rolled_out,
+            available=int(status.get("availableReplicas", 0)),
+            failure=failure,
+        )
+
+    def selectors(self, namespace: str, name: str) -> tuple[Color | None, Color | None]:
+        found = []
+        for role in ("active", "preview"):
+            service = self._get(self.core.read_namespaced_service, namespace,
+                                service_name(name, role))  # fmt: skip
+            selector = (service or {}).get("spec", {}).get("selector") or {}
+            found.append(selector.get("turnout.dev/color"))
+        return found[0], found[1]
+
+    def secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = self._get(self.core.read_namespaced_secret, namespace, name)
+        if secret is None:
+            raise LookupError(f"secret {namespace}/{name} not found")
+        data = secret.get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    def _get(self, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.api.sanitize_for_serialization(read(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def apply_deployment(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        existing = self._get(self.apps.read_namespaced_deployment, namespace, name)
+        body = _owned(body, owner)
+        if existing is None:
+            self.apps.create_namespaced_deployment(namespace, body)
+            return
+        same = (
+            existing["metadata"].get("annotations", {}).get(HASH_ANNOTATION)
+            == body["metadata"]["annotations"][HASH_ANNOTATION]
+            and existing["spec"].get("replicas") == body["spec"]["replicas"]
+        )
+        if not same:
+            # A full replace, not a patch: a strategic merge would keep env entries, volumes and
+            # probes that the new template no longer has.
+            replacement = {
+                **existing,
+                "metadata": {
+                    **existing["metadata"],
+                    "labels": body["metadata"]["labels"],
+                    "annotations": {**existing["metadata"].get("annotations", {}),
+                                    **body["metadata"]["annotations"]},
+                },
+                "spec": {**existing["spec"], "replicas": body["spec"]["replicas"],
+                         "template": body["spec"]["template"]},
+            }  # fmt: skip
+            replacement.pop("status", None)
+            self.apps.replace_namespaced_deployment(name, namespace, replacement)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        try:
+            self.apps.patch_namespaced_deployment(name, namespace, {"spec": {"replicas": replicas}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def point_service(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        existing = self._get(self.core.read_namespaced_service, namespace, name)
+        if existing is None:
+            self.core.create_namespaced_service(namespace, _owned(body, owner))
+        elif existing["spec"].get("selector") != body["spec"]["selector"]:
+            patch = {"spec": {"selector": body["spec"]["selector"]}}
+            self.core.patch_namespaced_service(name, namespace, patch)
+
+    def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: None}}}
+        )
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        now = datetime.now(UTC)
+        meta = owner["metadata"]
+        body = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": owner["apiVersion"],
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "turnout-operator"},
+            "firstTimestamp": now.isoformat(),
+            "lastTimestamp": now.isoformat(),
+            "count": 1,
+            "reportingComponent": "turnout.dev/operator",
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body)
+        except ApiException:
+            log.warning("could not post event %s on %s/%s", reason, meta["namespace"], meta["name"])
+
+    # --- smoke test ---------------------------------------------------------------------------
+
+    def smoke(
+        self, namespace: str, service: str, version: str, payload: bytes, direct: bool,
+        timeout: float,
+    ) -> SmokeResult:  # fmt: skip
+        """POST the input example to `service` (cluster DNS when `direct`, else through the API
+        server's service proxy) and check the answer is a 200 with predictions."""
+        try:
+            if direct:
+                answer = requests.post(
+                    f"http://{service}.{namespace}.svc/invocations", data=payload,
+                    headers={"Content-Type": "application/json"}, timeout=timeout,
+                )  # fmt: skip
+                code, text = answer.status_code, answer.text
+            else:
+                code, text = self._proxy_post(namespace, service, payload, timeout)
+        except (requests.RequestException, OSError) as exc:
+            return SmokeResult(version, False, f"smoke test could not reach {service}: {exc}")
+        return _judge(version, code, text)
+
+    def _proxy_post(
+        self, namespace: str, service: str, payload: bytes, timeout: float
+    ) -> tuple[int, str]:
+        path = f"/api/v1/namespaces/{namespace}/services/{service}:http/proxy/invocations"
+        try:
+            response = self.api.call_api(
+                path, "POST", body=json.loads(payload),
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+            )  # fmt: skip
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or exc.reason)
+        raw = response[0] if isinstance(response, tuple) else response
+        return int(raw.status), raw.data.decode(errors="replace")
+
+
+def _judge(version: str, code: int, text: str) -> SmokeResult:
+    if code != 200:
+        return SmokeResult(version, False, f"smoke test got HTTP {code}: {text[:300]}")
+    try:
+        predictions = json.loads(text).get("predictions")
+    except (ValueError, AttributeError):
+        return SmokeResult(version, False, f"smoke test got a body that is not JSON: {text[:200]}")
+    if predictions is None or (hasattr(predictions, "__len__") and len(predictions) == 0):
+        return SmokeResult(version, False, f"smoke test got no predictions: {text[:200]}")
+    return SmokeResult(version, True, "input example answered with predictions")
+
+
+def _pod_failure(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+            if reason in FAILING:
+                return str(reason)
+    return None
+
+
+def _owned(body: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
+    meta = owner["metadata"]
+    reference = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    return {**body, "metadata": {**body["metadata"], "ownerReferences": [reference]}}

@@ -1,0 +1,40 @@
+"""One typed settings object for the operator process, from `TURNOUT_OPERATOR_*` environment
+variables (overridden by `turnout-operator run` flags). Nothing else reads the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_OPERATOR_", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty with all_namespaces."
+    )
+    all_namespaces: bool = Field(False, description="Watch every namespace (cluster-wide RBAC).")
+    tracking_uri: str = Field(
+        "http://mlflow.mlflow.svc:5000",
+        description="MLflow tracking URI for ModelDeployments that do not name one.",
+    )
+    serving_image: str = Field(
+        "ghcr.io/turnout-dev/turnout-serve:0.1.0",
+        description="turnout-serve image for ModelDeployments that do not name one.",
+    )
+    metrics_port: int = Field(8000, ge=0, le=65535, description="Port of the operator's /metrics.")
+    smoke_via: str = Field(
+        "auto",
+        pattern="^(auto|proxy|direct)$",
+        description="How smoke tests reach a preview Service: `direct` (cluster DNS, in-cluster), "
+        "`proxy` (through the API server's service proxy, out-of-cluster), `auto` (direct when "
+        "running in a pod).",
+    )
+    smoke_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one smoke request.")
+    registry_retry_seconds: float = Field(
+        10.0, gt=0, description="First retry delay after a registry error (doubles up to 5 min)."
+    )
+    resync_seconds: float = Field(
+        60.0, gt=0, description="Reconcile every ModelDeployment at least this often."
+    )
+    log_level: str = "info"
