@@ -88,8 +88,11 @@ async def pod_changed(
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Our own Events say what happened; kopf's per-handler events would only add noise.
     settings.posting.level = logging.WARNING
+    # Watching named namespaces needs no cluster-wide read of CRDs and namespaces: the
+    # namespaced RBAC (Roles only) is then enough. The CRD must exist before the operator starts.
+    settings.scanning.disabled = not memo["reconciler"].settings.all_namespaces
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

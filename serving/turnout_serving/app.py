@@ -40,6 +40,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(asyncio.to_thread(runtime.load))
         yield
+        runtime.stop()
         if not loading.done():
             log.info("shutting down while the model is still loading")
 

@@ -34,6 +34,10 @@ class ModelSourceError(Exception):
     """The URI cannot be resolved or loaded; the message says why and what to check."""
 
 
+class ArtifactsUnavailable(ModelSourceError):
+    """The artifact store did not answer (network, endpoint, credentials): worth retrying."""
+
+
 @dataclass(frozen=True)
 class ResolvedSource:
     """What a model URI pointed at when it was resolved."""
@@ -155,7 +159,12 @@ def fetch(source: ResolvedSource, cache_dir: Path) -> tuple[Path, float]:
         _fetch_reference(source, local)
         local.rename(target)
     except MlflowException as exc:
-        raise ModelSourceError(f"Cannot download {source.download_uri}: {exc.message}") from exc
+        raise ArtifactsUnavailable(f"Cannot download {source.download_uri}: {exc.message}") from exc
+    except _store_errors() as exc:
+        raise ArtifactsUnavailable(
+            f"Cannot download {source.download_uri} from the artifact store: {exc}; check "
+            "MLFLOW_S3_ENDPOINT_URL and the AWS_* credentials"
+        ) from exc
     except OSError as exc:
         if not (target / "MLmodel").is_file():  # a concurrent process may have won the rename
             raise ModelSourceError(f"Cannot store artifacts in {target}: {exc}") from exc
@@ -164,6 +173,15 @@ def fetch(source: ResolvedSource, cache_dir: Path) -> tuple[Path, float]:
     seconds = time.perf_counter() - started
     log.info("downloaded %s in %.2fs to %s", source.download_uri, seconds, target)
     return target, seconds
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """boto3's errors, when boto3 is installed (S3-compatible artifact stores)."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return ()
+    return (BotoCoreError, ClientError)
 
 
 def _fetch_reference(source: ResolvedSource, model_dir: Path) -> None:

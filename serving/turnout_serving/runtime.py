@@ -26,7 +26,7 @@ from turnout_serving.domain.feedback import (
 )
 from turnout_serving.errors import ModelNotReady
 from turnout_serving.metrics import ServingMetrics
-from turnout_serving.model_source import LoadedModel, ResolvedSource
+from turnout_serving.model_source import ArtifactsUnavailable, LoadedModel, ResolvedSource
 from turnout_serving.predictor import Parsed, Predictor, Scored
 from turnout_serving.settings import ServingSettings
 
@@ -39,6 +39,10 @@ class ModelProvider(Protocol):
     source: ResolvedSource
 
     def load(self) -> LoadedModel: ...
+
+
+RETRY_FIRST_SECONDS = 2.0
+RETRY_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Runtime:
         self.provider = provider
         self.registry = registry
         self.state = Readiness()
+        self._stopping = threading.Event()
         source = provider.source
         self.metrics = ServingMetrics(
             registry,
@@ -80,10 +85,32 @@ class Runtime:
 
     # --- start-up -------------------------------------------------------------------------
 
+    def stop(self) -> None:
+        """Ends a load that is waiting to retry (server shutdown)."""
+        self._stopping.set()
+
+    def _load_with_retries(self) -> LoadedModel | None:
+        """The model, retrying with capped backoff while the artifact store does not answer
+        (a pod restarted while MLflow or S3 is briefly down comes up by itself); None when
+        stopped. Other failures are not retried."""
+        delay = RETRY_FIRST_SECONDS
+        while True:
+            try:
+                return self.provider.load()
+            except ArtifactsUnavailable as exc:
+                self.state.error = f"{exc} (retrying in {delay:.0f}s)"
+                log.warning("%s", self.state.error)
+            if self._stopping.wait(delay):
+                return None
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+
     def load(self) -> None:
         """Load, wire drift and feedback, warm up; readiness turns true only if all succeed."""
         try:
-            model = self.provider.load()
+            loaded = self._load_with_retries()
+            if loaded is None:
+                return
+            model = loaded
             self.metrics.load_seconds.set(model.load_seconds)
             self.metrics.download_seconds.set(model.download_seconds)
             self.metrics.model_info(

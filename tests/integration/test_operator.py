@@ -4,14 +4,17 @@ processes: a ModelDeployment becomes a served model and moves between versions b
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import wait_until
 from tests.integration.cluster import API, Cluster, running_cluster
-from tests.integration.conftest import Registry
+from tests.integration.conftest import ROOT, Registry
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +86,87 @@ def test_a_missing_model_is_reported_and_nothing_is_deployed(cluster: Cluster) -
     assert conditions["ModelResolved"] == ("False", "ModelNotFound")
     assert "NoSuchModel" in status["message"]
     assert cluster.kube.get("apps/v1", "Deployment", "default", "ghost-blue") is None
+
+
+def test_registry_credentials_come_from_the_named_secret(cluster: Cluster) -> None:
+    cluster.kube.create({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "mlflow-credentials", "namespace": "default"},
+        "stringData": {"MLFLOW_TRACKING_TOKEN": "not-checked-by-this-server"},
+    })  # fmt: skip
+    cluster.apply("with-secret", {"name": "Iris", "alias": "champion"},
+                  registry={"credentialsSecret": "mlflow-credentials"})  # fmt: skip
+    status = cluster.wait_phase("with-secret", "Healthy")
+    deployment = cluster.kube.get(
+        "apps/v1", "Deployment", "default", f"with-secret-{status['activeColor']}"
+    )
+    assert deployment is not None
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
+    assert all(e["name"] != "MLFLOW_TRACKING_TOKEN" for e in container["env"])  # never copied
+
+
+def test_a_template_change_updates_the_active_deployment_in_place(cluster: Cluster) -> None:
+    cluster.apply("tuned", {"name": "Diabetes", "stage": "Production"})
+    status = cluster.wait_phase("tuned", "Healthy", activeVersion="1")
+    color = status["activeColor"]
+    cluster.kube.patch(API, "ModelDeployment", "default", "tuned",
+                       {"spec": {"monitoring": {"drift": {"windowSize": 500}}}})  # fmt: skip
+
+    def window() -> str | None:
+        found = cluster.kube.get("apps/v1", "Deployment", "default", f"tuned-{color}")
+        env = found["spec"]["template"]["spec"]["containers"][0]["env"] if found else []
+        return next((e["value"] for e in env if e["name"] == "TURNOUT_DRIFT_WINDOW_ROWS"), None)
+
+    wait_until(lambda: window() == "500", timeout=30, what="the drift window in the pod template")
+    status = cluster.wait_phase("tuned", "Healthy", activeVersion="1", activeColor=color)
+
+
+def test_deleting_a_model_deployment_removes_what_it_owns(cluster: Cluster) -> None:
+    cluster.apply("short-lived", {"name": "Diabetes", "version": "2"})
+    cluster.wait_phase("short-lived", "Healthy")
+    assert cluster.kube.get("v1", "Service", "default", "short-lived") is not None
+    cluster.kube.delete(API, "ModelDeployment", "default", "short-lived")
+    owned = [("v1", "Service", "short-lived"), ("v1", "Service", "short-lived-preview"),
+             ("apps/v1", "Deployment", "short-lived-blue")]  # fmt: skip
+
+    def collected() -> bool:
+        return all(
+            cluster.kube.get(api, kind, "default", name) is None for api, kind, name in owned
+        )
+
+    wait_until(collected, timeout=30, what="owned Services and Deployments collected")
+
+
+def rules(path: Path, kind: str) -> set[tuple[str, str, str]]:
+    """(group, resource[/subresource], verb) granted by the `kind` objects of a manifest file."""
+    granted = set()
+    for document in yaml.safe_load_all(path.read_text()):
+        if document and document["kind"] == kind:
+            for rule in document["rules"]:
+                for group, resource, verb in itertools.product(
+                    rule["apiGroups"], rule["resources"], rule["verbs"]
+                ):
+                    granted.add((group, resource, verb))
+    return granted
+
+
+SCANNING = {
+    ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")
+}
+SCANNING |= {("", "namespaces", verb) for verb in ("list", "watch")}
+
+
+def test_rbac_allows_exactly_the_calls_the_operator_made(cluster: Cluster) -> None:
+    """Runs last in this module: by now the operator has deployed, rolled out, smoke-tested,
+    scaled down, read a Secret, updated a Deployment and removed nothing it did not own."""
+    made = {
+        (call.group, f"{call.resource}/{call.subresource}" if call.subresource else call.resource,
+         call.verb)
+        for call in cluster.kube.requests
+    }  # fmt: skip
+    namespaced = rules(ROOT / "manifests" / "rbac" / "namespaced.yaml", "Role")
+    assert made - namespaced == set(), "calls the namespaced Role does not allow"
+    assert namespaced - made == set(), "rules of the namespaced Role nobody used"
+    cluster_wide = rules(ROOT / "manifests" / "rbac" / "cluster-wide.yaml", "ClusterRole")
+    assert cluster_wide == namespaced | SCANNING
