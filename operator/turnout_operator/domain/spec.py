@@ -98,11 +98,15 @@ class PodTemplate(_Model):
     )
     resources: dict[str, Any] | None = Field(None, description="Container resources.")
     env: list[dict[str, Any]] = Field(default_factory=list, description="Extra container env.")
-    node_selector: dict[str, str] | None = None
-    tolerations: list[dict[str, Any]] | None = None
-    affinity: dict[str, Any] | None = None
-    service_account_name: str | None = None
-    image_pull_secrets: list[dict[str, Any]] | None = None
+    node_selector: dict[str, str] | None = Field(None, description="Pod nodeSelector.")
+    tolerations: list[dict[str, Any]] | None = Field(None, description="Pod tolerations.")
+    affinity: dict[str, Any] | None = Field(None, description="Pod affinity.")
+    service_account_name: str | None = Field(
+        None, description="Service account of the serving pods (e.g. for cloud storage access)."
+    )
+    image_pull_secrets: list[dict[str, Any]] | None = Field(
+        None, description="Pull secrets for the serving image."
+    )
     pod_labels: dict[str, str] | None = Field(None, description="Extra labels on the pods.")
     pod_annotations: dict[str, str] | None = Field(None, description="Extra pod annotations.")
 
@@ -136,16 +140,18 @@ class BlueGreen(_Model):
 
 
 class Strategy(_Model):
-    blue_green: BlueGreen = Field(default_factory=BlueGreen)
+    blue_green: BlueGreen = Field(
+        default_factory=BlueGreen, description="Blue-green rollout settings."
+    )
 
 
 class Drift(_Model):
-    enabled: bool = True
+    enabled: bool = Field(True, description="Compute data drift against the run's reference.")
     window_size: int = Field(1000, ge=20, description="Rows in the sliding drift window.")
 
 
 class Monitoring(_Model):
-    drift: Drift = Field(default_factory=Drift)
+    drift: Drift = Field(default_factory=Drift, description="In-server data drift detection.")
 
 
 class Auth(_Model):
@@ -157,13 +163,21 @@ class Auth(_Model):
 
 
 class ModelDeploymentSpec(_Model):
-    model: ModelRef
-    registry: RegistrySpec = Field(default_factory=RegistrySpec)
-    replicas: int = Field(2, ge=1, le=100)
-    template: PodTemplate = Field(default_factory=PodTemplate)
-    strategy: Strategy = Field(default_factory=Strategy)
-    monitoring: Monitoring = Field(default_factory=Monitoring)
-    auth: Auth = Field(default_factory=Auth)
+    """What to serve, from which registry, on which pods, and how to roll versions out."""
+
+    model: ModelRef = Field(description="The registered model and which version of it to serve.")
+    registry: RegistrySpec = Field(
+        default_factory=RegistrySpec, description="Where the MLflow registry is and how to log in."
+    )
+    replicas: int = Field(2, ge=1, le=100, description="Serving pods of the active version.")
+    template: PodTemplate = Field(
+        default_factory=PodTemplate, description="What the serving pods look like."
+    )
+    strategy: Strategy = Field(default_factory=Strategy, description="How versions roll out.")
+    monitoring: Monitoring = Field(
+        default_factory=Monitoring, description="What the serving pods measure."
+    )
+    auth: Auth = Field(default_factory=Auth, description="Bearer-token auth of inference.")
     paused: bool = Field(False, description="Freeze rollouts: nothing moves until unpaused.")
 
     @property

@@ -92,22 +92,37 @@ class ScaleDown(_Model):
 
 
 class ModelDeploymentStatus(_Model):
-    phase: Phase = "Pending"
-    observed_generation: int | None = None
-    message: str = ""
-    desired_version: str | None = None
-    active_version: str | None = None
-    active_color: Color | None = None
-    preview_version: str | None = None
-    preview_color: Color | None = None
-    model_uri: str | None = None
-    run_id: str | None = None
-    rejected_versions: list[str] = Field(default_factory=list)
-    endpoints: Endpoints = Field(default_factory=Endpoints)
-    history: list[HistoryEntry] = Field(default_factory=list)
-    conditions: list[Condition] = Field(default_factory=list)
-    rollout: Rollout | None = None
-    scale_downs: list[ScaleDown] = Field(default_factory=list)
+    """What the operator observed and decided; written only by the operator."""
+
+    phase: Phase = Field(
+        "Pending", description="Pending, Progressing, Paused, Healthy or Degraded."
+    )
+    observed_generation: int | None = Field(None, description="The spec generation last acted on.")
+    message: str = Field("", description="One line on the phase, for people.")
+    desired_version: str | None = Field(None, description="What spec.model resolved to.")
+    active_version: str | None = Field(None, description="The version the active Service serves.")
+    active_color: Color | None = Field(None, description="blue or green: where it runs.")
+    preview_version: str | None = Field(None, description="The version being rolled out.")
+    preview_color: Color | None = Field(None, description="Where the rollout runs.")
+    model_uri: str | None = Field(None, description="models:/NAME/VERSION of the active version.")
+    run_id: str | None = Field(None, description="MLflow run of the active version, when known.")
+    rejected_versions: list[str] = Field(
+        default_factory=list,
+        description="Versions aborted or rolled back; not tried again before turnout.dev/retry.",
+    )
+    endpoints: Endpoints = Field(
+        default_factory=Endpoints, description="In-cluster URLs of the active and preview Services."
+    )
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="The last 20 versions, newest first, with outcomes."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, ModelResolved, Degraded."
+    )
+    rollout: Rollout | None = Field(None, description="The rollout in progress (for resuming).")
+    scale_downs: list[ScaleDown] = Field(
+        default_factory=list, description="Colors to scale to zero, and when."
+    )
     resolved_at: str | None = Field(None, description="When the registry was last asked.")
 
     def condition(self, type_: str) -> Condition | None:
