@@ -60,9 +60,10 @@ def test_first_deploy_then_blue_green_version_bump(cluster: Cluster) -> None:
     wait_until(lambda: cluster.tag("Diabetes", "1", "diabetes") == "retired", timeout=30,
                what="version 1 tagged retired")  # fmt: skip
     assert cluster.tag("Diabetes", "2", "diabetes") == "active"
-    reasons = cluster.reasons("diabetes")
-    for reason in ("RolloutStarted", "Promoted", "ScaledDown"):
-        assert reason in reasons
+    # The scale-down's Event is posted right after the scale and the tag: wait for it too.
+    reasons = wait_until(lambda: "ScaledDown" in (r := cluster.reasons("diabetes")) and r,
+                         timeout=30, what="the ScaledDown event")  # fmt: skip
+    assert reasons.count("RolloutStarted") == 2 and reasons.count("Promoted") == 2
     metrics = httpx.get(cluster.metrics).text
     assert 'turnout_operator_rollouts_total{outcome="promoted"} 2.0' in metrics
 
