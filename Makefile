@@ -16,7 +16,7 @@ install: $(STAMP)
 
 ## make test: every test that can run on this machine (unit + integration; e2e skips without Docker)
 test: $(STAMP) tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

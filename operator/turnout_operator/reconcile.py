@@ -57,6 +57,7 @@ from turnout_operator.settings import OperatorSettings
 
 log = logging.getLogger("turnout_operator.reconcile")
 MAX_PASSES = 3
+MAX_REGISTRY_RETRY_SECONDS = 300.0
 
 
 class Registry(Protocol):
@@ -122,7 +123,11 @@ class Reconciler:
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip
         self.metrics.phase(namespace, name, status.phase)
-        return _next_wake(spec, status, result.requeue_after, now, self.settings)
+        wake = _next_wake(spec, status, result.requeue_after, now, self.settings)
+        if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
+            wake = min(wake or self.settings.registry_retry_seconds,
+                       self.settings.registry_retry_seconds)  # fmt: skip
+        return wake
 
     def _resolve(
         self, spec: ModelDeploymentSpec, namespace: str
@@ -176,6 +181,7 @@ class _Acts:
         self.r, self.body, self.spec = reconciler, body, spec
         self.namespace, self.name = namespace, name
         self._registry = registry
+        self.postponed = False
         settings = reconciler.settings
         self.defaults = Defaults(image=settings.serving_image, tracking_uri=settings.tracking_uri)
 
@@ -224,6 +230,7 @@ class _Acts:
             payload = self.registry.smoke_payload(self.spec.model.name, version)
         except RegistryError as exc:
             log.warning("smoke test of %s %s postponed: %s", self.name, version, exc)
+            self.postponed = True
             return None
         if payload is None:
             return SmokeResult(version, True, "no input example logged: smoke test skipped")
@@ -260,13 +267,10 @@ def _resolve_due(
 ) -> bool:  # fmt: skip
     if status.observed_generation != generation or status.resolved_at is None:
         return True
-    if status.desired_version is None:
-        return True
-    since = (now - parse_time(status.resolved_at)).total_seconds()
-    resolved = status.condition(R.MODEL_RESOLVED)
-    if resolved is not None and resolved.status == "False":
-        return since >= retry_seconds
-    return spec.model.floating and since >= spec.registry.poll_interval_seconds
+    period = registry_period(spec, status, retry_seconds)
+    if period is None:
+        return status.desired_version is None
+    return (now - parse_time(status.resolved_at)).total_seconds() >= period
 
 
 def _next_wake(
@@ -274,13 +278,25 @@ def _next_wake(
     now: datetime, settings: OperatorSettings,
 ) -> float | None:  # fmt: skip
     waits = [requeue] if requeue is not None else []
-    if status.resolved_at is not None:
-        resolved = status.condition(R.MODEL_RESOLVED)
-        failing = resolved is not None and resolved.status == "False"
-        if failing or spec.model.floating:
-            period = (
-                settings.registry_retry_seconds if failing else spec.registry.poll_interval_seconds
-            )
-            due = parse_time(status.resolved_at) + timedelta(seconds=period)
-            waits.append(max(1.0, (due - now).total_seconds()))
+    period = registry_period(spec, status, settings.registry_retry_seconds)
+    if status.resolved_at is not None and period is not None:
+        due = parse_time(status.resolved_at) + timedelta(seconds=period)
+        waits.append(max(1.0, (due - now).total_seconds()))
     return min(waits) if waits else None
+
+
+def registry_period(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, retry_seconds: float
+) -> float | None:
+    """Seconds from one registry answer to the next question; None: only a spec change asks.
+
+    While the registry fails, the wait is as long as it has been failing (at least
+    `retry_seconds`, at most MAX_REGISTRY_RETRY_SECONDS), so it doubles from one attempt to the
+    next with no counter to keep: a registry that is down for long is not hammered by every
+    ModelDeployment, and one that was down briefly is asked again soon.
+    """
+    resolved = status.condition(R.MODEL_RESOLVED)
+    if resolved is not None and resolved.status == "False" and status.resolved_at is not None:
+        failing = parse_time(status.resolved_at) - parse_time(resolved.last_transition_time)
+        return min(MAX_REGISTRY_RETRY_SECONDS, max(retry_seconds, failing.total_seconds()))
+    return float(spec.registry.poll_interval_seconds) if spec.model.floating else None

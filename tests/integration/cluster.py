@@ -4,12 +4,15 @@ that are real `turnout-serve` processes; plus helpers to drive and read it."""
 
 from __future__ import annotations
 
+import itertools
+import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from mlflow import MlflowClient
 
 from tests.conftest import free_port, wait_until
@@ -28,6 +31,17 @@ class Cluster:
     operator: Process
     metrics: str
     registry: Registry
+    argv: list[str] = field(default_factory=list)  # how the operator was started, for restarts
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+
+    def restart_operator(self) -> None:
+        """Kill the operator with SIGKILL (no cleanup, as a node failure would) and start a new
+        one the same way; it must pick up every ModelDeployment from status and cluster alone."""
+        self.operator.stop(signal.SIGKILL)
+        self.restarts += 1
+        log = self.operator.log.with_name(f"operator.{self.restarts}.log")
+        self.operator = Process(self.operator.url, start(self.argv, log, self.env), log)
 
     def apply(self, name: str, model: dict[str, str], **spec: Any) -> None:
         self.kube.create({
@@ -77,6 +91,57 @@ class Cluster:
         tags = client.get_model_version(model, version).tags
         return tags.get(f"turnout.dev/default.{name}")
 
+    # --- driving a rollout by hand, as a user does with kubectl -------------------------------
+
+    def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.kube.patch(API, "ModelDeployment", "default", name, {"spec": spec})
+
+    def annotate(self, name: str, key: str) -> None:
+        self.kube.patch(API, "ModelDeployment", "default", name,
+                        {"metadata": {"annotations": {key: "true"}}})  # fmt: skip
+
+    def annotations(self, name: str) -> dict[str, str]:
+        return dict(self.md(name)["metadata"].get("annotations") or {})
+
+    # --- reading and waiting --------------------------------------------------------------------
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get("apps/v1", "Deployment", "default", name)
+
+    def replicas(self, deployment: str) -> int | None:
+        found = self.deployment(deployment)
+        return None if found is None else int(found["spec"]["replicas"])
+
+    def wait_replicas(self, deployment: str, count: int, timeout: float = 30) -> None:
+        wait_until(lambda: self.replicas(deployment) == count, timeout=timeout, interval=0.2,
+                   what=f"{deployment} at {count} replicas")  # fmt: skip
+
+    def wait_tag(
+        self, model: str, version: str, name: str, state: str, timeout: float = 30
+    ) -> None:
+        wait_until(lambda: self.tag(model, version, name) == state, timeout=timeout,
+                   interval=0.2, what=f"{model} v{version} tagged {state} for {name}")  # fmt: skip
+
+    def wait_event(self, name: str, reason: str, timeout: float = 30) -> None:
+        """Events are posted before the status is written, and a scale-down's after the scale:
+        wait for them rather than race them."""
+        wait_until(lambda: reason in self.reasons(name), timeout=timeout, interval=0.2,
+                   what=f"a {reason} event on {name}")  # fmt: skip
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """type -> (status, reason)"""
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def history(status: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(version, color, outcome), newest first."""
+    return [(h["version"], h["color"], h["outcome"]) for h in status.get("history", [])]
+
 
 def running_cluster(
     registry: Registry,
@@ -103,7 +168,21 @@ def running_cluster(
         log = home / "operator.log"
         argv = [str(BIN / "turnout-operator"), "run", "--namespace", "default"]
         operator = Process(f"http://127.0.0.1:{port}", start(argv, log, env), log)
+        cluster = Cluster(kube, operator, f"http://127.0.0.1:{port}/metrics", registry, argv, env)
         try:
-            yield Cluster(kube, operator, f"http://127.0.0.1:{port}/metrics", registry)
+            yield cluster
         finally:
-            operator.stop()
+            cluster.operator.stop()
+
+
+def rules(path: Path, kind: str) -> set[tuple[str, str, str]]:
+    """(group, resource[/subresource], verb) granted by the `kind` objects of a manifest file."""
+    granted = set()
+    for document in yaml.safe_load_all(path.read_text()):
+        if document and document["kind"] == kind:
+            for rule in document["rules"]:
+                for group, resource, verb in itertools.product(
+                    rule["apiGroups"], rule["resources"], rule["verbs"]
+                ):
+                    granted.add((group, resource, verb))
+    return granted

@@ -4,16 +4,13 @@ processes: a ModelDeployment becomes a served model and moves between versions b
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.conftest import wait_until
-from tests.integration.cluster import API, Cluster, running_cluster
+from tests.integration.cluster import API, Cluster, rules, running_cluster
 from tests.integration.conftest import ROOT, Registry
 
 pytestmark = pytest.mark.slow
@@ -137,19 +134,6 @@ def test_deleting_a_model_deployment_removes_what_it_owns(cluster: Cluster) -> N
         )
 
     wait_until(collected, timeout=30, what="owned Services and Deployments collected")
-
-
-def rules(path: Path, kind: str) -> set[tuple[str, str, str]]:
-    """(group, resource[/subresource], verb) granted by the `kind` objects of a manifest file."""
-    granted = set()
-    for document in yaml.safe_load_all(path.read_text()):
-        if document and document["kind"] == kind:
-            for rule in document["rules"]:
-                for group, resource, verb in itertools.product(
-                    rule["apiGroups"], rule["resources"], rule["verbs"]
-                ):
-                    granted.add((group, resource, verb))
-    return granted
 
 
 SCANNING = {

@@ -385,6 +385,20 @@ def test_rollback_after_the_old_color_is_gone_redeploys_the_last_good_version() 
     assert result.status.rejected_versions == ["4"]
 
 
+def test_a_rolled_back_version_leaving_service_stays_rejected_not_retired() -> None:
+    # After a rollback by redeploy: 3 is active again in blue, the rejected 4 waits in green.
+    status = serving("3", "blue", rejected_versions=["4"], scale_downs=[
+        ScaleDown(color="green", version="4", at=timestamp(NOW), after="Promotion")])  # fmt: skip
+    status.history.append(
+        HistoryEntry(version="4", color="green", promoted_at=T0, outcome="Promoted")
+    )
+    result = plan(spec(), observe(status, colors={"blue": up("3"), "green": up("4")}), NOW)
+    assert ScaleColor("green", 0) in result.actions
+    assert not any(isinstance(a, TagVersion) for a in result.actions)
+    entry = result.status.history[1]
+    assert (entry.version, entry.outcome, entry.retired_at) == ("4", "RolledBack", timestamp(NOW))
+
+
 def test_paused_spec_freezes_rollouts() -> None:
     paused = spec().model_copy(update={"paused": True})
     result = plan(paused, observe(serving(), colors={"blue": up("3")},

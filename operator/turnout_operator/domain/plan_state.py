@@ -104,6 +104,16 @@ class Pass:
                 break
         self.status.history = entries
 
+    def retire(self, version: str, color: Color, reason: str = "") -> None:
+        """The formerly active `version` leaves `color` for good. A version rolled back by hand
+        (and so rejected) keeps its `rejected` tag and goes into history as RolledBack: the
+        audit trail must not say it was retired in the ordinary way."""
+        if version in self.status.rejected_versions:
+            self.close(version, color, "RolledBack", reason)
+            return
+        self.close(version, color, "Retired", reason)
+        self.actions.append(TagVersion(version, "retired"))
+
     def schedule_scale_down(
         self,
         color: Color,

@@ -30,8 +30,7 @@ def settle_scale_downs(p: Pass) -> None:
             p.actions.append(ScaleColor(sd.color, 0))
             p.drop_scale_down(sd)
             if sd.after == "Promotion":
-                p.close(sd.version, sd.color, "Retired")
-                p.actions.append(TagVersion(sd.version, "retired"))
+                p.retire(sd.version, sd.color)
             p.emit(False, R.SCALED_DOWN, f"{sd.color} (version {sd.version}) scaled to 0")
         else:
             p.wakeups.append(due)

@@ -37,8 +37,7 @@ def start(p: Pass) -> None:
         # rollout needs it, so that version is retired now.
         p.drop_scale_down(sd)
         if sd.after == "Promotion":
-            p.close(sd.version, sd.color, "Retired", "replaced by a newer rollout")
-            p.actions.append(TagVersion(sd.version, "retired"))
+            p.retire(sd.version, sd.color, "replaced by a newer rollout")
     resolution = p.observed.resolution
     run_id = (
         resolution.run_id
