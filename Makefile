@@ -21,9 +21,10 @@ test: $(STAMP) tools
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## make tools: the external programs the integration tests drive (Prometheus, wrk)
+## make tools: the external programs the tests drive (Prometheus, wrk; helm and kubectl in .tools/bin)
 tools:
 	@bash scripts/install-tools.sh
+	@bash scripts/install-k8s-tools.sh
 
 ## make check: formatting, lint, types, layering
 check: $(STAMP)
