@@ -55,6 +55,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from turnout_operator.metrics import OperatorMetrics
     from turnout_operator.reconcile import Reconciler
     from turnout_operator.registry import ModelRegistry
+    from turnout_operator.tags import TagWriter
 
     try:
         config.load_incluster_config()
@@ -68,7 +69,8 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         start_http_server(settings.metrics_port, registry=registry)
     reconciler = Reconciler(
         kube=Kube(client.ApiClient()), registries=ModelRegistry, settings=settings,
-        metrics=metrics, in_cluster=in_cluster,
+        metrics=metrics, tags=TagWriter(on_pending=metrics.tags_pending.set),
+        in_cluster=in_cluster,
     )  # fmt: skip
     watched = "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces)
     log.info("watching %s (%s)", watched, "in cluster" if in_cluster else "out of cluster")
@@ -79,6 +81,9 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         memo=kopf.Memo(reconciler=reconciler),
         liveness_endpoint=liveness,
     )
+    if not reconciler.tags.idle(timeout=5.0):
+        log.warning("stopping with %d MLflow tags unwritten", len(reconciler.tags.pending))
+    reconciler.tags.stop()
     return 0
 
 

@@ -69,7 +69,7 @@ async def model_deployment_changed(
     name: str, namespace: str | None, memo: Any, type: str, **_: Any
 ) -> None:
     if type == "DELETED" and namespace is not None:
-        memo["reconciler"].metrics.phase(namespace, name, None)
+        memo["reconciler"].metrics.observe(namespace, name, None)
     wake(memo, namespace, name)
 
 

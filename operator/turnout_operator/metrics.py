@@ -17,7 +17,8 @@ class OperatorMetrics:
         )  # fmt: skip
         self.duration = Histogram(
             "turnout_operator_rollout_duration_seconds",
-            "From a rollout's start to its end (promotion, abort or replacement).",
+            "From a rollout's start to its end (promotion, abort or replacement); for rolled_back, "
+            "from its promotion to the rollback.",
             ["outcome"],
             buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600),
             registry=registry,
@@ -31,22 +32,46 @@ class OperatorMetrics:
             ["phase"],
             registry=registry,
         )
+        self._info = Gauge(
+            "turnout_operator_modeldeployment_info",
+            "1 per ModelDeployment: its model, active version and color ('' when none), phase.",
+            ["namespace", "modeldeployment", "model", "version", "color", "phase"],
+            registry=registry,
+        )
+        self.tags_pending = Gauge(
+            "turnout_operator_tag_writes_pending",
+            "MLflow model-version tags waiting to be written (the registry is down or slow).",
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
             self.duration.labels(outcome)
         for phase in PHASES:
             self._phase.labels(phase)
         self._phases: dict[tuple[str, str], str] = {}
+        self._infos: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()
         self.duration.labels(outcome).observe(seconds)
 
-    def phase(self, namespace: str, name: str, phase: str | None) -> None:
-        """Record one object's phase (None: it is gone) and refresh the per-phase counts."""
+    def observe(
+        self, namespace: str, name: str, phase: str | None, model: str = "",
+        version: str | None = None, color: str | None = None,
+    ) -> None:  # fmt: skip
+        """Record one object's phase and active version (phase None: it is gone); refresh the
+        per-phase counts. A changed label set replaces the object's old info series."""
+        key = (namespace, name)
         if phase is None:
-            self._phases.pop((namespace, name), None)
+            self._phases.pop(key, None)
         else:
-            self._phases[(namespace, name)] = phase
+            self._phases[key] = phase
+        labels = (namespace, name, model, version or "", color or "", phase or "")
+        old = self._infos.pop(key, None)
+        if old is not None and old != labels:
+            self._info.remove(*old)
+        if phase is not None:
+            self._infos[key] = labels
+            self._info.labels(*labels).set(1)
         for each in PHASES:
             self._phase.labels(each).set(sum(1 for p in self._phases.values() if p == each))

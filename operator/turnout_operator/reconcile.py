@@ -54,6 +54,7 @@ from turnout_operator.kube import Kube
 from turnout_operator.metrics import OperatorMetrics
 from turnout_operator.registry import RegistryError
 from turnout_operator.settings import OperatorSettings
+from turnout_operator.tags import TagWriter
 
 log = logging.getLogger("turnout_operator.reconcile")
 MAX_PASSES = 3
@@ -61,9 +62,11 @@ MAX_REGISTRY_RETRY_SECONDS = 300.0
 
 
 class Registry(Protocol):
+    tracking_uri: str
+
     def resolve(self, ref: Any) -> Resolved | ResolveFailed: ...
 
-    def set_state(self, name: str, version: str, key: str, state: VersionState) -> bool: ...
+    def tag(self, name: str, version: str, key: str, state: VersionState) -> None: ...
 
     def smoke_payload(self, name: str, version: str) -> bytes | None: ...
 
@@ -77,6 +80,7 @@ class Reconciler:
     registries: RegistryFactory
     settings: OperatorSettings
     metrics: OperatorMetrics
+    tags: TagWriter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     in_cluster: bool = False
 
@@ -85,7 +89,7 @@ class Reconciler:
         (None: only a change will need it)."""
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
-            self.metrics.phase(namespace, name, None)
+            self.metrics.observe(namespace, name, None)
             return None
         generation = int(body["metadata"].get("generation", 1))
         status = _status_of(body)
@@ -122,7 +126,8 @@ class Reconciler:
                 colors=self.kube.colors(namespace, name),
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip
-        self.metrics.phase(namespace, name, status.phase)
+        self.metrics.observe(namespace, name, status.phase, spec.model.name,
+                             status.active_version, status.active_color)  # fmt: skip
         wake = _next_wake(spec, status, result.requeue_after, now, self.settings)
         if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
             wake = min(wake or self.settings.registry_retry_seconds,
@@ -168,7 +173,10 @@ class Reconciler:
         if updated != status:
             self.kube.event(body, "Warning", R.INVALID_SPEC, message)
             self.kube.patch_status(meta["namespace"], meta["name"], _wire(updated))
-        self.metrics.phase(meta["namespace"], meta["name"], "Degraded")
+        model = ((body.get("spec") or {}).get("model") or {}).get("name")
+        self.metrics.observe(meta["namespace"], meta["name"], "Degraded",
+                             model if isinstance(model, str) else "",
+                             status.active_version, status.active_color)  # fmt: skip
 
 
 class _Acts:
@@ -213,8 +221,8 @@ class _Acts:
             case SmokeTest(color, version):
                 return self.smoke(version)
             case TagVersion(version, state):
-                self.registry.set_state(self.spec.model.name, version, f"turnout.dev/{ns}.{name}",
-                                        state)  # fmt: skip
+                self.r.tags.put(self.registry, self.spec.model.name, version,
+                                f"turnout.dev/{ns}.{name}", state)  # fmt: skip
             case RemoveAnnotation(key):
                 kube.remove_annotation(ns, name, key)
             case Emit(type_, reason, message):

@@ -7,13 +7,15 @@ Secret, from one process and many threads. So nothing here reads or writes `os.e
 `MlflowHostCreds` built from the ModelDeployment's Secret and its own timeout and retry budget.
 
 Why not `MlflowClient`: it builds `RestStore(get_host_creds)` from the process environment, and
-even a hand-built `RestStore` reads `MLFLOW_HTTP_REQUEST_MAX_RETRIES` / `_TIMEOUT` from the
+its `http_request` reads retries, timeouts, request-header plugins and workspaces from the
 environment on every request (defaults: 7 retries with exponential backoff and 120 s timeouts, so
-a down registry blocks a reconcile for minutes). `mlflow.utils.rest_utils.http_request`, the
-function `RestStore` itself calls, takes host credentials, retries and timeout per call, so this
-module calls it on MLflow's documented REST API (`/api/2.0/mlflow/...`) and reads the few fields it
-needs from the JSON. Retry-After headers are ignored: a 503 asking for an hour must not stall a
-kopf thread for an hour.
+a down registry blocks a reconcile for minutes). Importing any of `mlflow` also costs the operator
+~125 MB of resident memory (it imports pandas and FastAPI). So this module speaks MLflow's
+documented REST API (`/api/2.0/mlflow/...`) with `requests`, the HTTP library MLflow itself uses,
+with MLflow's own retry policy (urllib3 `Retry` on 429/5xx with exponential backoff) but with
+the timeout and retry budget of each call given here, and reads the few fields it needs from the
+JSON. Retry-After headers are ignored: a 503 asking for an hour must not stall a kopf thread for
+an hour.
 
 Artifacts (only the input example is ever read): through the tracking server's artifact proxy
 (`mlflow-artifacts:`, with the same credentials), from a local artifact root, from S3 with the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,9 +38,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import requests
-from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from turnout_operator.domain import reasons
 from turnout_operator.domain.actions import VersionState
@@ -47,6 +49,8 @@ from turnout_operator.domain.spec import ModelRef
 log = logging.getLogger("turnout_operator.registry")
 
 API = "/api/2.0/mlflow"
+ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # MLflow's transient failures
 # MLflow 3 writes this next to the model when `log_model(input_example=...)` is given: the exact
 # JSON body `mlflow models serve` (and turnout-serve) accept on /invocations.
 SERVING_INPUT_FILE = "serving_input_example.json"
@@ -112,15 +116,49 @@ def failure(
     return ResolveFailed(reason, message)
 
 
-def host_creds(uri: str, credentials: Mapping[str, str]) -> MlflowHostCreds:
-    """MLflow's per-request credentials from a Secret's keys (basic auth wins over a token, as
-    in MLflow's own client)."""
-    return MlflowHostCreds(
-        uri,
-        username=credentials.get("MLFLOW_TRACKING_USERNAME") or None,
-        password=credentials.get("MLFLOW_TRACKING_PASSWORD") or None,
-        token=credentials.get("MLFLOW_TRACKING_TOKEN") or None,
-    )
+class _Token(requests.auth.AuthBase):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        return request
+
+
+def auth(credentials: Mapping[str, str]) -> requests.auth.AuthBase | None:
+    """The request authentication a Secret's keys ask for: basic auth wins over a token, as in
+    MLflow's own client; no keys, no authentication."""
+    username = credentials.get("MLFLOW_TRACKING_USERNAME")
+    password = credentials.get("MLFLOW_TRACKING_PASSWORD")
+    if username and password:
+        return requests.auth.HTTPBasicAuth(username, password)
+    token = credentials.get("MLFLOW_TRACKING_TOKEN")
+    return _Token(token) if token else None
+
+
+def session(max_retries: int) -> requests.Session:
+    """A session that retries refused connections, timeouts and MLflow's transient statuses
+    `max_retries` times with exponential backoff; the last answer comes back to be classified."""
+    retry = Retry(
+        total=max_retries, connect=max_retries, read=max_retries, redirect=max_retries,
+        status=max_retries, status_forcelist=RETRY_STATUSES, backoff_factor=BACKOFF_FACTOR,
+        allowed_methods=None,  # MLflow's calls here are idempotent, POSTs (set-tag) included
+        raise_on_status=False, respect_retry_after_header=False,
+    )  # fmt: skip
+    adapter = HTTPAdapter(max_retries=retry)
+    http = requests.Session()
+    http.mount("http://", adapter)
+    http.mount("https://", adapter)
+    return http
+
+
+def artifacts_url(location: str, tracking_uri: str) -> str:
+    """The tracking server's artifact-proxy URL of an `mlflow-artifacts:` location
+    (`mlflow-artifacts:/1/abc/artifacts` or, naming the server, `mlflow-artifacts://host:port/...`),
+    as MLflow's artifact repository resolves it."""
+    tracking, parsed = urlparse(tracking_uri), urlparse(location)
+    path = re.sub("/+", "/", f"/{tracking.path}/{ARTIFACTS_API}/{parsed.path}")
+    return f"{tracking.scheme}://{parsed.netloc or tracking.netloc}{path}".rstrip("/")
 
 
 class ModelRegistry:
@@ -162,17 +200,11 @@ class ModelRegistry:
         log.info("resolved %s to version %s at %s", ref.reference, version, self.tracking_uri)
         return Resolved(version, f"models:/{ref.name}/{version}", found.get("run_id") or None)
 
-    def set_state(self, name: str, version: str, key: str, state: VersionState) -> bool:
-        """Tag the model version `key=state` (idempotent). The tag is an audit trail for people
-        browsing the registry: a failure is logged and reported as False, never raised, so it
-        cannot block a rollout."""
+    def tag(self, name: str, version: str, key: str, state: VersionState) -> None:
+        """Tag the model version `key=state` (idempotent); raises RegistryError. The operator
+        writes these through `tags.TagWriter`, off the reconcile path, with retries."""
         body = {"name": name, "version": version, "key": key, "value": state}
-        try:
-            self._api("POST", "model-versions/set-tag", body)
-        except RegistryError as exc:
-            log.warning("cannot tag %s version %s %s=%s: %s", name, version, key, state, exc)
-            return False
-        return True
+        self._api("POST", "model-versions/set-tag", body)
 
     def smoke_payload(self, name: str, version: str) -> bytes | None:
         """The `/invocations` body (`SMOKE_CONTENT_TYPE`) MLflow logged with the version's input
@@ -263,21 +295,14 @@ class ModelRegistry:
         request that gets no HTTP answer raises RegistryError."""
         self._require_http()
         try:
-            response: requests.Response = http_request(
-                host_creds(base, self._credentials),
-                endpoint,
-                method,
-                max_retries=self._retries,
-                backoff_factor=BACKOFF_FACTOR,
-                timeout=self._timeout,
-                raise_on_status=False,  # the last 5xx answer comes back to be classified
-                respect_retry_after_header=False,
-                **kwargs,
-            )
-        except MlflowException as exc:  # http_request wraps every transport failure in one
+            with session(self._retries) as http:
+                return http.request(
+                    method, base.rstrip("/") + endpoint, auth=auth(self._credentials),
+                    timeout=self._timeout, **kwargs,
+                )  # fmt: skip
+        except requests.RequestException as exc:
             detail = _transport_detail(exc, self._timeout)
             raise RegistryError(failure(self._where, None, detail=detail)) from exc
-        return response
 
     def _require_http(self) -> None:
         if urlparse(self.tracking_uri).scheme not in ("http", "https"):
@@ -311,7 +336,7 @@ class ModelRegistry:
         base = location
         if location.startswith("mlflow-artifacts:"):
             self._require_http()
-            base = MlflowArtifactsRepository.resolve_uri(location, self.tracking_uri)
+            base = artifacts_url(location, self.tracking_uri)
         response = self._send(base, "/" + path, "GET")
         if response.status_code == 200:
             return response.content
@@ -358,8 +383,16 @@ class ModelRegistry:
 
     def _read_with_mlflow(self, location: str, path: str) -> bytes | None:
         """Any other store (gs://, wasbs://, ...) through MLflow's artifact repository, which
-        uses the operator pod's own cloud identity: per-ModelDeployment keys are not applied."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        uses the operator pod's own cloud identity: per-ModelDeployment keys are not applied.
+        MLflow is imported only here: the operator image needs `mlflow-skinny` and the store's
+        SDK only for such stores."""
+        try:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        except ImportError as exc:
+            detail = f"reading {location} needs the mlflow-skinny package in the operator image"
+            raise RegistryError(
+                failure(f"artifact store at {location}", None, detail=detail)
+            ) from exc
 
         try:
             repo = get_artifact_repository(location, tracking_uri=self.tracking_uri)
@@ -391,19 +424,13 @@ def _json_object(response: requests.Response) -> dict[str, Any] | None:
     return answer if isinstance(answer, dict) else None
 
 
-def _transport_detail(exc: BaseException, timeout: float) -> str:
-    """A short reason for a request that got no HTTP answer, from the requests/urllib3 error
-    that MLflow's MlflowException wraps."""
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, requests.RequestException):
-        cause = cause.__cause__ or cause.__context__
-    if cause is None:
-        return str(exc)
-    if isinstance(cause, requests.Timeout):
+def _transport_detail(exc: requests.RequestException, timeout: float) -> str:
+    """A short reason for a request that got no HTTP answer."""
+    if isinstance(exc, requests.Timeout):
         return f"no answer within {timeout:g} s"
     # urllib3's MaxRetryError carries the last failure as `reason`: "HTTPConnection(host=...,
     # port=...): Failed to establish a new connection: [Errno 111] Connection refused"
-    inner = cause.args[0] if cause.args else cause
+    inner = exc.args[0] if exc.args else exc
     reason = getattr(inner, "reason", inner)
     if "timed out" in str(reason).lower():
         return f"no answer within {timeout:g} s"

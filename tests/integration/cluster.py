@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import yaml
 from mlflow import MlflowClient
 
 from tests.conftest import free_port, wait_until
-from tests.integration.conftest import BIN, Process, Registry, start
+from tests.integration.conftest import BIN, ROOT, Process, Registry, start
 from tests.kube.emulator import KubeEmulator
 from turnout_operator.crd import build_crd
 
@@ -49,6 +49,13 @@ class Cluster:
             "metadata": {"name": name, "namespace": "default"},
             "spec": {"model": model, "replicas": 1, **spec},
         })  # fmt: skip
+
+    def metric(self, sample: str) -> float:
+        """One sample of the operator's /metrics, e.g. `name{label="value"}`; 0 when absent."""
+        for line in httpx.get(self.metrics).text.splitlines():
+            if line.startswith(sample + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def md(self, name: str) -> dict[str, Any]:
         found = self.kube.get(API, "ModelDeployment", "default", name)
@@ -149,9 +156,10 @@ def running_cluster(
     *,
     pods: str = "process",
     extra_env: dict[str, str] | None = None,
+    all_namespaces: bool = False,
 ) -> Iterator[Cluster]:
     """A cluster whose pods behave as `pods` (a controller mode of tests/kube), for a fixture
-    to `yield from`."""
+    to `yield from`; the operator watches namespace `default`, or all of them."""
     with KubeEmulator(log_dir=home / "pods") as kube:
         kube.apply_crd(build_crd())
         kube.controller.behave_default(pods)
@@ -166,7 +174,8 @@ def running_cluster(
             **(extra_env or {}),
         }
         log = home / "operator.log"
-        argv = [str(BIN / "turnout-operator"), "run", "--namespace", "default"]
+        scope = ["--all-namespaces"] if all_namespaces else ["--namespace", "default"]
+        argv = [str(BIN / "turnout-operator"), "run", *scope]
         operator = Process(f"http://127.0.0.1:{port}", start(argv, log, env), log)
         cluster = Cluster(kube, operator, f"http://127.0.0.1:{port}/metrics", registry, argv, env)
         try:
@@ -175,14 +184,37 @@ def running_cluster(
             cluster.operator.stop()
 
 
-def rules(path: Path, kind: str) -> set[tuple[str, str, str]]:
-    """(group, resource[/subresource], verb) granted by the `kind` objects of a manifest file."""
-    granted = set()
-    for document in yaml.safe_load_all(path.read_text()):
+# The published RBAC (manifests/), by mode: the file and the kind of role it grants with.
+RBAC = {
+    "namespaced": (ROOT / "manifests" / "overlays" / "namespaced" / "rbac.yaml", "Role"),
+    "cluster-wide": (ROOT / "manifests" / "base" / "rbac.yaml", "ClusterRole"),
+}
+Rule = tuple[str, str, str]  # (group, resource[/subresource], verb)
+
+
+def calls_made(kube: KubeEmulator) -> set[Rule]:
+    """Every (group, resource[/subresource], verb) the emulator was asked for."""
+    return {
+        (call.group, f"{call.resource}/{call.subresource}" if call.subresource else call.resource,
+         call.verb)
+        for call in kube.requests
+    }  # fmt: skip
+
+
+def granted(mode: str) -> set[Rule]:
+    """What the published RBAC of `mode` ("namespaced" or "cluster-wide") allows."""
+    path, kind = RBAC[mode]
+    return rules(yaml.safe_load_all(path.read_text()), kind)
+
+
+def rules(documents: Iterable[Any], kind: str) -> set[Rule]:
+    """(group, resource[/subresource], verb) granted by the `kind` objects among documents."""
+    allowed = set()
+    for document in documents:
         if document and document["kind"] == kind:
             for rule in document["rules"]:
                 for group, resource, verb in itertools.product(
                     rule["apiGroups"], rule["resources"], rule["verbs"]
                 ):
-                    granted.add((group, resource, verb))
-    return granted
+                    allowed.add((group, resource, verb))
+    return allowed

@@ -4,14 +4,16 @@ processes: a ModelDeployment becomes a served model and moves between versions b
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.cluster import API, Cluster, rules, running_cluster
-from tests.integration.conftest import ROOT, Registry
+from tests.integration.cluster import API, Cluster, calls_made, granted, running_cluster
+from tests.integration.conftest import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,7 @@ def test_first_deploy_then_blue_green_version_bump(cluster: Cluster) -> None:
     first = cluster.predict("diabetes")
     assert first.status_code == 200, first.text
     assert len(first.json()["predictions"]) == 1
-    assert cluster.tag("Diabetes", "1", "diabetes") == "active"
+    cluster.wait_tag("Diabetes", "1", "diabetes", "active")
 
     md = cluster.md("diabetes")
     cluster.kube.patch(API, "ModelDeployment", "default", "diabetes",
@@ -56,7 +58,7 @@ def test_first_deploy_then_blue_green_version_bump(cluster: Cluster) -> None:
             "replicas"] == 0, timeout=30, what="blue scaled down")  # fmt: skip
     wait_until(lambda: cluster.tag("Diabetes", "1", "diabetes") == "retired", timeout=30,
                what="version 1 tagged retired")  # fmt: skip
-    assert cluster.tag("Diabetes", "2", "diabetes") == "active"
+    cluster.wait_tag("Diabetes", "2", "diabetes", "active")
     # The scale-down's Event is posted right after the scale and the tag: wait for it too.
     reasons = wait_until(lambda: "ScaledDown" in (r := cluster.reasons("diabetes")) and r,
                          timeout=30, what="the ScaledDown event")  # fmt: skip
@@ -136,22 +138,41 @@ def test_deleting_a_model_deployment_removes_what_it_owns(cluster: Cluster) -> N
     wait_until(collected, timeout=30, what="owned Services and Deployments collected")
 
 
+# kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).
 SCANNING = {
     ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")
 }
-SCANNING |= {("", "namespaces", verb) for verb in ("list", "watch")}
 
 
 def test_rbac_allows_exactly_the_calls_the_operator_made(cluster: Cluster) -> None:
     """Runs last in this module: by now the operator has deployed, rolled out, smoke-tested,
     scaled down, read a Secret, updated a Deployment and removed nothing it did not own."""
-    made = {
-        (call.group, f"{call.resource}/{call.subresource}" if call.subresource else call.resource,
-         call.verb)
-        for call in cluster.kube.requests
-    }  # fmt: skip
-    namespaced = rules(ROOT / "manifests" / "rbac" / "namespaced.yaml", "Role")
+    made = calls_made(cluster.kube)
+    namespaced = granted("namespaced")
     assert made - namespaced == set(), "calls the namespaced Role does not allow"
     assert namespaced - made == set(), "rules of the namespaced Role nobody used"
-    cluster_wide = rules(ROOT / "manifests" / "rbac" / "cluster-wide.yaml", "ClusterRole")
-    assert cluster_wide == namespaced | SCANNING
+    assert granted("cluster-wide") == namespaced | SCANNING
+
+
+def test_cluster_wide_rbac_allows_every_call_of_an_operator_watching_all_namespaces(
+    mlflow_registry: Registry, tmp_path: Path
+) -> None:
+    """With the test above (the cluster-wide rules are the namespaced ones, all used, plus
+    kopf's scanning): the ClusterRole allows all an `--all-namespaces` operator does through a
+    rollout, a scale-down and a deletion, and the scanning rules are used."""
+    with contextlib.contextmanager(running_cluster)(
+        mlflow_registry, tmp_path, pods="available", all_namespaces=True
+    ) as cluster:
+        strategy = {"blueGreen": {"smokeTest": False, "scaleDownDelaySeconds": 0}}
+        cluster.apply("everywhere", {"name": "Diabetes", "version": "1"}, strategy=strategy)
+        cluster.wait_phase("everywhere", "Healthy", activeVersion="1", activeColor="blue")
+        cluster.kube.patch(API, "ModelDeployment", "default", "everywhere",
+                           {"spec": {"model": {"name": "Diabetes", "version": "2"}}})  # fmt: skip
+        cluster.wait_phase("everywhere", "Healthy", activeVersion="2", activeColor="green")
+        cluster.wait_replicas("everywhere-blue", 0)
+        cluster.kube.delete(API, "ModelDeployment", "default", "everywhere")
+        wait_until(lambda: cluster.kube.get("v1", "Service", "default", "everywhere") is None,
+                   timeout=30, what="the active Service collected")  # fmt: skip
+        made = calls_made(cluster.kube)
+    assert made - granted("cluster-wide") == set(), "calls the ClusterRole does not allow"
+    assert SCANNING - made == set(), "scanning rules an --all-namespaces operator did not use"

@@ -122,18 +122,22 @@ def test_registry_that_never_answers_times_out() -> None:
     assert elapsed < 6, elapsed  # 2 attempts x 1 s, plus backoff
 
 
-def test_set_state_tags_the_version(registry: ModelRegistry, client: MlflowClient) -> None:
-    assert registry.set_state("Iris", "1", TAG, "preview") is True
+def test_tag_writes_the_state_on_the_version(registry: ModelRegistry, client: MlflowClient) -> None:
+    registry.tag("Iris", "1", TAG, "preview")
     assert client.get_model_version("Iris", "1").tags[TAG] == "preview"
-    assert registry.set_state("Iris", "1", TAG, "active") is True
-    assert registry.set_state("Iris", "1", TAG, "active") is True  # idempotent
+    registry.tag("Iris", "1", TAG, "active")
+    registry.tag("Iris", "1", TAG, "active")  # idempotent
     assert client.get_model_version("Iris", "1").tags[TAG] == "active"
 
 
-def test_set_state_failures_are_reported_not_raised(registry: ModelRegistry) -> None:
-    assert registry.set_state("Nope", "1", TAG, "rejected") is False
-    down = ModelRegistry(f"http://127.0.0.1:{free_port()}")
-    assert down.set_state("Iris", "1", TAG, "rejected") is False
+def test_tag_failures_say_whether_a_retry_can_help(registry: ModelRegistry) -> None:
+    with pytest.raises(RegistryError) as missing:
+        registry.tag("Nope", "1", TAG, "rejected")
+    assert missing.value.failure.reason == R.MODEL_NOT_FOUND
+    down = ModelRegistry(f"http://127.0.0.1:{free_port()}", max_retries=0)
+    with pytest.raises(RegistryError) as unavailable:
+        down.tag("Iris", "1", TAG, "rejected")
+    assert unavailable.value.failure.reason == R.REGISTRY_UNAVAILABLE
 
 
 def test_smoke_payload_is_what_mlflow_logged(registry: ModelRegistry) -> None:
@@ -268,7 +272,9 @@ def test_wrong_credentials(auth_proxy: AuthProxy, secret: dict[str, str], status
         f"MLflow registry at {auth_proxy.url} rejected the credentials (HTTP {status}); "
         "check spec.registry.credentialsSecret",
     )
-    assert registry.set_state("Iris", "1", TAG, "rejected") is False
+    with pytest.raises(RegistryError) as rejected:
+        registry.tag("Iris", "1", TAG, "rejected")
+    assert rejected.value.failure.reason == R.UNAUTHORIZED
 
 
 def test_server_errors_are_retried_a_bounded_number_of_times(auth_proxy: AuthProxy) -> None:

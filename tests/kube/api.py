@@ -14,9 +14,10 @@ module translates HTTP to Store calls and back and never holds API semantics its
 from __future__ import annotations
 
 import json
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -48,6 +49,7 @@ class Call:
     method: str
     path: str
     code: int | None = None  # the HTTP status answered (200 while a watch is streaming)
+    at: float = field(default_factory=time.perf_counter)  # when it arrived
 
 
 @dataclass(frozen=True)

@@ -350,6 +350,10 @@ def test_newly_active_pods_failing_inside_the_window_switch_back_at_once() -> No
     result = plan(spec(), observe(promoted_4_with_3_warm(), colors=colors), NOW)
     assert result.actions[:2] == (PointService("active", "blue"), PointService("preview", "blue"))
     assert TagVersion("4", "rejected") in result.actions
+    # counted once, timed from 4's promotion (T0, a minute ago) to the rollback
+    assert [a for a in result.actions if isinstance(a, RolloutFinished)] == [
+        RolloutFinished("rolled_back", 60.0)
+    ]
     s = result.status
     assert (s.active_version, s.active_color, s.rejected_versions) == ("3", "blue", ["4"])
     assert condition(result, R.DEGRADED) == ("True", R.AUTO_ROLLED_BACK)
@@ -367,6 +371,7 @@ def test_rollback_annotation_switches_to_the_warm_previous_version() -> None:
                                   annotations={ROLLBACK: "now"}), NOW)  # fmt: skip
     assert RemoveAnnotation(ROLLBACK) in result.actions
     assert PointService("active", "blue") in result.actions
+    assert RolloutFinished("rolled_back", 60.0) in result.actions
     s = result.status
     assert (s.active_version, s.active_color, s.rejected_versions) == ("3", "blue", ["4"])
     assert condition(result, R.DEGRADED) == ("True", R.ROLLED_BACK)
@@ -383,6 +388,31 @@ def test_rollback_after_the_old_color_is_gone_redeploys_the_last_good_version() 
     assert not any(isinstance(a, PointService) and a.role == "active" for a in result.actions)
     assert result.status.rollout is not None and result.status.rollout.version == "3"
     assert result.status.rejected_versions == ["4"]
+    assert RolloutFinished("rolled_back", 60.0) in result.actions
+
+
+def test_a_rollback_by_redeploy_ends_degraded_like_a_warm_one() -> None:
+    # The last good version is active again, but the desired one (4) stays rejected: the
+    # spec is not what serves, so Degraded stays True until a retry or a new version.
+    status = serving("4", "green")
+    status.history.append(HistoryEntry(version="3", color="blue", promoted_at=T0, retired_at=T0,
+                                       outcome="Retired"))  # fmt: skip
+    started = plan(spec(), observe(status, colors={"green": up("4")}, annotations={ROLLBACK: ""}),
+                   NOW).status  # fmt: skip
+    assert started.rollout is not None
+    started.rollout.smoke = "Passed"
+    # blue becomes available with the preview's one replica, is scaled to two, then switched
+    scaled = plan(spec(), observe(started, colors={"green": up("4"), "blue": up("3", 1)}), NOW)
+    assert DeployColor("blue", "3", uri("3"), 2) in scaled.actions
+    colors = {"green": up("4"), "blue": up("3", 2)}
+    result = plan(spec(), observe(scaled.status, colors=colors), NOW + timedelta(seconds=5))
+    assert PointService("active", "blue") in result.actions
+    assert (result.status.active_version, result.status.phase) == ("3", "Degraded")
+    assert condition(result, R.DEGRADED) == ("True", R.ROLLED_BACK)
+    assert condition(result, R.READY)[0] == "True"
+    assert (
+        result.status.message == "version 4 rolled back to 3 by the turnout.dev/rollback annotation"
+    )
 
 
 def test_a_rolled_back_version_leaving_service_stays_rejected_not_retired() -> None:

@@ -4,10 +4,11 @@ and the message that says what to check."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.observed import ResolveFailed
-from turnout_operator.registry import classify, failure, host_creds
+from turnout_operator.registry import artifacts_url, auth, classify, failure
 
 WHERE = "MLflow registry at http://mlflow:5000"
 
@@ -66,26 +67,36 @@ def test_failure_messages_name_the_registry_and_what_to_check(
 
 
 @pytest.mark.parametrize(
-    ("secret", "username", "password", "token"),
+    ("secret", "authorization"),
     [
-        ({}, None, None, None),
-        ({"MLFLOW_TRACKING_TOKEN": "t0ken"}, None, None, "t0ken"),
-        ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"}, "alice", "s3cret", None),
-        ({"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_TOKEN": ""}, None, None, None),  # empty keys
-        ({"AWS_ACCESS_KEY_ID": "AKIA", "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000"}, None, None, None),
+        ({}, None),
+        ({"MLFLOW_TRACKING_TOKEN": "t0ken"}, "Bearer t0ken"),
+        ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret"}, "Basic YWxpY2U6czNjcmV0"),
+        ({"MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "s3cret", "MLFLOW_TRACKING_TOKEN": "t0ken"}, "Basic YWxpY2U6czNjcmV0"),
+        ({"MLFLOW_TRACKING_USERNAME": "", "MLFLOW_TRACKING_TOKEN": ""}, None),  # empty keys
+        ({"AWS_ACCESS_KEY_ID": "AKIA", "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000"}, None),
     ],
 )  # fmt: skip
-def test_host_creds_come_from_the_secret_only(
-    secret: dict[str, str],
-    username: str | None,
-    password: str | None,
-    token: str | None,
-    monkeypatch: pytest.MonkeyPatch,
+def test_credentials_come_from_the_secret_only(
+    secret: dict[str, str], authorization: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The operator's own environment must not leak into a ModelDeployment's requests.
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "operator-token")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "operator")
-    creds = host_creds("http://mlflow:5000", secret)
-    assert (creds.host, creds.username, creds.password, creds.token) == (
-        "http://mlflow:5000", username, password, token,
-    )  # fmt: skip
+    request = requests.Request("GET", "http://mlflow:5000/api", auth=auth(secret)).prepare()
+    assert request.headers.get("Authorization") == authorization
+
+
+@pytest.mark.parametrize(
+    ("location", "tracking_uri", "url"),
+    [
+        ("mlflow-artifacts:/1/abc/artifacts", "http://127.0.0.1:5000", "http://127.0.0.1:5000/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts"),
+        ("mlflow-artifacts:/models/m-1/artifacts", "http://h:5000/", "http://h:5000/api/2.0/mlflow-artifacts/artifacts/models/m-1/artifacts"),
+        ("mlflow-artifacts:/1/abc/artifacts", "https://example.org/mlflow", "https://example.org/mlflow/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts"),
+        ("mlflow-artifacts://other:5001/1/abc/artifacts", "http://h:5000", "http://other:5001/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts"),
+    ],
+)  # fmt: skip
+def test_artifact_proxy_urls_resolve_as_mlflow_resolves_them(
+    location: str, tracking_uri: str, url: str
+) -> None:
+    assert artifacts_url(location, tracking_uri) == url

@@ -8,7 +8,7 @@ retired; an aborted preview is scaled down the same way after `abortScaleDownDel
 from __future__ import annotations
 
 from turnout_operator.domain import reasons as R
-from turnout_operator.domain.actions import PointService, ScaleColor, TagVersion
+from turnout_operator.domain.actions import PointService, RolloutFinished, ScaleColor, TagVersion
 from turnout_operator.domain.plan_state import Pass, last_good_version
 from turnout_operator.domain.rollout import supersede
 from turnout_operator.domain.spec import Color
@@ -80,6 +80,7 @@ def rollback(p: Pass) -> None:
         p.reject(active, R.ROLLED_BACK, message)
     else:
         # Rejecting the active version makes the last good one the target: a normal rollout.
+        _count_rollback(p, active, failed_color)
         p.reject(active, R.ROLLED_BACK, message)
         p.emit(True, R.ROLLED_BACK, f"{message}; {good} is no longer warm: redeploying it")
 
@@ -95,9 +96,21 @@ def _switch_back(
         TagVersion(warm.version, "active"),
     ]
     p.drop_scale_down(warm)
+    _count_rollback(p, failed, failed_color)
     p.close(failed, failed_color, "RolledBack", message)
     p.record(warm.version, warm.color, "Promoted", f"restored by {reason}")
     status.active_version, status.active_color = warm.version, warm.color
     status.model_uri, status.run_id = p.uri(warm.version), warm.run_id
     p.schedule_scale_down(failed_color, failed, p.bg.abort_scale_down_delay_seconds, "Abort")
     p.emit(True, reason, message)
+
+
+def _count_rollback(p: Pass, failed: str, color: Color) -> None:
+    """The rollout that promoted `failed` ends as rolled_back, timed from its promotion."""
+    promoted = next(
+        (e.promoted_at for e in p.status.history
+         if e.version == failed and e.color == color and e.retired_at is None and e.promoted_at),
+        None,
+    )  # fmt: skip
+    seconds = (p.now - parse_time(promoted)).total_seconds() if promoted else 0.0
+    p.actions.append(RolloutFinished("rolled_back", seconds))

@@ -72,7 +72,10 @@ def advance(p: Pass) -> None:
         start(p)
         return
     first = status.active_color is None
-    full = first or rollout.scaled_up_at is not None
+    # Nothing to scale up when the preview already runs every replica.
+    full = (
+        first or rollout.scaled_up_at is not None or p.bg.preview_replica_count >= p.spec.replicas
+    )
     replicas = p.spec.replicas if full else p.bg.preview_replica_count
     state = p.observed.color(rollout.color)
     if state.failure is not None and state.version == rollout.version:
@@ -177,7 +180,9 @@ def switch(p: Pass, rollout: Rollout) -> None:
     p.emit(False, R.PROMOTED, f"version {rollout.version} ({rollout.color}) is active")
     p.actions.append(RolloutFinished("promoted", p.elapsed(rollout)))
     p.progress = (R.ROLLOUT_COMPLETE, f"version {rollout.version} promoted")
-    p.healthy_again = True
+    # Promoting the last good version while the desired one is rejected (a rollback by
+    # redeploy) ends Degraded like a warm rollback: what serves is not what the spec asks for.
+    p.healthy_again = p.desired_version() not in status.rejected_versions
 
 
 def abort(p: Pass, reason: str, message: str) -> None:
