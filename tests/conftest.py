@@ -1,14 +1,23 @@
-"""Helpers every test layer shares: one polling helper with a deadline, tool look-up, free ports."""
+"""Helpers every test layer shares: one polling helper with a deadline, tool look-up, free ports,
+server processes, and the one MLflow registry (a real tracking server with the demo models) that
+tests/integration and tests/chart both use, started once per run."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 T = TypeVar("T")
@@ -51,3 +60,80 @@ def require_tool(name: str, *candidates: str) -> str:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Process:
+    """A server we started; stopped (and its log shown on failure) by the fixture that made it."""
+
+    url: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return int(self.popen.returncode)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        """True while running; a process that exited fails the caller with its log's tail."""
+        if self.popen.poll() is not None:
+            raise AssertionError(f"exited {self.popen.returncode}:\n{self.output()[-3000:]}")
+        return True
+
+
+def start(argv: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a server process logging to `log`, with this venv's scripts first on PATH (MLflow
+    starts `uvicorn` by name)."""
+    handle = log.open("wb")
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return subprocess.Popen(
+        argv, stdout=handle, stderr=subprocess.STDOUT,
+        env={**os.environ, "PATH": path, **(env or {})}, cwd=log.parent,
+    )  # fmt: skip
+
+
+@dataclass
+class Registry:
+    """The MLflow tracking server and what the demo registrar put in it."""
+
+    uri: str
+    models: dict[str, Any]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    home = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = Process(uri, start([
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
+        "--default-artifact-root", str(home / "artifacts"), "--workers", "1",
+    ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+        home / "server.log")  # fmt: skip
+    try:
+        wait_until(lambda: httpx.get(f"{uri}/health").status_code == 200, timeout=120,
+                   interval=0.5, what="the MLflow tracking server")  # fmt: skip
+        env = {"MLFLOW_TRACKING_URI": uri}
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "demo_models.py"), "--tracking-uri", uri],
+            capture_output=True, text=True, timeout=600, env={**os.environ, **env}, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+        yield Registry(uri, json.loads(done.stdout.strip().splitlines()[-1]), env)
+    finally:
+        server.stop()

@@ -50,7 +50,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from kubernetes import client, config
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from turnout_operator import handlers  # noqa: F401  (registers the handlers)
+    from turnout_operator import handlers  # importing it registers the handlers
     from turnout_operator.kube import Kube
     from turnout_operator.metrics import OperatorMetrics
     from turnout_operator.reconcile import Reconciler
@@ -78,7 +78,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         standalone=True,
         clusterwide=settings.all_namespaces,
         namespaces=() if settings.all_namespaces else settings.namespaces,
-        memo=kopf.Memo(reconciler=reconciler),
+        memo=handlers.new_memo(reconciler),
         liveness_endpoint=liveness,
     )
     if not reconciler.tags.idle(timeout=5.0):

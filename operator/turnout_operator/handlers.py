@@ -26,8 +26,17 @@ ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
 
 
 def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
-    wakers: dict[tuple[str, str], asyncio.Event] = memo.setdefault("wakers", {})
+    """The daemons' wake-up events, by (namespace, name). kopf hands every object its own
+    shallow copy of the operator's memo, so this dict must be in the memo before kopf starts
+    (`new_memo`): one made later would be private to the object whose handler made it, and a
+    Deployment's or Pod's event would never reach its ModelDeployment's daemon."""
+    wakers: dict[tuple[str, str], asyncio.Event] = memo["wakers"]
     return wakers
+
+
+def new_memo(reconciler: Any) -> kopf.Memo:
+    """The operator's memo: the reconciler and the daemons' shared wake-up events."""
+    return kopf.Memo(reconciler=reconciler, wakers={})
 
 
 def wake(memo: Any, namespace: str | None, name: str | None) -> None:

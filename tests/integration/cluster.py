@@ -15,8 +15,7 @@ import httpx
 import yaml
 from mlflow import MlflowClient
 
-from tests.conftest import free_port, wait_until
-from tests.integration.conftest import BIN, ROOT, Process, Registry, start
+from tests.conftest import BIN, ROOT, Process, Registry, free_port, start, wait_until
 from tests.kube.emulator import KubeEmulator
 from turnout_operator.crd import build_crd
 

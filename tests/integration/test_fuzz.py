@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Process
+from tests.conftest import Process
 
 pytestmark = pytest.mark.slow
 

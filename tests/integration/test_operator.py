@@ -11,9 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_until
+from tests.conftest import Registry, wait_until
 from tests.integration.cluster import API, Cluster, calls_made, granted, running_cluster
-from tests.integration.conftest import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -159,16 +158,24 @@ def test_cluster_wide_rbac_allows_every_call_of_an_operator_watching_all_namespa
 ) -> None:
     """With the test above (the cluster-wide rules are the namespaced ones, all used, plus
     kopf's scanning): the ClusterRole allows all an `--all-namespaces` operator does through a
-    rollout, a scale-down and a deletion, and the scanning rules are used."""
+    rollout, a scale-down and a deletion, and the scanning rules are used.
+
+    Also: a rollout moves on the owned Deployments' events, not on the resync. Pods here become
+    available 2 s after their Deployment, when the operator has long finished writing (so no
+    event of the ModelDeployment itself wakes it) and the resync is 10 minutes away."""
     with contextlib.contextmanager(running_cluster)(
-        mlflow_registry, tmp_path, pods="available", all_namespaces=True
-    ) as cluster:
+        mlflow_registry, tmp_path, pods="available", all_namespaces=True,
+        extra_env={"TURNOUT_OPERATOR_RESYNC_SECONDS": "600"},
+    ) as cluster:  # fmt: skip
+        cluster.kube.controller.behave_default("slow", delay=2.0)
         strategy = {"blueGreen": {"smokeTest": False, "scaleDownDelaySeconds": 0}}
         cluster.apply("everywhere", {"name": "Diabetes", "version": "1"}, strategy=strategy)
-        cluster.wait_phase("everywhere", "Healthy", activeVersion="1", activeColor="blue")
+        cluster.wait_phase("everywhere", "Healthy", timeout=20, activeVersion="1",
+                           activeColor="blue")  # fmt: skip
         cluster.kube.patch(API, "ModelDeployment", "default", "everywhere",
                            {"spec": {"model": {"name": "Diabetes", "version": "2"}}})  # fmt: skip
-        cluster.wait_phase("everywhere", "Healthy", activeVersion="2", activeColor="green")
+        cluster.wait_phase("everywhere", "Healthy", timeout=20, activeVersion="2",
+                           activeColor="green")  # fmt: skip
         cluster.wait_replicas("everywhere-blue", 0)
         cluster.kube.delete(API, "ModelDeployment", "default", "everywhere")
         wait_until(lambda: cluster.kube.get("v1", "Service", "default", "everywhere") is None,

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_until
-from tests.integration.conftest import BIN, Process, Registry, start
+from tests.conftest import BIN, Process, Registry, free_port, start, wait_until
 
 pytestmark = pytest.mark.slow
 

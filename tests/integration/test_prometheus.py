@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from tests.conftest import free_port, require_tool, wait_until
-from tests.integration.conftest import Process, start
+from tests.conftest import Process, free_port, require_tool, start, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import free_port
-from tests.integration.conftest import Registry
+from tests.conftest import Registry, free_port
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.observed import Resolved, ResolveFailed
 from turnout_operator.domain.spec import ModelRef

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel
 
-from tests.conftest import wait_until
+from tests.conftest import Registry, wait_until
 from tests.integration.cluster import (
     API,
     Cluster,
@@ -34,7 +34,6 @@ from tests.integration.cluster import (
     history,
     running_cluster,
 )
-from tests.integration.conftest import Registry
 from tests.integration.outage import Forwarder
 
 pytestmark = pytest.mark.slow

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port, wait_until
-from tests.integration.conftest import BIN, Process, start, wait_for_ready
+from tests.conftest import BIN, Process, free_port, start, wait_until
+from tests.integration.conftest import wait_for_ready
 
 pytestmark = pytest.mark.slow
 BUCKET = "turnout-models"

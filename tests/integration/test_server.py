@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_until
-from tests.integration.conftest import Process, Registry, wait_for_ready
+from tests.conftest import Process, Registry, wait_until
+from tests.integration.conftest import wait_for_ready
 
 pytestmark = pytest.mark.slow
 DIABETES_ROW = {"age": 0.038, "sex": 0.05, "bmi": 0.061, "bp": 0.021, "s1": -0.044,
