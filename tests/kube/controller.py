@@ -50,6 +50,10 @@ class DeploymentController:
         self.store = store
         self.log_dir = log_dir
         self.tick = tick
+        # Seconds to wait after a write wakes the controller before its pass. Every pass looks
+        # at every Deployment: with hundreds of them and a write every few ms (a benchmark),
+        # passing once per write would keep the emulator's process busy doing nothing new.
+        self.batch = 0.0
         self._default = Behaviour()
         self._behaviours: dict[tuple[str, str], Behaviour] = {}
         self._rollouts: dict[tuple[str, str], Rollout] = {}
@@ -137,7 +141,8 @@ class DeploymentController:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait(self.tick)
+            if self._wake.wait(self.tick) and self.batch:
+                self._stopping.wait(self.batch)  # let a burst of writes land: one pass for all
             self._wake.clear()
             if self._stopping.is_set():
                 return
@@ -152,16 +157,20 @@ class DeploymentController:
 
     def _reconcile_all(self, now: float) -> None:
         deployments, _ = self.store.list_objects(self._deployments, None)
+        pods, _ = self.store.list_objects(self._pods, None)
+        owned: dict[str, list[Obj]] = {}  # pods by owner uid: one pass, not one per Deployment
+        for pod in pods:
+            for ref in pod["metadata"].get("ownerReferences", []):
+                owned.setdefault(ref.get("uid", ""), []).append(pod)
         seen = set()
         for dep in deployments:
             key = (dep["metadata"]["namespace"], dep["metadata"]["name"])
             seen.add(key)
-            self._reconcile(key, dep, now)
+            self._reconcile(key, dep, now, owned.get(dep["metadata"]["uid"], []))
         for key in set(self._rollouts) - seen:
             self._stop_process(self._rollouts.pop(key), now)
 
-    def _reconcile(self, key: tuple[str, str], dep: Obj, now: float) -> None:
-        namespace, name = key
+    def _reconcile(self, key: tuple[str, str], dep: Obj, now: float, owned: list[Obj]) -> None:
         meta, spec = dep["metadata"], dep["spec"]
         rollout = self._rollouts.get(key)
         if rollout is None or rollout.uid != meta["uid"]:
@@ -178,7 +187,7 @@ class DeploymentController:
             self._stop_process(rollout, now)
             rollout.template_hash, rollout.progress_at = current_hash, now
             rollout.complete_replicas, rollout.available = None, 0
-        pods = self._sync_pods(dep, current_hash, replicas)
+        pods = self._sync_pods(dep, owned, current_hash, replicas)
         if behaviour.mode == "process" and replicas > 0:
             self._run_process(rollout, dep, pods[0]["metadata"]["name"], behaviour, now)
         else:
@@ -192,30 +201,32 @@ class DeploymentController:
             if is_ready != clock.ready or not clock.changed_iso:
                 clock.ready, clock.ready_since, clock.changed_iso = is_ready, now, now_iso()
                 status = pod_status(pod, clock, behaviour, rollout, now)[0]
-            self._write_status(self._pods, namespace, pod_name, status)
+            self._write_status(self._pods, pod, status)
             ready += is_ready
             available += is_ready and now - clock.ready_since >= min_ready
         names = {pod["metadata"]["name"] for pod in pods}
         rollout.pods = {n: c for n, c in rollout.pods.items() if n in names}
         status = deployment_status(dep, rollout, len(pods), ready, available, now)
-        self._write_status(self._deployments, namespace, name, status)
+        self._write_status(self._deployments, dep, status)
 
-    def _write_status(self, rt: ResourceType, namespace: str, name: str, status: Obj) -> None:
+    def _write_status(self, rt: ResourceType, obj: Obj, status: Obj) -> None:
+        """Write `obj`'s status unless it already is `status`: every pass looks at every object,
+        and a write of the same status would copy the object, wake every watcher, and the
+        controller itself, for nothing."""
+        if obj.get("status") == status:
+            return
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         try:
             self.store.update(rt, namespace, name, lambda obj: {**obj, "status": status},
                               subresource="status")  # fmt: skip
         except Exception as exc:  # deleted meanwhile: the next tick sees it gone
             log.debug("status of %s/%s not written: %s", namespace, name, exc)
 
-    def _sync_pods(self, dep: Obj, current_hash: str, replicas: int) -> list[Obj]:
+    def _sync_pods(self, dep: Obj, owned: list[Obj], current_hash: str, replicas: int) -> list[Obj]:
+        """The Deployment's current pods, `replicas` of them; `owned` are the pods it owns."""
         meta = dep["metadata"]
-        pods, _ = self.store.list_objects(
-            self._pods, meta["namespace"],
-            lambda pod: any(r.get("uid") == meta["uid"]
-                            for r in pod["metadata"].get("ownerReferences", [])),
-        )  # fmt: skip
         current: list[Obj] = []
-        for pod in pods:
+        for pod in owned:
             if pod["metadata"].get("deletionTimestamp"):
                 continue
             is_current = pod["metadata"].get("labels", {}).get("pod-template-hash") == current_hash

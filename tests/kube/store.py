@@ -180,12 +180,13 @@ class Store(GarbageCollector):
     ) -> tuple[list[Obj], int]:
         """Objects of one kind (all namespaces if `namespace` is None) and the list's version."""
         with self.lock:
-            items = [
-                self._view(rt, obj)
-                for (group, plural, ns, _), obj in sorted(self._objects.items())
-                if (group, plural) == (rt.group, rt.plural) and namespace in (None, ns)
-                and match(obj)
+            # Filter before sorting and copying: the store also holds every Event and Pod.
+            kind = [
+                (key, obj) for key, obj in self._objects.items()
+                if key[:2] == (rt.group, rt.plural) and namespace in (None, key[2])
             ]  # fmt: skip
+            items = [self._view(rt, obj) for _, obj in sorted(kind, key=lambda kv: kv[0])
+                     if match(obj)]  # fmt: skip
             return items, self._rv
 
     # --- writes -------------------------------------------------------------------------------------
