@@ -1,0 +1,169 @@
+{{/*
+Names, labels and computed settings shared by every template. Object names are truncated to 63
+characters (the DNS label limit some fields carry).
+*/}}
+
+{{- define "turnout.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: the release name, with the chart name added unless present. */}}
+{{- define "turnout.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "turnout.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "turnout.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{- define "turnout.labels" -}}
+helm.sh/chart: {{ include "turnout.chart" . }}
+{{ include "turnout.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: turnout
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "turnout.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "turnout.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The operator: `<fullname>-operator` (`turnout-operator` for a release named turnout). */}}
+{{- define "turnout.operator.fullname" -}}
+{{- printf "%s-operator" (include "turnout.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "turnout.operator.labels" -}}
+{{ include "turnout.labels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "turnout.operator.selectorLabels" -}}
+{{ include "turnout.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "turnout.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "turnout.operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "turnout.operator.image" -}}
+{{- $image := .Values.operator.image }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "turnout.servingImage" -}}
+{{- $image := .Values.operator.servingImage }}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) }}
+{{- end }}
+
+{{/* The operator's default tracking URI: the value, else the bundled MLflow, else the
+operator's own default (settings.py). */}}
+{{- define "turnout.trackingUri" -}}
+{{- if .Values.operator.trackingUri }}
+{{- .Values.operator.trackingUri }}
+{{- else if .Values.mlflow.enabled }}
+{{- printf "http://%s.%s.svc:%d" .Values.mlflow.service.name (include "turnout.namespace" .) (int .Values.mlflow.service.port) }}
+{{- else }}
+{{- "http://mlflow.mlflow.svc:5000" }}
+{{- end }}
+{{- end }}
+
+{{/* The bundled MLflow. */}}
+{{- define "turnout.mlflow.fullname" -}}
+{{- printf "%s-mlflow" (include "turnout.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "turnout.mlflow.labels" -}}
+{{ include "turnout.labels" . }}
+app.kubernetes.io/component: mlflow
+{{- end }}
+
+{{- define "turnout.mlflow.selectorLabels" -}}
+{{ include "turnout.selectorLabels" . }}
+app.kubernetes.io/component: mlflow
+{{- end }}
+
+{{/* Host headers the bundled MLflow accepts: its Service's names, localhost, and extras. */}}
+{{- define "turnout.mlflow.allowedHosts" -}}
+{{- $svc := .Values.mlflow.service.name }}
+{{- $ns := include "turnout.namespace" . }}
+{{- $hosts := list }}
+{{- range (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) "localhost" "127.0.0.1") }}
+{{- $hosts = append $hosts . }}
+{{- $hosts = append $hosts (printf "%s:*" .) }}
+{{- end }}
+{{- $hosts = append $hosts (printf "%s.%s.svc.*" $svc $ns) }}
+{{- concat $hosts .Values.mlflow.allowedHosts | join "," }}
+{{- end }}
+
+{{/* Labels every served model's pods carry (operator/turnout_operator/domain/manifests.py). */}}
+{{- define "turnout.servedModelSelector" -}}
+app.kubernetes.io/managed-by: turnout
+{{- end }}
+
+{{/* Rules the operator needs in every namespace it watches: exactly those of the repository's
+manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests/base/rbac.yaml). */}}
+{{- define "turnout.rbac.namespacedRules" -}}
+# the ModelDeployments: watched, read, annotations removed, status written
+- apiGroups: [turnout.dev]
+  resources: [modeldeployments]
+  verbs: [get, list, watch, patch]
+- apiGroups: [turnout.dev]
+  resources: [modeldeployments/status]
+  verbs: [patch]
+# the owned objects
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, update, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# smoke tests through the API server when the operator runs outside the cluster
+- apiGroups: [""]
+  resources: [services/proxy]
+  verbs: [create]
+# registry credentials named by spec.registry.credentialsSecret
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* kopf's scanning in cluster-wide mode: which CRDs exist. Watching every namespace needs
+no read of Namespace objects (the integration suite records an --all-namespaces run). */}}
+{{- define "turnout.rbac.clusterScanningRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end }}

@@ -1,0 +1,236 @@
+"""What the chart installs for the operator: the CRD (the repository's, byte for byte), the RBAC of
+each mode (exactly the published rules, which the integration suite proves minimal and
+sufficient), the operator Deployment, and the bundled MLflow of the quickstart."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from tests.chart.conftest import (
+    CHART,
+    NAMESPACE,
+    Helm,
+    env_of,
+    find,
+    one,
+    operator_container,
+)
+from tests.conftest import ROOT
+from tests.integration.cluster import granted, rules
+
+CRD = "modeldeployments.turnout.dev.yaml"
+DEFAULT_ENV = {
+    "TURNOUT_OPERATOR_TRACKING_URI": "http://mlflow.mlflow.svc:5000",
+    "TURNOUT_OPERATOR_SERVING_IMAGE": "ghcr.io/turnout-dev/turnout-serve:0.1.0",
+    "TURNOUT_OPERATOR_METRICS_PORT": "8000",
+    "TURNOUT_OPERATOR_LOG_LEVEL": "info",
+    "TURNOUT_OPERATOR_SMOKE_VIA": "auto",
+    "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "10",
+    "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "10",
+    "TURNOUT_OPERATOR_RESYNC_SECONDS": "60",
+}
+
+
+# --- the CRD --------------------------------------------------------------------------------------
+
+
+def test_crd_is_the_repositorys_byte_for_byte() -> None:
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [CRD]
+    assert (CHART / "crds" / CRD).read_bytes() == (ROOT / "crds" / CRD).read_bytes()
+
+
+def test_crd_is_installed_with_the_chart(helm: Helm) -> None:
+    installed = one(helm.template(include_crds=True), "CustomResourceDefinition")
+    assert installed == yaml.safe_load((ROOT / "crds" / CRD).read_text())
+
+
+# --- RBAC -----------------------------------------------------------------------------------------
+
+
+def test_cluster_wide_rbac_is_the_published_one(helm: Helm) -> None:
+    docs = helm.template()
+    assert rules(docs, "ClusterRole") == granted("cluster-wide")
+    assert find(docs, "Role") == find(docs, "RoleBinding") == []
+    binding = one(docs, "ClusterRoleBinding", "turnout-operator")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "turnout-operator",
+    }  # fmt: skip
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "turnout-operator", "namespace": NAMESPACE}
+    ]
+
+
+def test_namespaced_rbac_is_the_published_one_in_each_namespace(helm: Helm) -> None:
+    docs = helm.template("namespaced-values.yaml")
+    assert find(docs, "ClusterRole") == find(docs, "ClusterRoleBinding") == []
+    for namespace in ("ml-prod", "ml-staging"):
+        role = [r for r in find(docs, "Role") if r["metadata"]["namespace"] == namespace]
+        assert rules(role, "Role") == granted("namespaced")
+        binding = [b for b in find(docs, "RoleBinding") if b["metadata"]["namespace"] == namespace]
+        assert [(b["roleRef"]["kind"], b["roleRef"]["name"], b["subjects"]) for b in binding] == [
+            ("Role", "turnout-operator",
+             [{"kind": "ServiceAccount", "name": "turnout-operator", "namespace": NAMESPACE}])
+        ]  # fmt: skip
+
+
+def test_no_rbac_when_asked(helm: Helm) -> None:
+    docs = helm.template(None, "rbac.create=false", "serviceAccount.create=false",
+                         "serviceAccount.name=mine")  # fmt: skip
+    kinds = {d["kind"] for d in docs}
+    assert kinds == {"Deployment", "Service"}
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mine"
+
+
+# --- the operator Deployment ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "watch"),
+    [
+        (None, ["--all-namespaces"]),
+        ("namespaced-values.yaml", ["--namespace", "ml-prod", "--namespace", "ml-staging"]),
+    ],
+)
+def test_operator_command_per_mode(helm: Helm, scenario: str | None, watch: list[str]) -> None:
+    container = operator_container(helm.template(scenario))
+    assert container["command"] == ["turnout-operator", "run"]
+    assert container["args"] == [*watch, "--liveness", "http://0.0.0.0:8080/healthz"]
+
+
+def test_operator_settings_come_from_values(helm: Helm) -> None:
+    assert env_of(operator_container(helm.template())) == DEFAULT_ENV
+    container = operator_container(helm.template(
+        None, "operator.trackingUri=https://mlflow.example.com", "operator.logLevel=debug",
+        "operator.servingImage.tag=0.2.0", "operator.smokeVia=direct", "operator.resyncSeconds=15",
+        "operator.smokeTimeoutSeconds=3", "operator.registryRetrySeconds=30",
+        "operator.metricsPort=9000", "operator.extraEnv[0].name=HTTPS_PROXY",
+        "operator.extraEnv[0].value=http://proxy:3128",
+    ))  # fmt: skip
+    assert env_of(container) == {
+        "TURNOUT_OPERATOR_TRACKING_URI": "https://mlflow.example.com",
+        "TURNOUT_OPERATOR_SERVING_IMAGE": "ghcr.io/turnout-dev/turnout-serve:0.2.0",
+        "TURNOUT_OPERATOR_METRICS_PORT": "9000",
+        "TURNOUT_OPERATOR_LOG_LEVEL": "debug",
+        "TURNOUT_OPERATOR_SMOKE_VIA": "direct",
+        "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "3",
+        "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "30",
+        "TURNOUT_OPERATOR_RESYNC_SECONDS": "15",
+        "HTTPS_PROXY": "http://proxy:3128",
+    }
+    assert container["ports"][0] == {"name": "metrics", "containerPort": 9000, "protocol": "TCP"}
+
+
+def test_operator_runs_alone_and_locked_down(helm: Helm) -> None:
+    deployment = one(helm.template(), "Deployment", "turnout-operator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }  # fmt: skip
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    container = operator_container([deployment])
+    assert container["image"] == "ghcr.io/turnout-dev/turnout-operator:0.1.0"
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert container["resources"] == {
+        "requests": {"cpu": "50m", "memory": "256Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+
+
+def test_probes_reach_the_liveness_endpoint(helm: Helm) -> None:
+    """The kubelet probes the port and path kopf serves `--liveness` on."""
+    container = operator_container(helm.template(None, "operator.health.port=8081"))
+    liveness = urlparse(container["args"][container["args"].index("--liveness") + 1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8000, "health": 8081}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert (
+            (ports[get["port"]], get["path"])
+            == (liveness.port, liveness.path)
+            == (8081, "/healthz")
+        )
+
+
+def test_image_digest_wins_over_tag(helm: Helm) -> None:
+    container = operator_container(helm.template("minimal-resources-values.yaml"))
+    assert container["image"] == "ghcr.io/turnout-dev/turnout-operator@sha256:" + "0" * 64
+
+
+def test_metrics_service_targets_the_operator(helm: Helm) -> None:
+    docs = helm.template()
+    service = one(docs, "Service", "turnout-operator")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+
+
+# --- the bundled MLflow ---------------------------------------------------------------------------
+
+
+def test_bundled_mlflow_is_the_default_tracking_uri(helm: Helm) -> None:
+    docs = helm.template("with-mlflow-values.yaml")
+    assert env_of(operator_container(docs))["TURNOUT_OPERATOR_TRACKING_URI"] == (
+        f"http://mlflow.{NAMESPACE}.svc:5000"
+    )
+    service = one(docs, "Service", "mlflow")
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 5000, "targetPort": "http", "protocol": "TCP"}
+    ]
+    pod_labels = one(docs, "Deployment", "turnout-mlflow")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    # an explicit URI wins over the bundled server
+    explicit = helm.template("with-mlflow-values.yaml", "operator.trackingUri=http://other:5000")
+    assert (
+        env_of(operator_container(explicit))["TURNOUT_OPERATOR_TRACKING_URI"] == "http://other:5000"
+    )
+
+
+def test_bundled_mlflow_server(helm: Helm) -> None:
+    docs = helm.template("with-mlflow-values.yaml")
+    pod = one(docs, "Deployment", "turnout-mlflow")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "ghcr.io/mlflow/mlflow:v3.17.2"
+    assert container["command"] == [
+        "mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db",
+        "--artifacts-destination", "/mlflow/artifacts", "--serve-artifacts",
+        "--host", "0.0.0.0", "--port", "5000", "--workers", "1",
+    ]  # fmt: skip
+    svc = f"mlflow.{NAMESPACE}"
+    assert env_of(container) == {
+        "MLFLOW_SERVER_ALLOWED_HOSTS": ",".join([
+            "mlflow", "mlflow:*", svc, f"{svc}:*", f"{svc}.svc", f"{svc}.svc:*",
+            "localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*", f"{svc}.svc.*",
+            "mlflow.example.com",
+        ]),
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "HOME": "/tmp",
+    }  # fmt: skip
+    assert container["volumeMounts"] == [
+        {"name": "data", "mountPath": "/mlflow"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    assert pod["volumes"][0] == {
+        "name": "data",
+        "persistentVolumeClaim": {"claimName": "turnout-mlflow"},
+    }
+    claim = one(docs, "PersistentVolumeClaim", "turnout-mlflow")
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "1Gi"}},
+    }
+    ephemeral = helm.template("minimal-resources-values.yaml")
+    pod = one(ephemeral, "Deployment", "turnout-mlflow")["spec"]["template"]["spec"]
+    assert pod["volumes"][0] == {"name": "data", "emptyDir": {}}

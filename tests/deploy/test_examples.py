@@ -1,0 +1,102 @@
+"""examples/: every ModelDeployment there is one the API server accepts as it is (the CRD's schema,
+strict about unknown fields, and its CEL rule), that the operator parses to what the file's
+comments promise, and from which it builds objects the API server accepts too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import celpy
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.conftest import ROOT
+from tests.unit.test_crd import errors, pruned
+from turnout_operator.crd import CRD_FILE
+from turnout_operator.domain.manifests import Defaults, build_deployment, build_service
+from turnout_operator.domain.spec import ModelDeploymentSpec
+
+EXAMPLES = ROOT / "examples"
+[VERSION] = yaml.safe_load((ROOT / CRD_FILE).read_text())["spec"]["versions"]
+SCHEMA = VERSION["schema"]["openAPIV3Schema"]
+SPEC = SCHEMA["properties"]["spec"]
+KUBERNETES = ["1.31", "1.35"]
+# file -> (ModelDeployment name, the model URI it serves, floating, auto-promotion)
+EXPECTED = {
+    "diabetes-champion.yaml": ("diabetes", "models:/Diabetes@champion", True, True),
+    "iris-v1.yaml": ("iris", "models:/Iris/1", False, False),
+}
+
+
+def load(path: Path) -> dict[str, Any]:
+    [document] = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return dict(document)
+
+
+def cel_rules(node: dict[str, Any], value: Any) -> list[str]:
+    """Evaluate every CEL rule of the schema on the part of `value` it governs, as the API server
+    does; return the messages of the rules evaluated (all of which held)."""
+    checked = []
+    env = celpy.Environment()
+    for rule in node.get("x-kubernetes-validations", []):
+        program = env.program(env.compile(rule["rule"]))
+        assert program.evaluate({"self": celpy.json_to_cel(value)}), rule["message"]
+        checked.append(rule["message"])
+    if isinstance(value, dict):
+        for key, sub in node.get("properties", {}).items():
+            if key in value:
+                checked += cel_rules(sub, value[key])
+    return checked
+
+
+def test_the_examples_are_the_documented_ones() -> None:
+    assert sorted(p.name for p in EXAMPLES.iterdir()) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_api_server_accepts_the_example_as_written(name: str) -> None:
+    document = load(EXAMPLES / name)
+    assert (document["apiVersion"], document["kind"]) == ("turnout.dev/v1alpha1", "ModelDeployment")
+    assert errors(SCHEMA, document) == []
+    assert pruned(document["spec"], SPEC) == document["spec"]  # nothing silently dropped
+    checked = cel_rules(SCHEMA, document)
+    assert checked == ["spec.model needs exactly one of version, alias or stage"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_operator_parses_the_example_as_its_comments_say(name: str) -> None:
+    document = load(EXAMPLES / name)
+    md_name, reference, floating, auto_promotion = EXPECTED[name]
+    # strict: as the API server types it ("1" stays a string, 60 stays a number)
+    spec = ModelDeploymentSpec.model_validate_json(json.dumps(document["spec"]), strict=True)
+    assert document["metadata"] == {"name": md_name}  # namespace: wherever it is applied
+    assert spec.model.reference == reference
+    assert spec.model.floating is floating
+    assert spec.blue_green.auto_promotion_enabled is auto_promotion
+    assert spec.blue_green.smoke_test is True
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_what_the_operator_builds_from_the_example_is_valid_kubernetes(
+    name: str, version: str
+) -> None:
+    document = load(EXAMPLES / name)
+    spec = ModelDeploymentSpec.model_validate(document["spec"])
+    md = document["metadata"]["name"]
+    defaults = Defaults(image="ghcr.io/turnout-dev/turnout-serve:0.1.0",
+                        tracking_uri="http://mlflow.turnout-system.svc:5000")  # fmt: skip
+    uri = f"models:/{spec.model.name}/1"
+    deployment = build_deployment(md, "default", "blue", "1", uri, spec.replicas, spec, defaults)
+    built = [
+        deployment,
+        build_service(md, "default", "active", "blue"),
+        build_service(md, "default", "preview", "blue"),
+    ]
+    for obj in built:
+        kubernetes_validate.validate(obj, version, strict=True)
+    resources = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources == document["spec"]["template"]["resources"]
