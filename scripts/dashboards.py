@@ -521,7 +521,13 @@ def rollouts_dashboard() -> dict[str, Any]:
               "Reconciles that raised (retried with backoff). A steady rate means a "
               "ModelDeployment the operator cannot move: see its Events and the operator log.",
               [Target(f"sum(rate(turnout_operator_reconcile_errors_total{{{OPERATOR}}}"
-                      "[$__rate_interval]))", "errors/s")], width=24, height=6),
+                      "[$__rate_interval]))", "errors/s")], width=16, height=6),
+        Panel("MLflow tags waiting",
+              "Model-version tags (turnout.dev/<namespace>.<name>) the operator has yet to "
+              "write to MLflow. Rollouts never wait for them; a count that stays up means "
+              "MLflow is down or refusing, and the registry's audit trail lags behind.",
+              [Target(f"sum(turnout_operator_tag_writes_pending{{{OPERATOR}}})", "waiting")],
+              width=8, height=6, defaults={"min": 0, "decimals": 0}),
     ])  # fmt: skip
     variables = [
         query_variable("namespace", "Namespace",
