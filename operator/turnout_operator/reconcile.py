@@ -52,7 +52,7 @@ from turnout_operator.domain.status import (
 )
 from turnout_operator.kube import Kube
 from turnout_operator.metrics import OperatorMetrics
-from turnout_operator.registry import RegistryError
+from turnout_operator.registry_http import RegistryError
 from turnout_operator.settings import OperatorSettings
 from turnout_operator.tags import TagWriter
 

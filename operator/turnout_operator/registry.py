@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import posixpath
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,127 +37,35 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from turnout_operator.domain import reasons
 from turnout_operator.domain.actions import VersionState
 from turnout_operator.domain.observed import Resolved, ResolveFailed
 from turnout_operator.domain.spec import ModelRef
+from turnout_operator.registry_http import (
+    API,
+    RegistryError,
+    answer_failure,
+    artifacts_url,
+    auth,
+    failure,
+    json_object,
+    session,
+    transport_detail,
+)
 
 log = logging.getLogger("turnout_operator.registry")
 
-API = "/api/2.0/mlflow"
-ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})  # MLflow's transient failures
 # MLflow 3 writes this next to the model when `log_model(input_example=...)` is given: the exact
 # JSON body `mlflow models serve` (and turnout-serve) accept on /invocations.
 SERVING_INPUT_FILE = "serving_input_example.json"
 SMOKE_CONTENT_TYPE = "application/json"
-BACKOFF_FACTOR = 0.5  # urllib3 sleeps 0 s before the first retry, then 1 s, 2 s, ...
 
 _ANSWER_FIELDS = {
     "model-versions/get": "model_version",
     "registered-models/alias": "model_version",
     "model-versions/get-download-uri": "artifact_uri",
 }
-_AUTH_ERROR_CODES = frozenset(
-    {"UNAUTHENTICATED", "UNAUTHORIZED", "PERMISSION_DENIED", "CUSTOMER_UNAUTHORIZED"}
-)
-
-
-class RegistryError(Exception):
-    """The registry could not answer; `failure` says why in ModelResolved terms."""
-
-    def __init__(self, failure: ResolveFailed) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def classify(status: int | None, error_code: str | None = None) -> str:
-    """The ModelResolved reason for a failed registry call.
-
-    `status` is None when no HTTP answer came at all (refused, timed out, DNS or TLS failure);
-    `error_code` is MLflow's JSON `error_code`, when the body had one. Only MLflow's own codes
-    count as "not found" or "invalid": a bare 404 or 400 comes from something that is not an MLflow
-    registry (a wrong URL, a proxy), which the user fixes like an outage, not by editing the model.
-    """
-    if status is None:
-        return reasons.REGISTRY_UNAVAILABLE
-    if status in (401, 403) or error_code in _AUTH_ERROR_CODES:
-        return reasons.UNAUTHORIZED
-    if error_code == "RESOURCE_DOES_NOT_EXIST":
-        return reasons.MODEL_NOT_FOUND
-    if error_code == "INVALID_PARAMETER_VALUE":
-        return reasons.INVALID_SPEC
-    return reasons.REGISTRY_UNAVAILABLE
-
-
-def failure(
-    where: str, status: int | None, error_code: str | None = None, detail: str = ""
-) -> ResolveFailed:
-    """A ResolveFailed whose message names the server (`where`: "MLflow registry at URI") and
-    says what to check; `detail` is the transport error or MLflow's own message."""
-    reason = classify(status, error_code)
-    if reason == reasons.UNAUTHORIZED:
-        message = (
-            f"{where} rejected the credentials (HTTP {status}); "
-            "check spec.registry.credentialsSecret"
-        )
-    elif status is None:
-        message = f"{where} is unavailable: {detail}"
-    elif status == 404 and not error_code:  # a route MLflow does not have
-        message = f"{where} answered HTTP 404: is it the URL of an MLflow tracking server?"
-    elif reason == reasons.REGISTRY_UNAVAILABLE:
-        message = f"{where} is unavailable: HTTP {status}" + (f" ({detail})" if detail else "")
-    else:
-        message = f"{where}: {detail or f'HTTP {status}'}"
-    return ResolveFailed(reason, message)
-
-
-class _Token(requests.auth.AuthBase):
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        return request
-
-
-def auth(credentials: Mapping[str, str]) -> requests.auth.AuthBase | None:
-    """The request authentication a Secret's keys ask for: basic auth wins over a token, as in
-    MLflow's own client; no keys, no authentication."""
-    username = credentials.get("MLFLOW_TRACKING_USERNAME")
-    password = credentials.get("MLFLOW_TRACKING_PASSWORD")
-    if username and password:
-        return requests.auth.HTTPBasicAuth(username, password)
-    token = credentials.get("MLFLOW_TRACKING_TOKEN")
-    return _Token(token) if token else None
-
-
-def session(max_retries: int) -> requests.Session:
-    """A session that retries refused connections, timeouts and MLflow's transient statuses
-    `max_retries` times with exponential backoff; the last answer comes back to be classified."""
-    retry = Retry(
-        total=max_retries, connect=max_retries, read=max_retries, redirect=max_retries,
-        status=max_retries, status_forcelist=RETRY_STATUSES, backoff_factor=BACKOFF_FACTOR,
-        allowed_methods=None,  # MLflow's calls here are idempotent, POSTs (set-tag) included
-        raise_on_status=False, respect_retry_after_header=False,
-    )  # fmt: skip
-    adapter = HTTPAdapter(max_retries=retry)
-    http = requests.Session()
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    return http
-
-
-def artifacts_url(location: str, tracking_uri: str) -> str:
-    """The tracking server's artifact-proxy URL of an `mlflow-artifacts:` location
-    (`mlflow-artifacts:/1/abc/artifacts` or, naming the server, `mlflow-artifacts://host:port/...`),
-    as MLflow's artifact repository resolves it."""
-    tracking, parsed = urlparse(tracking_uri), urlparse(location)
-    path = re.sub("/+", "/", f"/{tracking.path}/{ARTIFACTS_API}/{parsed.path}")
-    return f"{tracking.scheme}://{parsed.netloc or tracking.netloc}{path}".rstrip("/")
 
 
 class ModelRegistry:
@@ -267,9 +174,9 @@ class ModelRegistry:
         """Call `/api/2.0/mlflow/<path>` and return its JSON object, or raise RegistryError."""
         payload = {"params": body} if method == "GET" else {"json": body}
         response = self._send(self.tracking_uri, f"{API}/{path}", method, **payload)
-        answer = _json_object(response)
+        answer = json_object(response)
         if response.status_code != 200:
-            raise RegistryError(_answer_failure(self._where, response, answer))
+            raise RegistryError(answer_failure(self._where, response, answer))
         if answer is None:
             raise self._unexpected(path)
         return answer
@@ -301,7 +208,7 @@ class ModelRegistry:
                     timeout=self._timeout, **kwargs,
                 )  # fmt: skip
         except requests.RequestException as exc:
-            detail = _transport_detail(exc, self._timeout)
+            detail = transport_detail(exc, self._timeout)
             raise RegistryError(failure(self._where, None, detail=detail)) from exc
 
     def _require_http(self) -> None:
@@ -340,7 +247,7 @@ class ModelRegistry:
         response = self._send(base, "/" + path, "GET")
         if response.status_code == 200:
             return response.content
-        missing = _answer_failure(self._where, response, _json_object(response))
+        missing = answer_failure(self._where, response, json_object(response))
         if missing.reason == reasons.MODEL_NOT_FOUND:  # MLflow's "No such artifact"
             return None
         raise RegistryError(missing)
@@ -405,33 +312,3 @@ class ModelRegistry:
             raise RegistryError(
                 failure(f"artifact store at {location}", None, detail=detail)
             ) from exc
-
-
-def _answer_failure(
-    where: str, response: requests.Response, answer: dict[str, Any] | None
-) -> ResolveFailed:
-    """Classify a non-200 answer by its status and MLflow's JSON error, when there is one."""
-    answer = answer or {}
-    code = answer.get("error_code")
-    return failure(where, response.status_code, code, str(answer.get("message", "")))
-
-
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
-    try:
-        answer = response.json()
-    except ValueError:
-        return None
-    return answer if isinstance(answer, dict) else None
-
-
-def _transport_detail(exc: requests.RequestException, timeout: float) -> str:
-    """A short reason for a request that got no HTTP answer."""
-    if isinstance(exc, requests.Timeout):
-        return f"no answer within {timeout:g} s"
-    # urllib3's MaxRetryError carries the last failure as `reason`: "HTTPConnection(host=...,
-    # port=...): Failed to establish a new connection: [Errno 111] Connection refused"
-    inner = exc.args[0] if exc.args else exc
-    reason = getattr(inner, "reason", inner)
-    if "timed out" in str(reason).lower():
-        return f"no answer within {timeout:g} s"
-    return str(reason).split("): ", 1)[-1]

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from turnout_operator.domain import reasons
 from turnout_operator.domain.actions import VersionState
-from turnout_operator.registry import RegistryError
+from turnout_operator.registry_http import RegistryError
 
 log = logging.getLogger("turnout_operator.tags")
 RETRYABLE = frozenset({reasons.REGISTRY_UNAVAILABLE})

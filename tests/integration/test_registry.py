@@ -23,7 +23,8 @@ from tests.conftest import Registry, free_port
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.observed import Resolved, ResolveFailed
 from turnout_operator.domain.spec import ModelRef
-from turnout_operator.registry import ModelRegistry, RegistryError
+from turnout_operator.registry import ModelRegistry
+from turnout_operator.registry_http import RegistryError
 
 pytestmark = pytest.mark.slow
 TAG = "turnout.dev/test.registry"  # a key no other test writes

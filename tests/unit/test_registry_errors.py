@@ -8,7 +8,7 @@ import requests
 
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.observed import ResolveFailed
-from turnout_operator.registry import artifacts_url, auth, classify, failure
+from turnout_operator.registry_http import artifacts_url, auth, classify, failure
 
 WHERE = "MLflow registry at http://mlflow:5000"
 

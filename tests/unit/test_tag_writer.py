@@ -9,7 +9,7 @@ import time
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import VersionState
 from turnout_operator.domain.observed import ResolveFailed
-from turnout_operator.registry import RegistryError
+from turnout_operator.registry_http import RegistryError
 from turnout_operator.tags import TagKey, TagWriter
 
 KEY = "turnout.dev/ml.bikes"
