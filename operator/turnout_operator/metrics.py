@@ -48,7 +48,7 @@ class OperatorMetrics:
             self.duration.labels(outcome)
         for phase in PHASES:
             self._phase.labels(phase)
-        self._phases: dict[tuple[str, str], str] = {}
+        # (namespace, name) -> the labels of its info series; the phase is the last of them
         self._infos: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def rollout_finished(self, outcome: str, seconds: float) -> None:
@@ -62,10 +62,6 @@ class OperatorMetrics:
         """Record one object's phase and active version (phase None: it is gone); refresh the
         per-phase counts. A changed label set replaces the object's old info series."""
         key = (namespace, name)
-        if phase is None:
-            self._phases.pop(key, None)
-        else:
-            self._phases[key] = phase
         labels = (namespace, name, model, version or "", color or "", phase or "")
         old = self._infos.pop(key, None)
         if old is not None and old != labels:
@@ -73,5 +69,6 @@ class OperatorMetrics:
         if phase is not None:
             self._infos[key] = labels
             self._info.labels(*labels).set(1)
+        phases = [info[-1] for info in self._infos.values()]
         for each in PHASES:
-            self._phase.labels(each).set(sum(1 for p in self._phases.values() if p == each))
+            self._phase.labels(each).set(phases.count(each))
