@@ -22,6 +22,9 @@ import pytest
 
 T = TypeVar("T")
 IN_CI = os.environ.get("CI") == "true"
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TOOLS = ROOT / ".tools" / "bin"  # helm and kubectl, pinned (scripts/install-k8s-tools.sh)
 
 
 def wait_until(
@@ -51,8 +54,10 @@ def free_port() -> int:
 
 
 def require_tool(name: str, *candidates: str) -> str:
-    """Path of an external program; skips without it locally, fails in CI (nothing may skip)."""
-    for candidate in (name, *candidates):
+    """Path of an external program: the pinned one in .tools/bin (`make tools`: helm, kubectl)
+    first, then PATH, then `candidates`; skips without it locally, fails in CI (nothing may
+    skip)."""
+    for candidate in (str(TOOLS / name), name, *candidates):
         found = shutil.which(candidate) or (candidate if os.access(candidate, os.X_OK) else None)
         if found:
             return found
@@ -60,10 +65,6 @@ def require_tool(name: str, *candidates: str) -> str:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
-
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 @dataclass

@@ -16,8 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chart.conftest import NAMESPACE, Doc, Helm, env_of, one
+from tests.chart.conftest import env_of
 from tests.conftest import BIN, Process, free_port, wait_until
+from tests.manifests import NAMESPACE, Doc, Helm, one
 
 SEARCH = "/api/2.0/mlflow/registered-models/search"
 

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART, NAMESPACE, Doc, Helm, find, one
+from tests.manifests import CHART, NAMESPACE, Doc, Helm, find, one
 from turnout_operator.domain.manifests import Defaults, build_deployment
 from turnout_operator.domain.spec import ModelDeploymentSpec, ModelRef
 

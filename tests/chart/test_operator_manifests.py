@@ -9,17 +9,10 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from tests.chart.conftest import (
-    CHART,
-    NAMESPACE,
-    Helm,
-    env_of,
-    find,
-    one,
-    operator_container,
-)
+from tests.chart.conftest import env_of, operator_container
 from tests.conftest import ROOT
 from tests.integration.cluster import granted, rules
+from tests.manifests import CHART, NAMESPACE, Helm, find, one
 
 CRD = "modeldeployments.turnout.dev.yaml"
 DEFAULT_ENV = {

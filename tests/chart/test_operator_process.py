@@ -20,10 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chart.conftest import Doc, Helm, one, operator_container
+from tests.chart.conftest import operator_container
 from tests.conftest import BIN, Process, Registry, free_port, wait_until
 from tests.integration.cluster import calls_made, rules
 from tests.kube.emulator import KubeEmulator
+from tests.manifests import Doc, Helm, one
 
 API = "turnout.dev/v1alpha1"
 MODES = {  # mode -> (extra --set, the role kind the chart grants with)

@@ -10,13 +10,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from tests.chart.conftest import CHART, NAMESPACE, SCENARIOS, Doc, Helm, one
-
-# Validated against the oldest and a recent Kubernetes the chart supports (Chart.yaml kubeVersion).
-KUBERNETES_VERSIONS = ["1.31.0", "1.35.0"]
-# Custom resources of the Prometheus Operator: not in kubernetes-validate's schemas
-# (tests/chart/test_monitoring.py checks their structure).
-MONITORING_GROUP = "monitoring.coreos.com/"
+from tests.chart.conftest import SCENARIOS
+from tests.manifests import CHART, KUBERNETES_VERSIONS, MONITORING_GROUP, NAMESPACE, Doc, Helm, one
 
 CLUSTER_RBAC = [
     ("ClusterRole", "", "turnout-operator"),

@@ -1,10 +1,10 @@
 """What the deploy tests read: the two Dockerfiles parsed, the kustomizations and the Helm chart
-rendered by the real kubectl and helm (the pinned ones in .tools/bin, from `make tools`)."""
+rendered by the real kubectl and helm (the pinned ones in .tools/bin, from `make tools`: see
+`tests.conftest.require_tool`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -13,39 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import require_tool
+from tests.conftest import ROOT, require_tool
+from tests.manifests import Helm, documents
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ROOT / ".tools" / "bin"
 KUSTOMIZATIONS = ("base", "overlays/namespaced", "overlays/with-monitoring")
 DOCKERFILES = {"serving": ROOT / "serving" / "Dockerfile", "operator": ROOT / "operator" / "Dockerfile"}  # fmt: skip
-
-
-def tool(name: str) -> str:
-    """The pinned tool from .tools/bin first (a kubectl on PATH may bundle another kustomize)."""
-    pinned = TOOLS / name
-    return str(pinned) if os.access(pinned, os.X_OK) else require_tool(name)
-
-
-def documents(text: str) -> list[dict[str, Any]]:
-    return [document for document in yaml.safe_load_all(text) if document]
-
-
-def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    [found] = of_kind(objects, kind)
-    return found
 
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict[str, Any]]]:
     """Each kustomization under manifests/ as `kubectl kustomize` renders it."""
-    kubectl = tool("kubectl")
+    kubectl = require_tool("kubectl")
     out = {}
     for name in KUSTOMIZATIONS:
         done = subprocess.run([kubectl, "kustomize", str(ROOT / "manifests" / name)],
@@ -55,22 +34,11 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def helm_template(*values: str) -> list[dict[str, Any]]:
-    """charts/turnout rendered as release `turnout` in turnout-system, with `--set` values."""
-    assert (ROOT / "charts" / "turnout" / "Chart.yaml").exists(), "charts/turnout is missing"
-    argv = [tool("helm"), "template", "turnout", str(ROOT / "charts" / "turnout"),
-            "--namespace", "turnout-system", "--kube-version", "1.33.0"]  # fmt: skip
-    for value in values:
-        argv += ["--set", value]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"helm template:\n{done.stderr}"
-    return documents(done.stdout)
-
-
 @pytest.fixture(scope="session")
 def chart() -> list[dict[str, Any]]:
     """The chart with its defaults plus both Prometheus Operator monitors."""
-    return helm_template("serviceMonitor.enabled=true", "podMonitor.enabled=true")
+    helm = Helm(require_tool("helm"))
+    return helm.template(None, "serviceMonitor.enabled=true", "podMonitor.enabled=true")
 
 
 # --- Dockerfiles ----------------------------------------------------------------------------------

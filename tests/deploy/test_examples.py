@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT
+from tests.conftest import ROOT
+from tests.manifests import KUBERNETES_VERSIONS
 from tests.unit.test_crd import errors, pruned
 from turnout_operator.crd import CRD_FILE
 from turnout_operator.domain.manifests import Defaults, build_deployment, build_service
@@ -23,7 +24,6 @@ EXAMPLES = ROOT / "examples"
 [VERSION] = yaml.safe_load((ROOT / CRD_FILE).read_text())["spec"]["versions"]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
 SPEC = SCHEMA["properties"]["spec"]
-KUBERNETES = ["1.31", "1.35"]
 # file -> (ModelDeployment name, the model URI it serves, floating, auto-promotion)
 EXPECTED = {
     "diabetes-champion.yaml": ("diabetes", "models:/Diabetes@champion", True, True),
@@ -79,7 +79,7 @@ def test_the_operator_parses_the_example_as_its_comments_say(name: str) -> None:
     assert spec.blue_green.smoke_test is True
 
 
-@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_what_the_operator_builds_from_the_example_is_valid_kubernetes(
     name: str, version: str

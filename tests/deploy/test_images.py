@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from tests.deploy.conftest import DOCKERFILES, ROOT, Stage, of_kind, parse_dockerfile
+from tests.conftest import ROOT
+from tests.deploy.conftest import DOCKERFILES, Stage, parse_dockerfile
+from tests.manifests import find
 from turnout_operator.cli import parser as operator_cli
 from turnout_operator.domain.manifests import CACHE_DIR, Defaults, build_deployment
 from turnout_operator.domain.spec import ModelDeploymentSpec
@@ -40,9 +42,7 @@ def served_model_container() -> dict[str, Any]:
 
 
 def operator_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    [deployment] = [
-        d for d in of_kind(objects, "Deployment") if "operator" in d["metadata"]["name"]
-    ]
+    [deployment] = [d for d in find(objects, "Deployment") if "operator" in d["metadata"]["name"]]
     return dict(deployment["spec"]["template"]["spec"])
 
 

@@ -14,15 +14,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.deploy.conftest import KUSTOMIZATIONS, ROOT, of_kind, the
+from tests.conftest import ROOT
+from tests.deploy.conftest import KUSTOMIZATIONS
 from tests.integration.cluster import granted, rules
+from tests.manifests import KUBERNETES_VERSIONS, find, one
 from turnout_operator.cli import parser as operator_cli
 from turnout_operator.crd import CRD_FILE
 from turnout_operator.domain.manifests import NAME_LABEL, Defaults, build_deployment
 from turnout_operator.domain.spec import ModelDeploymentSpec
 from turnout_operator.settings import OperatorSettings
 
-KUBERNETES = ["1.31", "1.35"]
 MONITORING = "monitoring.coreos.com/v1"
 Objects = list[dict[str, Any]]
 
@@ -54,7 +55,7 @@ def identity(o: dict[str, Any]) -> tuple[str, str | None, str]:
 
 
 def operator_container(objects: Objects) -> dict[str, Any]:
-    [container] = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [container] = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     return dict(container)
 
 
@@ -75,7 +76,7 @@ def test_each_kustomization_installs_exactly_its_objects(
     )
 
 
-@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_every_object_is_valid_kubernetes(
     rendered: dict[str, Objects], kustomization: str, version: str
@@ -93,12 +94,12 @@ def test_a_strict_schema_rejects_what_the_api_server_would() -> None:
     bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
            "spec": {"ports": [{"port": 80}], "selectr": {"a": "b"}}}  # fmt: skip
     with pytest.raises(kubernetes_validate.ValidationError, match="selectr"):
-        kubernetes_validate.validate(bad, KUBERNETES[0], strict=True)
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[0], strict=True)
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
 def test_the_crd_is_the_repositorys(rendered: dict[str, Objects], kustomization: str) -> None:
-    crd = the(rendered[kustomization], "CustomResourceDefinition")
+    crd = one(rendered[kustomization], "CustomResourceDefinition")
     assert crd == yaml.safe_load((ROOT / CRD_FILE).read_text())
 
 
@@ -126,7 +127,7 @@ def test_rbac_is_exactly_the_rules_checked_against_the_operators_calls(
 
 def test_the_namespaced_overlay_grants_nothing_cluster_wide(rendered: dict[str, Objects]) -> None:
     objects = rendered["overlays/namespaced"]
-    assert of_kind(objects, "ClusterRole") == of_kind(objects, "ClusterRoleBinding") == []
+    assert find(objects, "ClusterRole") == find(objects, "ClusterRoleBinding") == []
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -134,11 +135,11 @@ def test_the_bindings_grant_the_account_the_operator_runs_as(
     rendered: dict[str, Objects], kustomization: str
 ) -> None:
     objects = rendered[kustomization]
-    deployment = the(objects, "Deployment")
+    deployment = one(objects, "Deployment")
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     namespace = deployment["metadata"]["namespace"]
     assert ("ServiceAccount", namespace, account) in map(identity, objects)
-    bindings = of_kind(objects, "RoleBinding") + of_kind(objects, "ClusterRoleBinding")
+    bindings = find(objects, "RoleBinding") + find(objects, "ClusterRoleBinding")
     assert len(bindings) == 1
     for binding in bindings:
         assert binding["subjects"] == [
@@ -166,7 +167,7 @@ def test_the_operator_watches_where_its_rbac_reaches(
     args = operator_cli().parse_args(container["command"][1:] + container["args"])
     assert (args.namespaces, args.all_namespaces) == (namespaces, all_namespaces)
     if namespaces:  # a Role in each watched namespace, none elsewhere
-        assert sorted(r["metadata"]["namespace"] for r in of_kind(objects, "Role")) == namespaces
+        assert sorted(r["metadata"]["namespace"] for r in find(objects, "Role")) == namespaces
     # kopf's liveness endpoint is where the kubelet probes it
     assert args.liveness == f"http://0.0.0.0:{port(container, 'health')}/healthz"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -189,19 +190,19 @@ def test_the_operators_environment_is_settings_it_understands(
     assert settings.metrics_port == port(container, "metrics") == 8000
     assert settings.tracking_uri == "http://mlflow.mlflow.svc:5000"
     assert settings.serving_image == "ghcr.io/turnout-dev/turnout-serve:0.1.0"
-    service = the(rendered["base"], "Service")
+    service = one(rendered["base"], "Service")
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 8000, "targetPort": "metrics", "protocol": "TCP"}
     ]
-    pod_labels = the(rendered["base"], "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(rendered["base"], "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
 def test_the_operator_pod_is_the_charts(rendered: dict[str, Objects], chart: Objects) -> None:
     """Same pod as `helm install turnout charts/turnout` with its defaults: command, args,
     environment, probes, resources, security contexts, volumes, service account."""
-    ours = the(rendered["base"], "Deployment")
-    [theirs] = [d for d in of_kind(chart, "Deployment") if d["metadata"]["name"] == "turnout-operator"]  # fmt: skip
+    ours = one(rendered["base"], "Deployment")
+    [theirs] = [d for d in find(chart, "Deployment") if d["metadata"]["name"] == "turnout-operator"]  # fmt: skip
     assert ours["spec"]["template"]["spec"] == theirs["spec"]["template"]["spec"]
     assert ours["spec"]["strategy"] == theirs["spec"]["strategy"] == {"type": "Recreate"}
     assert ours["spec"]["replicas"] == theirs["spec"]["replicas"] == 1
@@ -226,7 +227,7 @@ def test_the_service_monitor_scrapes_the_operators_metrics_as_job_turnout_operat
     rendered: dict[str, Objects], chart: Objects
 ) -> None:
     objects = rendered["overlays/with-monitoring"]
-    monitor, service = the(objects, "ServiceMonitor"), the(objects, "Service")
+    monitor, service = one(objects, "ServiceMonitor"), one(objects, "Service")
     assert monitor["apiVersion"] == MONITORING
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()  # fmt: skip
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}  # fmt: skip
@@ -234,13 +235,13 @@ def test_the_service_monitor_scrapes_the_operators_metrics_as_job_turnout_operat
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["path"], job(endpoint)) == ("/metrics", "turnout-operator")
     # the chart's rules and dashboards select on the same job
-    assert [endpoint] == the(chart, "ServiceMonitor")["spec"]["endpoints"]
+    assert [endpoint] == one(chart, "ServiceMonitor")["spec"]["endpoints"]
 
 
 def test_the_pod_monitor_scrapes_every_served_model_as_job_turnout_serve(
     rendered: dict[str, Objects], chart: Objects
 ) -> None:
-    monitor = the(rendered["overlays/with-monitoring"], "PodMonitor")
+    monitor = one(rendered["overlays/with-monitoring"], "PodMonitor")
     assert monitor["apiVersion"] == MONITORING
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     pod = served_model_pod()
@@ -254,4 +255,4 @@ def test_the_pod_monitor_scrapes_every_served_model_as_job_turnout_serve(
     # Prometheus exposes the pod label turnout.dev/model-deployment under this name
     [source] = [r["sourceLabels"] for r in endpoint["relabelings"] if r["targetLabel"] == "modeldeployment"]  # fmt: skip
     assert source == ["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", NAME_LABEL)]
-    assert [endpoint] == the(chart, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert [endpoint] == one(chart, "PodMonitor")["spec"]["podMetricsEndpoints"]

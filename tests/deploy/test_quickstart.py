@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT
+from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "quickstart.sh"
 BASH = shutil.which("bash") or "/bin/bash"

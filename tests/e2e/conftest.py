@@ -24,11 +24,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, require_tool, wait_until
+from tests.conftest import ROOT, TOOLS, free_port, require_tool, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
-TOOLS = ROOT / ".tools" / "bin"
 CLUSTER = os.environ.get("TURNOUT_E2E_CLUSTER", "turnout-e2e")
 SYSTEM = "turnout-system"
 NAMESPACE = "e2e"
@@ -112,7 +110,7 @@ def kube(workdir: Path) -> Iterator[Kubectl]:
     node port 30080 shows on a free host port, not on 30080, so that a quickstart cluster
     already running does not collide."""
     kind = require_tool("kind")
-    kubectl = require_tool("kubectl", str(TOOLS / "kubectl"))
+    kubectl = require_tool("kubectl")
     existing = subprocess.run([kind, "get", "clusters"], capture_output=True, text=True).stdout
     created = CLUSTER not in existing.split()
     config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
+
 DASHBOARDS = ROOT / "charts" / "turnout" / "dashboards"
 RULES = ROOT / "charts" / "turnout" / "rules" / "turnout.rules.yaml"
 RULE_TESTS = ROOT / "charts" / "turnout" / "rules" / "turnout.rules.test.yaml"

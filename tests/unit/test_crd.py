@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import celpy
@@ -20,6 +19,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
+from tests.conftest import ROOT
 from turnout_operator.crd import CRD_FILE, build_crd, crd_yaml, openapi_schema, splice_reference
 from turnout_operator.domain.spec import ModelDeploymentSpec, ModelRef
 from turnout_operator.domain.status import (
@@ -30,7 +30,6 @@ from turnout_operator.domain.status import (
     ScaleDown,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 CRD = build_crd()
 [VERSION] = CRD["spec"]["versions"]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]
