@@ -138,3 +138,18 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
         yield Registry(uri, json.loads(done.stdout.strip().splitlines()[-1]), env)
     finally:
         server.stop()
+
+
+def start_prometheus(home: Path, config: str) -> Process:
+    """A real Prometheus (Debian's) on a free port with `config` as its prometheus.yml, ready;
+    the caller stops it."""
+    binary = require_tool("prometheus", "/usr/bin/prometheus")
+    port = free_port()
+    (home / "prometheus.yml").write_text(config)
+    proc = Process(f"http://127.0.0.1:{port}", start([
+        binary, f"--config.file={home / 'prometheus.yml'}",
+        f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+    ], home / "prometheus.log"), home / "prometheus.log")  # fmt: skip
+    wait_until(lambda: proc.alive() and httpx.get(f"{proc.url}/-/ready").status_code == 200,
+               timeout=60, interval=0.2, what="prometheus")  # fmt: skip
+    return proc

@@ -11,32 +11,23 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes
 
-from tests.conftest import Process, free_port, require_tool, start, wait_until
+from tests.conftest import Process, start_prometheus, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ignore[type-arg]
-    binary = require_tool("prometheus", "/usr/bin/prometheus")
     running: list[Process] = []
 
     def launch(*targets: Process) -> str:
-        home = tmp_path_factory.mktemp("prometheus")
-        port = free_port()
         hosts = ", ".join(f"'{t.url.removeprefix('http://')}'" for t in targets)
-        (home / "prometheus.yml").write_text(
+        proc = start_prometheus(tmp_path_factory.mktemp("prometheus"),
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
-            f"  - job_name: turnout\n    static_configs: [{{targets: [{hosts}]}}]\n"
-        )
-        proc = Process(f"http://127.0.0.1:{port}", start([
-            binary, f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-        ], home / "prometheus.log"), home / "prometheus.log")  # fmt: skip
+            f"  - job_name: turnout\n    static_configs: [{{targets: [{hosts}]}}]\n",
+        )  # fmt: skip
         running.append(proc)
-        wait_until(lambda: httpx.get(f"{proc.url}/-/ready").status_code == 200, timeout=60,
-                   interval=0.2, what="prometheus")  # fmt: skip
         return proc.url
 
     yield launch

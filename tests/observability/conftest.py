@@ -26,7 +26,6 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,7 +33,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_diabetes, load_iris
 
-from tests.conftest import Process, Registry, free_port, require_tool, start, wait_until
+from tests.conftest import (
+    Process,
+    Registry,
+    require_tool,
+    start_prometheus,
+    wait_until,
+)
 from tests.integration.cluster import Cluster, running_cluster
 
 # `serve_factory` lives in tests/integration/conftest.py, out of this directory's sight: imported,
@@ -72,19 +77,6 @@ class Observed:
         body = httpx.get(f"{self.prometheus}/api/v1/{path}", timeout=30).json()
         assert body["status"] == "success", body
         return body["data"]
-
-
-def start_prometheus(home: Path, config: str) -> Process:
-    binary = require_tool("prometheus", "/usr/bin/prometheus")
-    port = free_port()
-    (home / "prometheus.yml").write_text(config)
-    proc = Process(f"http://127.0.0.1:{port}", start([
-        binary, f"--config.file={home / 'prometheus.yml'}",
-        f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-    ], home / "prometheus.log"), home / "prometheus.log")  # fmt: skip
-    wait_until(lambda: proc.alive() and httpx.get(f"{proc.url}/-/ready").status_code == 200,
-               timeout=60, interval=0.2, what="prometheus")  # fmt: skip
-    return proc
 
 
 def scrape_config(operator: str, serving: dict[str, Process]) -> str:
