@@ -12,13 +12,19 @@ Every series exists from the first scrape: before any traffic the p-values read 
 statistics, PSI and counters 0 (see ``drift_stats`` on the empty window). The prediction series
 exist only when the profile has predictions. Every family carries the model, version and color
 labels given by the caller, who registers the collector in an explicit ``CollectorRegistry``.
+
+Drift is an observer of the serving path and must never take it down: a failure while binning or
+computing turns drift off (logged once, reported through ``on_failure``, the drift series
+withdrawn), and the request or scrape that met it goes on as if drift were off.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -29,6 +35,7 @@ from turnout_serving.domain.drift_stats import DriftReport, compute
 from turnout_serving.domain.drift_window import DriftWindow
 
 BASE_LABELS = ("model", "version", "color")
+log = logging.getLogger("turnout_serving.drift")
 
 
 class DriftCollector(Collector):
@@ -42,6 +49,7 @@ class DriftCollector(Collector):
         min_interval: float = 1.0,
         alpha: float = 0.05,
         flush_rows: int = 256,
+        on_failure: Callable[[str], None] = lambda reason: None,
     ) -> None:
         missing = set(BASE_LABELS) - set(labels)
         if missing:
@@ -58,17 +66,30 @@ class DriftCollector(Collector):
         self._flush_rows = flush_rows
         self._queue: list[tuple[Mapping[str, np.ndarray], np.ndarray | None]] = []
         self._queued_rows = 0
+        self._on_failure = on_failure
+        self.failure: str | None = None
 
     def observe(
         self, columns: Mapping[str, np.ndarray], predictions: np.ndarray | None = None
     ) -> None:
         """Queue one batch of traffic for the window (thread-safe)."""
-        rows = len(next(iter(columns.values()))) if columns else 0
         with self._lock:
-            self._queue.append((columns, predictions))
-            self._queued_rows += rows
-            if self._queued_rows >= self._flush_rows:
-                self._flush()
+            if self.failure is not None:
+                return
+            try:
+                self._queue.append((columns, predictions))
+                self._queued_rows += len(next(iter(columns.values()))) if columns else 0
+                if self._queued_rows >= self._flush_rows:
+                    self._flush()
+            except Exception as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """Turn drift off for good: the window may hold half a batch, so no report is trusted."""
+        self.failure = f"{type(exc).__name__}: {exc}"[:300]
+        self._queue, self._queued_rows, self._report = [], 0, None
+        log.error("drift is off from now on: binning or computing failed", exc_info=exc)
+        self._on_failure(self.failure)
 
     def _flush(self) -> None:
         """Bin the queue: consecutive batches with the same columns go in as one batch."""
@@ -102,7 +123,13 @@ class DriftCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            report = self._fresh_report()
+            if self.failure is not None:
+                return
+            try:
+                report = self._fresh_report()
+            except Exception as exc:
+                self._fail(exc)
+                return
             missing = dict(self._window.missing_total)
             unseen = dict(self._window.unseen_total)
         families = self._families()
@@ -184,3 +211,32 @@ class DriftCollector(Collector):
                 "turnout_prediction_drift_psi", "PSI of the predictions", labels=base
             )
         return families
+
+
+def wire_drift(
+    enabled: bool,
+    reference: dict[str, Any] | None,
+    run_id: str,
+    window_rows: int,
+    labels: Mapping[str, str],
+    on_failure: Callable[[str], None],
+) -> tuple[DriftCollector | None, str]:
+    """The collector for a model's reference profile, and the drift status `/version` shows.
+
+    Never raises: a profile that cannot be read leaves the model served without drift, and says
+    why in the status."""
+    if not enabled:
+        return None, "off: disabled by settings"
+    if reference is None:
+        return None, (
+            f"off: no reference profile logged for run {run_id or '(none)'}; "
+            "call turnout_serving.reference.log_reference(X_train) when training"
+        )
+    try:
+        profile = ReferenceProfile.from_dict(reference)
+        window = DriftWindow(profile, window_rows=window_rows)
+        collector = DriftCollector(window, profile, labels=labels, on_failure=on_failure)
+    except Exception as exc:
+        log.exception("the reference profile of run %s cannot be used", run_id)
+        return None, f"off: the reference profile cannot be used: {type(exc).__name__}: {exc}"
+    return collector, f"on: reference {profile.digest}"

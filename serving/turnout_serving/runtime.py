@@ -144,23 +144,17 @@ class Runtime:
                  1000 * (time.perf_counter() - started))  # fmt: skip
 
     def _wire_drift(self, model: LoadedModel) -> None:
-        if not self.settings.drift_enabled:
-            self.state.drift_status = "off: disabled by settings"
-        elif model.reference is None:
-            self.state.drift_status = (
-                f"off: no reference profile logged for run {model.source.run_id or '(none)'}; "
-                "call turnout_serving.reference.log_reference(X_train) when training"
-            )
-        else:
-            from turnout_serving.domain.drift_profile import ReferenceProfile
-            from turnout_serving.domain.drift_window import DriftWindow
-            from turnout_serving.drift_metrics import DriftCollector
+        from turnout_serving.drift_metrics import wire_drift
 
-            profile = ReferenceProfile.from_dict(model.reference)
-            window = DriftWindow(profile, window_rows=self.settings.drift_window_rows)
-            self.drift = DriftCollector(window, profile, labels=self.metrics.labels)
+        def failed(reason: str) -> None:
+            self.state.drift_status = f"failed: {reason}; drift is off until restart"
+
+        self.drift, self.state.drift_status = wire_drift(
+            self.settings.drift_enabled, model.reference, model.source.run_id,
+            self.settings.drift_window_rows, self.metrics.labels, failed,
+        )  # fmt: skip
+        if self.drift is not None:
             self.registry.register(self.drift)
-            self.state.drift_status = f"on: reference {profile.digest}"
         log.info("drift %s", self.state.drift_status)
 
     def _wire_quality(self, model: LoadedModel) -> None:

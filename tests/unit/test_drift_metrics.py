@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from turnout_serving.domain.drift_profile import build_profile
 from turnout_serving.domain.drift_stats import compute
 from turnout_serving.domain.drift_window import DriftWindow
-from turnout_serving.drift_metrics import DriftCollector
+from turnout_serving.drift_metrics import DriftCollector, wire_drift
 
 HUNDRED = np.arange(1.0, 101.0)
 LABELS = {"model": "diabetes", "version": "3", "color": "blue"}
@@ -163,3 +163,59 @@ def test_the_queue_is_binned_once_it_holds_flush_rows(profile, clock):
     assert window.rows == 0
     collector.observe({"x": np.array([1.0])}, None)
     assert window.rows == 5
+
+
+def test_a_failure_while_binning_turns_drift_off_instead_of_failing_the_caller(profile, clock):
+    """Drift observes the serving path and must never break it: the request that met the
+    failure goes on, the caller hears why once, and the drift series are withdrawn."""
+    reasons: list[str] = []
+    window = DriftWindow(profile, window_rows=100, blocks=10)
+    collector = DriftCollector(window, profile, LABELS, clock=clock, flush_rows=1,
+                               on_failure=reasons.append)  # fmt: skip
+    registry = CollectorRegistry()
+    registry.register(collector)
+    collector.observe({"x": np.array([1.0, 2.0])}, np.array([1.0, 2.0, 3.0]))  # ragged: raises
+    assert reasons == ["ValueError: the columns of one batch differ in length: [2, 3]"]
+    assert collector.failure == reasons[0]
+    collector.observe({"x": np.array([1.0])}, np.array([1.0]))  # ignored from now on
+    assert window.rows == 0
+    assert value(registry, "turnout_drift_window_rows") is None
+    assert value(registry, "turnout_drift_detected") is None
+    assert reasons == [reasons[0]]
+
+
+def test_a_failure_while_computing_at_scrape_time_turns_drift_off(profile, clock):
+    reasons: list[str] = []
+    window = DriftWindow(profile, window_rows=100, blocks=10)
+    collector = DriftCollector(window, profile, LABELS, clock=clock, flush_rows=10**6,
+                               on_failure=reasons.append)  # fmt: skip
+    collector.observe({"x": np.array([1.0, 2.0])}, np.array([1.0, 2.0, 3.0]))  # queued only
+    assert reasons == []
+    registry = CollectorRegistry()
+    registry.register(collector)  # registering scrapes nothing: describe() has no samples
+    assert value(registry, "turnout_drift_window_rows") is None  # the scrape binned and failed
+    assert reasons == ["ValueError: the columns of one batch differ in length: [2, 3]"]
+
+
+@pytest.mark.parametrize(
+    ("enabled", "reference", "status"),
+    [
+        (False, {"features": []}, "off: disabled by settings"),
+        (True, None, "off: no reference profile logged for run r1; "
+                     "call turnout_serving.reference.log_reference(X_train) when training"),
+        (True, {"features": "not a list"}, "off: the reference profile cannot be used: "),
+    ],
+)  # fmt: skip
+def test_wiring_drift_never_raises_and_says_why_it_is_off(enabled, reference, status):
+    collector, said = wire_drift(enabled, reference, "r1", 1001, LABELS, lambda reason: None)
+    assert collector is None
+    assert said.startswith(status)
+
+
+@pytest.mark.parametrize("window_rows", [20, 999, 1001, 1003, 2000, 4099])
+def test_wiring_drift_takes_any_window_size(profile, window_rows):
+    collector, said = wire_drift(True, profile.to_dict(), "r1", window_rows, LABELS, print)
+    assert said == f"on: reference {profile.digest}"
+    assert collector is not None
+    collector.observe({"x": np.ones(window_rows + 7)})
+    assert collector.report().window_rows <= window_rows

@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from turnout_serving.domain.drift_profile import build_profile
 from turnout_serving.domain.drift_window import DriftWindow
@@ -101,7 +103,56 @@ def test_labels_are_compared_as_strings(profile):
     assert window.counts("flag").tolist() == [2, 1, 0]
 
 
-@pytest.mark.parametrize(("rows", "blocks"), [(10, 3), (0, 1), (10, 0), (2, 5)])
-def test_window_must_be_a_whole_number_of_blocks(profile, rows, blocks):
-    with pytest.raises(ValueError, match="multiple of blocks"):
+@pytest.mark.parametrize(("rows", "blocks"), [(0, 1), (10, 0), (-5, 20)])
+def test_window_and_blocks_must_be_positive(profile, rows, blocks):
+    with pytest.raises(ValueError, match="must be positive"):
         DriftWindow(profile, window_rows=rows, blocks=blocks)
+
+
+def kept_by_the_ring(stream: np.ndarray, capacities: list[int]) -> np.ndarray:
+    """The rows a ring of blocks with these capacities holds after `stream`: blocks fill in
+    turn, and the window is the last len(capacities) blocks filled (the current one included)."""
+    fills, start, block = [], 0, 0
+    while start < len(stream):
+        fills.append(stream[start : start + capacities[block]])
+        start += capacities[block]
+        block = (block + 1) % len(capacities)
+    return np.concatenate(fills[-len(capacities) :]) if fills else stream[:0]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    window_rows=st.integers(1, 3000),
+    blocks=st.integers(1, 40),
+    batches=st.lists(st.integers(1, 700), max_size=12),
+)
+def test_any_window_size_holds_exactly_the_rows_of_its_last_blocks(
+    window_rows: int, blocks: int, batches: list[int]
+) -> None:
+    """Window sizes that are not a multiple of the blocks (1001 rows in 20 blocks) work: the
+    capacities add up to the window, it never holds more, and exactly what the ring keeps."""
+    profile = build_profile(pd.DataFrame({"x": HUNDRED}), top_k=2)
+    window = DriftWindow(profile, window_rows=window_rows, blocks=blocks)
+    stream = np.random.default_rng(window_rows).uniform(0, 101, sum(batches))
+    start = 0
+    for size in batches:
+        window.observe({"x": stream[start : start + size]})
+        start += size
+        assert window.rows <= window_rows
+    used = min(blocks, window_rows)
+    capacities = [window_rows // used + (i < window_rows % used) for i in range(used)]
+    assert sum(capacities) == window_rows
+    kept = kept_by_the_ring(stream, capacities)
+    assert window.rows == len(kept)
+    if len(stream) >= window_rows:
+        assert window.rows >= window_rows - max(capacities)
+    expected = np.bincount(np.searchsorted(np.arange(2.0, 100.0, 2.0), kept), minlength=50)
+    np.testing.assert_array_equal(window.counts("x"), expected)
+
+
+def test_a_window_of_1001_rows_fills_to_1001_before_it_evicts(profile):
+    window = DriftWindow(profile, window_rows=1001)  # 20 blocks: one of 51 rows, 19 of 50
+    window.observe({"x": np.ones(1001)})
+    assert window.rows == 1001
+    window.observe({"x": np.ones(1)})
+    assert window.rows == 1001 - 51 + 1

@@ -1,12 +1,14 @@
 """The live sliding window: the last ``window_rows`` rows of traffic, binned on the reference edges.
 
 Drift must be judged on recent traffic only, and at serving cost: the window therefore keeps no
-rows, only bin counts. It is a ring of ``blocks`` sub-blocks of ``block_rows = window_rows //
-blocks`` rows each; every sub-block holds, per feature, an int64 count per bin. Rows go into the
-current block; when a row arrives and the current block is full, the ring advances and the oldest
-block is evicted whole. Once warmed up the window therefore holds between ``window_rows -
-block_rows`` and ``window_rows`` rows (exactly ``window_rows`` right before each eviction); the
-coarse eviction is the price of O(1) amortised work per row. Window totals are kept alongside the
+rows, only bin counts. It is a ring of ``blocks`` sub-blocks whose capacities add up to
+``window_rows`` exactly (``window_rows // blocks`` rows each, one more for the first ``window_rows %
+blocks``, so any window size works); every sub-block holds, per feature, an int64 count per bin.
+Rows go into the current block; when a row arrives and the current block is full, the ring
+advances and the oldest block is evicted whole. Once warmed up the window therefore holds between
+``window_rows - block_rows`` and ``window_rows`` rows (exactly ``window_rows`` right before each
+eviction; ``block_rows`` is the largest capacity); the coarse eviction is the price of O(1)
+amortised work per row. Window totals are kept alongside the
 blocks (added on observe, subtracted on eviction), so reading them costs nothing per block.
 
 Missing values (NaN, None) are not binned: the tests compare the distributions of present values,
@@ -73,12 +75,17 @@ class DriftWindow:
     def __init__(
         self, profile: ReferenceProfile, window_rows: int = 2000, blocks: int = 20
     ) -> None:
-        if blocks < 1 or window_rows < blocks or window_rows % blocks:
-            raise ValueError("window_rows must be a positive multiple of blocks")
+        if window_rows < 1 or blocks < 1:
+            raise ValueError(
+                f"window_rows and blocks must be positive, not {window_rows}, {blocks}"
+            )
+        blocks = min(blocks, window_rows)
         self.profile = profile
         self.window_rows = window_rows
         self.blocks = blocks
-        self.block_rows = window_rows // blocks
+        base, extra = divmod(window_rows, blocks)
+        self._capacity = np.array([base + (i < extra) for i in range(blocks)], np.int64)
+        self.block_rows = int(self._capacity.max())
         # Keyed by feature name, and by None for the prediction (which may share a feature's name).
         self._columns: dict[str | None, _Column] = {f.name: _Column(f) for f in profile.features}
         if profile.prediction is not None:
@@ -128,9 +135,10 @@ class DriftWindow:
         rows = lengths.pop() if lengths else 0
         start = 0
         while start < rows:  # a batch larger than the room left is split across blocks
-            if self._rows_in_block[self._current] == self.block_rows:
+            if self._rows_in_block[self._current] == self._capacity[self._current]:
                 self._rotate()
-            stop = min(rows, start + self.block_rows - int(self._rows_in_block[self._current]))
+            room = int(self._capacity[self._current] - self._rows_in_block[self._current])
+            stop = min(rows, start + room)
             for key, bins in binned.items():
                 self._add(key, np.bincount(bins[start:stop], minlength=len(self._totals[key]) + 1))
             self._rows_in_block[self._current] += stop - start
