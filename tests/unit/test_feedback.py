@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import decimal
 import math
+import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from turnout_serving.domain.feedback import (
     FeedbackResult,
@@ -89,3 +93,61 @@ def test_labels_must_fit_the_rows_and_the_task(
     predictions: np.ndarray, label: object, task: str, expected: list | None
 ) -> None:
     assert labels_for(predictions, label, task) == expected
+
+
+def exact_quality(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """MAE and RMSE in decimal arithmetic with an exponent range far past float64's."""
+    with decimal.localcontext() as ctx:
+        ctx.prec, ctx.Emax, ctx.Emin = 60, 10**6, -(10**6)
+        errors = [abs(decimal.Decimal(p) - decimal.Decimal(y)) for p, y in pairs]
+        mae = sum(errors) / len(errors)
+        rmse = (sum(e * e for e in errors) / len(errors)).sqrt()
+        return float(mae), float(rmse)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+labels = st.one_of(
+    finite, st.floats(1e300, 1.7976931348623157e308), st.floats(-1e-300, 1e-300),
+    st.integers(-(2**80), 2**80), st.sampled_from([5e-324, -5e-324, 1.7976931348623157e308]),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(pairs=st.lists(st.tuples(st.floats(-1e6, 1e6), labels), min_size=1, max_size=20))
+def test_live_quality_is_finite_and_exact_for_any_label_it_accepts(pairs) -> None:
+    """Huge (1e308), tiny (5e-324) and integer labels: a label is taken when its error is a
+    float64, and then MAE and RMSE are exact to float precision, never +Inf."""
+    window = QualityWindow(size=100, task="regression")
+    taken = []
+    for prediction, label in pairs:
+        accepted = labels_for(np.array([prediction]), label, "regression")
+        error = decimal.Decimal(prediction) - decimal.Decimal(label)
+        assert (accepted is not None) == (abs(error) <= decimal.Decimal(sys.float_info.max))
+        if accepted is not None:
+            window.add([prediction], accepted)
+            taken.append((prediction, float(label)))
+    quality = window.quality()
+    if not taken:
+        assert quality == LiveQuality(rows=0)
+        return
+    mae, rmse = exact_quality(taken)
+    assert math.isfinite(quality.mae) and math.isfinite(quality.rmse)
+    assert quality.mae == pytest.approx(mae, rel=1e-12, abs=1e-300)
+    assert quality.rmse == pytest.approx(rmse, rel=1e-12, abs=1e-300)
+
+
+def test_a_label_of_1e308_gives_a_large_finite_rmse() -> None:
+    window = QualityWindow(size=10, task="regression")
+    for label in (1e308, 1e308, 150.0):
+        window.add([150.0], labels_for(np.array([150.0]), label, "regression"))
+    quality = window.quality()
+    assert quality.rmse == pytest.approx(math.sqrt(2 / 3) * (1e308 - 150.0))
+    assert quality.mae == pytest.approx(2 / 3 * 1e308)
+    assert labels_for(np.array([-1e308]), 1.7e308, "regression") is None  # error overflows
+
+
+@pytest.mark.parametrize(
+    "label", ["1.5", None, [], {"value": 1.0}, [[1.0]], True, float("nan"), float("inf")]
+)
+def test_labels_that_are_not_one_finite_number_per_row_are_invalid(label) -> None:
+    assert labels_for(np.array([1.0]), label, "regression") is None

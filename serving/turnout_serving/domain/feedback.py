@@ -110,11 +110,17 @@ class QualityWindow:
         if self.task == "classification":
             hits = sum(1 for p, y in self._pairs if _same_label(p, y))
             return LiveQuality(rows=len(self._pairs), accuracy=hits / len(self._pairs))
-        errors = np.array([float(p) - float(y) for p, y in self._pairs])
+        errors = np.abs(np.array([float(p) - float(y) for p, y in self._pairs]))
+        # Scaled by the largest error, so neither the squares nor the sums overflow: labels near
+        # the float64 range (1e308) give a large live RMSE, never +Inf.
+        scale = float(errors.max())
+        if scale == 0.0:
+            return LiveQuality(rows=len(errors), mae=0.0, rmse=0.0)
+        scaled = errors / scale
         return LiveQuality(
             rows=len(errors),
-            mae=float(np.mean(np.abs(errors))),
-            rmse=math.sqrt(float(np.mean(errors**2))),
+            mae=scale * float(np.mean(scaled)),
+            rmse=scale * math.sqrt(float(np.mean(scaled**2))),
         )
 
 
@@ -128,13 +134,22 @@ def _same_label(prediction: Any, label: Any) -> bool:
 def labels_for(predictions: np.ndarray, label: Any, task: str) -> list[Any] | None:
     """Match a label payload to a request's rows: one value per row, or a scalar for one row.
 
-    None when the count or the type is wrong (a regression label must be a number).
+    None when the count or the type is wrong (a regression label must be a number whose error
+    against the prediction is a finite float: not 1e308 against a prediction of -1e308).
     """
     labels = label if isinstance(label, list) else [label]
     if len(labels) != len(predictions):
         return None
-    if task == "regression" and not all(type(y) in (int, float) for y in labels):
-        return None
+    if task == "regression":
+        if not all(type(y) in (int, float) for y in labels):
+            return None
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                errors = np.asarray(predictions, np.float64) - np.array(labels, np.float64)
+        except (TypeError, ValueError):
+            return None
+        if not np.isfinite(errors).all():
+            return None
     if any(y is None or isinstance(y, dict | list) for y in labels):
         return None
     return labels
