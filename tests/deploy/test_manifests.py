@@ -23,6 +23,7 @@ from turnout_operator.crd import CRD_FILE
 from turnout_operator.domain.manifests import NAME_LABEL, Defaults, build_deployment
 from turnout_operator.domain.spec import ModelDeploymentSpec
 from turnout_operator.settings import OperatorSettings
+from turnout_serving.settings import ServingSettings
 
 MONITORING = "monitoring.coreos.com/v1"
 Objects = list[dict[str, Any]]
@@ -256,3 +257,23 @@ def test_the_pod_monitor_scrapes_every_served_model_as_job_turnout_serve(
     [source] = [r["sourceLabels"] for r in endpoint["relabelings"] if r["targetLabel"] == "modeldeployment"]  # fmt: skip
     assert source == ["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", NAME_LABEL)]
     assert [endpoint] == one(chart, "PodMonitor")["spec"]["podMetricsEndpoints"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_a_served_model_pod_keeps_serving_until_it_is_out_of_rotation_then_drains(
+    version: str,
+) -> None:
+    """On deletion the kubelet first sleeps (the pod still answers while Services and proxies
+    stop sending to it), then sends SIGTERM; turnout-serve drains in-flight requests and lets
+    idle keep-alive connections time out. The grace period covers all three, with room to exit:
+    otherwise the kubelet kills requests it has already accepted."""
+    spec = ModelDeploymentSpec.model_validate({"model": {"name": "m", "alias": "champion"}})
+    deployment = build_deployment("m", "ml", "green", "3", "models:/m/3", 1, spec,
+                                  Defaults(image="turnout-serve:1", tracking_uri="http://mlflow"))  # fmt: skip
+    kubernetes_validate.validate(deployment, version, strict=True)
+    pod = deployment["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 5}}}  # no shell needed
+    serving = ServingSettings()
+    needed = 5 + serving.graceful_shutdown_seconds + serving.keep_alive_seconds
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 45 > needed

@@ -27,6 +27,15 @@ COLOR_LABEL = "turnout.dev/color"
 VERSION_LABEL = "turnout.dev/model-version"
 HASH_ANNOTATION = "turnout.dev/template-hash"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "turnout"}
+# A pod being deleted gets SIGTERM while kube-proxies and ingresses still route new connections
+# to it (endpoint removal propagates in parallel). The kubelet's own sleep (`preStop.sleep`,
+# Kubernetes >= 1.30; the image needs no shell, and no server endpoint exists for a client to
+# hold open) keeps the pod serving until they have caught up; then turnout-serve drains.
+PRESTOP_SECONDS = 5
+DRAIN_SECONDS = 30  # turnout-serve's TURNOUT_GRACEFUL_SHUTDOWN_SECONDS default
+# The grace period covers the preStop sleep, the drain, and the keep-alive timeout (5 s) after
+# which idle connections close, with room to exit.
+TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + DRAIN_SECONDS + 10
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,7 @@ def _pod_template(
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [_container(color, model_uri, spec, defaults)],
         "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-        "terminationGracePeriodSeconds": 40,  # turnout-serve drains for up to 30 s on SIGTERM
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
     }
     if spec.auth.token_secret:
         pod["volumes"].append({"name": "tokens", "secret": {"secretName": spec.auth.token_secret}})
@@ -186,6 +195,7 @@ def _container(
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         # Loading a large model can take minutes: liveness waits for the first live answer.
         "startupProbe": _probe("/v2/health/live", period=2, failures=150),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
