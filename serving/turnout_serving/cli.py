@@ -114,26 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from prometheus_client import CollectorRegistry
 
     from turnout_serving.app import create_app
+    from turnout_serving.connections import server_config
+    from turnout_serving.http import AuthConfigError, TokenCheck
     from turnout_serving.model_source import MlflowModelProvider, ModelSourceError
 
+    try:
+        tokens = TokenCheck.from_settings(settings)  # before anything slow: fail closed, fast
+    except AuthConfigError as exc:
+        log.error("%s", exc)
+        return 2
     try:
         source = resolve_with_retry(settings.model_uri)
     except ModelSourceError as exc:
         log.error("%s", exc)
         return 2
-    app = create_app(settings, MlflowModelProvider(source, settings.cache_dir), CollectorRegistry())
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="auto",
-        http="auto",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,  # nothing here reads the client address; spare the rewrite
-        timeout_graceful_shutdown=round(settings.graceful_shutdown_seconds) or None,
-    )
-    uvicorn.Server(config).run()
+    provider = MlflowModelProvider(source, settings.cache_dir)
+    app = create_app(settings, provider, CollectorRegistry(), tokens)
+    uvicorn.Server(server_config(app, settings)).run()
     return 0
 
 

@@ -67,6 +67,13 @@ class PayloadTooLarge(ServingError):
     error_code = "PAYLOAD_TOO_LARGE"
 
 
+class RequestTimeout(ServingError):
+    """The client did not send the whole request in time (a body that never arrives)."""
+
+    status_code = 408
+    error_code = "REQUEST_TIMEOUT"
+
+
 class UnsupportedMediaType(ServingError):
     status_code = 415
     error_code = "UNSUPPORTED_MEDIA_TYPE"

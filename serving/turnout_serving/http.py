@@ -1,12 +1,16 @@
 """HTTP plumbing shared by every endpoint: body limits, request ids, auth, timing, errors.
 
 Kept apart from the routes so the MLflow-protocol and Open-Inference-Protocol endpoints handle
-bodies, ids, tokens, timeouts and metrics in exactly one way.
+bodies, ids, tokens, timeouts and metrics in exactly one way. Errors answer in the protocol of the
+endpoint asked: `{"error": ...}` under `/v2` (Open Inference Protocol), MLflow's `{"error_code",
+"message"}` elsewhere. Every answer of an inference endpoint is counted by `answer_counted`, the
+one place that sees each response's status, whatever produced it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import os
@@ -19,11 +23,13 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from turnout_serving.domain.limits import BatchLimits
 from turnout_serving.errors import (
     PayloadTooLarge,
     PredictionFailed,
+    RequestTimeout,
     ServingError,
     Unauthorized,
 )
@@ -33,6 +39,9 @@ log = logging.getLogger("turnout_serving.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+OIP_PREFIX = "/v2"
+# The inference endpoints, whose every answer `turnout_inference_requests_total` counts.
+_COUNTED = re.compile(r"^/(invocations|feedback)$|^/v2/models/[^/]+(/versions/[^/]+)?/(infer)$")
 
 
 def request_id_of(request: Request) -> str:
@@ -41,32 +50,62 @@ def request_id_of(request: Request) -> str:
     return given if _CLIENT_ID.match(given) else os.urandom(16).hex()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over `limit` bytes before buffering it all."""
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before buffering it all, and
+    (408) a body not received within `timeout` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(
             f"The request body of {declared} bytes exceeds the {limit}-byte limit."
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"The request body exceeds the {limit}-byte limit.")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"The request body exceeds the {limit}-byte limit.")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"The request body was not received within {timeout:g} s "
+            f"({size} of {declared or 'an unknown number of'} bytes arrived)."
+        ) from None
     return b"".join(chunks)
+
+
+def answer_error(path: str, error: ServingError, request_id: str | None = None) -> Response:
+    """An error in the protocol of the endpoint asked."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        return oip_error_response(error, request_id)
+    return error_response(error, request_id)
+
+
+def oip_error_response(error: ServingError, request_id: str | None = None) -> Response:
+    """The Open Inference Protocol's error form, `{"error": <message>}`."""
+    return _json_error({"error": error.message}, error, request_id)
 
 
 def error_response(error: ServingError, request_id: str | None = None) -> Response:
     content: dict[str, Any] = {"error_code": error.error_code, "message": error.message}
     if isinstance(error, PredictionFailed):
         content["request_id"] = error.request_id
-    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return _json_error(content, error, request_id)
+
+
+def _json_error(content: dict[str, Any], error: ServingError, request_id: str | None) -> Response:
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
     if isinstance(error, Unauthorized):
-        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, RequestTimeout):
+        headers["Connection"] = "close"  # the rest of the body may still come: start afresh
     return Response(
         orjson.dumps(content), error.status_code, headers=headers, media_type="application/json"
     )
+
+
+class AuthConfigError(ValueError):
+    """A token source is configured but yields no token: serving would be open to anyone."""
 
 
 class TokenCheck:
@@ -77,13 +116,32 @@ class TokenCheck:
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> TokenCheck:
+        """The configured tokens; raises `AuthConfigError` when a configured source holds none
+        (`TURNOUT_AUTH_TOKENS=' , '`, a file of blank lines, a file that cannot be read): auth
+        fails closed, never open."""
         tokens: list[str] = []
+        sources: list[str] = []
         if settings.auth_tokens is not None:
+            sources.append("TURNOUT_AUTH_TOKENS")
             tokens += [t.strip() for t in settings.auth_tokens.get_secret_value().split(",")]
         if settings.auth_token_file is not None:
-            text = Path(settings.auth_token_file).read_text()
+            sources.append(f"the token file {settings.auth_token_file}")
+            try:
+                text = Path(settings.auth_token_file).read_text()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise AuthConfigError(f"cannot read the token file: {exc}") from exc
             tokens += [line.strip() for line in text.splitlines()]
-        return cls(tokens)
+        check = cls(tokens)
+        if sources and not check.enabled:
+            raise AuthConfigError(
+                f"{' and '.join(sources)} holds no token (only blanks and separators); refusing "
+                "to serve without auth. Put at least one token there, or unset it to serve "
+                "without auth."
+            )
+        if check.enabled:
+            log.info("bearer-token auth on: %d token(s) from %s", len(check._tokens),
+                     " and ".join(sources))  # fmt: skip
+        return check
 
     @property
     def enabled(self) -> bool:
@@ -103,12 +161,14 @@ class TokenCheck:
 
 
 class Instrumented:
-    """Counts, times and tracks in-flight requests of one endpoint; maps errors to responses."""
+    """Runs one inference endpoint's handler: request id, auth, body (size, time and work
+    limits), processing deadline; maps errors to responses in the endpoint's protocol.
+    Counting and timing are `answer_counted`'s, which sees every answer."""
 
-    def __init__(self, metrics: Any, tokens: TokenCheck, settings: ServingSettings) -> None:
-        self._metrics = metrics
+    def __init__(self, tokens: TokenCheck, settings: ServingSettings) -> None:
         self._tokens = tokens
         self._settings = settings
+        self._limits = BatchLimits(settings.max_rows, settings.max_cells)
 
     async def __call__(
         self,
@@ -117,35 +177,73 @@ class Instrumented:
         handle: Callable[[bytes, str], Awaitable[Response]],
     ) -> Response:
         request_id = request_id_of(request)
-        started = time.perf_counter()
-        self._metrics.in_flight.inc()
+        path = request.url.path
+        settings = self._settings
         try:
             self._tokens.check(request)
-            body = await read_body(request, self._settings.max_body_bytes)
-            async with asyncio.timeout(self._settings.request_timeout_seconds):
+            body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
+            if endpoint == "invocations":
+                self._limits.check_scoring_body(body, request.headers.get("content-type"))
+            async with asyncio.timeout(settings.request_timeout_seconds):
                 response = await handle(body, request_id)
             response.headers[REQUEST_ID_HEADER] = request_id
         except ServingError as error:
-            response = error_response(error, request_id)
+            response = answer_error(path, error, request_id)
         except TimeoutError:
             log.warning("request %s exceeded the %ss timeout", request_id,
-                        self._settings.request_timeout_seconds)  # fmt: skip
-            response = Response(
-                orjson.dumps(
-                    {
-                        "error_code": "DEADLINE_EXCEEDED",
-                        "message": "Request processing time exceeded limit",
-                        "request_id": request_id,
-                    }
-                ),
-                504,
-                headers={REQUEST_ID_HEADER: request_id},
-                media_type="application/json",
-            )
-        finally:
-            self._metrics.in_flight.dec()
-        self._metrics.observe_request(endpoint, response.status_code, time.perf_counter() - started)
+                        settings.request_timeout_seconds)  # fmt: skip
+            message = "Request processing time exceeded limit"
+            content = (
+                {"error": message}
+                if path.startswith(OIP_PREFIX)
+                else {"error_code": "DEADLINE_EXCEEDED", "message": message,
+                      "request_id": request_id}
+            )  # fmt: skip
+            response = Response(orjson.dumps(content), 504,
+                                headers={REQUEST_ID_HEADER: request_id},
+                                media_type="application/json")  # fmt: skip
         return response
+
+
+def counted_endpoint(path: str) -> str | None:
+    """The `endpoint` label of an inference path (any method), None for the others."""
+    match = _COUNTED.match(path)
+    if match is None:
+        return None
+    return "v2_infer" if match.group(3) else match.group(1)
+
+
+async def answer_counted(
+    metrics: Any, endpoint: str, app: ASGIApp, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run `app` on one inference request and count its answer by the status actually sent,
+    whatever sent it (handler, router, validation, exception handler). An exception that
+    escapes `app` before a response started is answered here, as a 500 in the endpoint's
+    protocol, and counted too; a client gone before any answer is not an answer."""
+    status: int | None = None
+    started = time.perf_counter()
+
+    async def send_and_note(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    metrics.in_flight.inc()
+    try:
+        try:
+            await app(scope, receive, send_and_note)
+        except Exception:
+            if status is None:  # else an exception handler answered, and logged it
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+        if status is None:
+            response = answer_error(scope["path"], ServingError("Internal server error."))
+            with contextlib.suppress(OSError):
+                await response(scope, receive, send_and_note)
+    finally:
+        metrics.in_flight.dec()
+        if status is not None:
+            metrics.observe_request(endpoint, status, time.perf_counter() - started)
 
 
 async def answer_directly(
@@ -156,5 +254,5 @@ async def answer_directly(
         response = await endpoint(Request(scope, receive))
     except Exception:
         log.exception("unexpected error on %s", scope["path"])
-        response = error_response(ServingError("Internal server error."))
+        response = answer_error(scope["path"], ServingError("Internal server error."))
     await response(scope, receive, send)

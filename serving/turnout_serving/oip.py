@@ -2,6 +2,7 @@
 
 The same model, metrics, drift and feedback as `/invocations`; only the wire format differs, so
 a client written for KServe or Seldon Core v2 (MLServer) talks to turnout-serve unchanged.
+Errors under /v2 answer in the protocol's form, `{"error": "<message>"}` (`http.answer_error`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from turnout_serving import __version__
+from turnout_serving.domain.limits import BatchLimits
 from turnout_serving.domain.tensors import datatype_of_mlflow, decode_inputs, encode_output
 from turnout_serving.errors import NotFound
 from turnout_serving.http import Instrumented
@@ -90,7 +92,8 @@ def _infer(runtime: Runtime, body: bytes, request_id: str) -> dict[str, Any]:
     predictor = runtime.require_ready()
     document = decode_json(body)
     schema = runtime.model.input_schema if runtime.model else None
-    columns = decode_inputs(document, schema.names if schema else ())
+    limits = BatchLimits(runtime.settings.max_rows, runtime.settings.max_cells)
+    columns = decode_inputs(document, schema.names if schema else (), limits)
     scored = predictor.score_frame(pd.DataFrame(columns), request_id)
     runtime.after_score(scored, request_id)
     answer: dict[str, Any] = {

@@ -8,6 +8,7 @@ configuration; MLflow and boto3 keep reading their standard `MLFLOW_*` / `AWS_*`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,3 +65,36 @@ class ServingSettings(BaseSettings):
         None, description="Comma-separated bearer tokens (alternative to auth_token_file)."
     )
     log_level: str = Field("info", description="Log level of the server and uvicorn.")
+    max_rows: int = Field(
+        100_000,
+        gt=0,
+        description="Most rows one request may decode to (413 above it; checked before decoding "
+        "where the format says: Parquet metadata, CSV lines).",
+    )
+    max_cells: int = Field(
+        5_000_000, gt=0, description="Most values (rows x columns) one request may decode to."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, gt=0, description="Largest request line plus headers accepted (431 above it)."
+    )
+    read_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Time a client has to send a request's headers, and again its body "
+        "(408 after).",
+    )
+    keep_alive_seconds: int = Field(
+        5, gt=0, description="An idle keep-alive connection is closed after this long."
+    )
+    scoring_threads: int = Field(
+        4,
+        gt=0,
+        description="Worker threads that parse and score requests; more requests queue, so the "
+        "event loop (health checks, metrics) is never starved by them.",
+    )
+    http: Literal["auto", "httptools", "h11"] = Field(
+        "auto", description="HTTP/1.1 implementation: httptools when installed (auto), or h11."
+    )
+    api_docs: bool = Field(
+        False, description="Serve the OpenAPI description (/openapi.json) and /docs."
+    )

@@ -1,9 +1,13 @@
 """Hypothesis-driven payload fuzzing against real servers: every answer is 2xx or 4xx, never 5xx,
-and the process keeps serving. Bounded: a fixed number of examples per model, no deadline games."""
+in the protocol of the endpoint asked, and counted; the process keeps serving. Bounded: a fixed
+number of examples per model, no deadline games."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -67,16 +71,57 @@ def check(proc: Process, body: bytes, content_type: str, path: str = "/invocatio
                         headers={"content-type": content_type}, timeout=30)  # fmt: skip
     assert answer.status_code < 500, (path, body[:300], content_type, answer.text[:300])
     assert answer.status_code in (200, 400, 413, 415, 422), answer.status_code
+    check_error_form(answer)
+
+
+def check_error_form(answer: httpx.Response) -> None:
+    """An error answers in the protocol of the endpoint asked: the Open Inference Protocol's
+    `{"error": <message>}` under /v2, MLflow's `{"error_code", "message", ...}` elsewhere."""
+    if answer.status_code < 400:
+        return
+    assert answer.headers["content-type"] == "application/json", answer.text[:200]
+    error = answer.json()
+    if answer.request.url.path.startswith("/v2/"):
+        assert list(error) == ["error"] and isinstance(error["error"], str), error
+    else:
+        assert isinstance(error["error_code"], str) and isinstance(error["message"], str), error
+        assert set(error) <= {"error_code", "message", "request_id", "stack_trace"}, error
+
+
+def answers_counted(proc: Process) -> Counter[tuple[str, str]]:
+    """`turnout_inference_requests_total` by (endpoint, code), from the server's /metrics."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in httpx.get(f"{proc.url}/metrics").text.splitlines():
+        if line.startswith("turnout_inference_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            counts[(labels["endpoint"], labels["code"])] = int(float(line.rsplit(" ", 1)[1]))
+    return counts
 
 
 datatypes = st.sampled_from(
     ["FP64", "FP32", "INT64", "INT32", "BOOL", "BYTES", "UINT8", "FP16", "x"]
 )
+
+
+def nested(depth: int) -> Any:
+    data: Any = 0.5
+    for _ in range(depth):
+        data = [data]
+    return data
+
+
+# Hostile declarations: dimensions past 2**64, products that overflow int64 (2**40 x 2**40 is 0
+# in numpy), datatypes that are lists or objects, data nested up to a thousand levels.
+dimensions = st.one_of(
+    st.integers(-1, 4), st.sampled_from([2**31, 2**32, 2**40, 2**63, 2**64, 2**70]),
+    st.booleans(), st.floats(0, 4), st.text(max_size=2),
+)  # fmt: skip
 oip_tensors = st.fixed_dictionaries(
-    {"name": st.sampled_from([*DIABETES_COLUMNS, "input-0", "x"]),
-     "shape": st.lists(st.integers(-1, 4), max_size=3) | json_values,
-     "datatype": datatypes,
-     "data": st.lists(st.one_of(st.floats(-5, 5), scalars), max_size=6) | json_values},
+    {"name": st.sampled_from([*DIABETES_COLUMNS, "input-0", "x"]) | json_values,
+     "shape": st.lists(dimensions, max_size=4) | json_values,
+     "datatype": datatypes | json_values,
+     "data": st.lists(st.one_of(st.floats(-5, 5), scalars), max_size=6)
+             | st.integers(1, 1000).map(nested) | json_values},
 )  # fmt: skip
 oip_requests = st.one_of(
     st.builds(lambda t: {"inputs": t}, st.lists(oip_tensors, max_size=11)),
@@ -138,6 +183,81 @@ def test_open_inference_requests_never_5xx(diabetes: Process, document: Any) -> 
 @given(document=feedback)
 def test_feedback_never_5xx(diabetes: Process, document: Any) -> None:
     check(diabetes, json.dumps(document).encode(), "application/json", "/feedback")
+
+
+def body_of(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+inference_requests = st.one_of(
+    st.tuples(st.just("POST"), st.just("/invocations"), tables(DIABETES_COLUMNS).map(body_of),
+              content_types),
+    st.tuples(st.just("POST"), st.just("/invocations"), raw_bodies, content_types),
+    st.tuples(st.just("POST"), st.sampled_from(["/v2/models/Diabetes/infer",
+              "/v2/models/Diabetes/versions/1/infer", "/v2/models/Other/infer",
+              "/v2/models/Diabetes/versions/9/infer"]), oip_requests.map(body_of),
+              st.just("application/json")),
+    st.tuples(st.just("POST"), st.just("/feedback"), feedback.map(body_of),
+              st.just("application/json")),
+    st.tuples(st.sampled_from(["GET", "PUT", "DELETE"]),
+              st.sampled_from(["/invocations", "/feedback", "/v2/models/Diabetes/infer"]),
+              st.just(b""), st.just("application/json")),
+)  # fmt: skip
+
+
+@FUZZ
+@given(requests=st.lists(inference_requests, min_size=1, max_size=5))
+def test_every_answer_is_counted_by_endpoint_and_code(
+    diabetes: Process, requests: list[tuple[str, str, bytes, str]]
+) -> None:
+    """`turnout_inference_requests_total` rises by exactly the answers given, by endpoint and
+    code: handler errors, router 404/405s, validation and unexpected errors alike (the
+    error-ratio alert divides by it)."""
+    before = answers_counted(diabetes)
+    answered: Counter[tuple[str, str]] = Counter()
+    for method, path, body, content_type in requests:
+        answer = httpx.request(method, f"{diabetes.url}{path}", content=body,
+                               headers={"content-type": content_type}, timeout=30)  # fmt: skip
+        endpoint = "v2_infer" if path.startswith("/v2/") else path.lstrip("/")
+        answered[(endpoint, str(answer.status_code))] += 1
+        if method == "POST":
+            check_error_form(answer)
+    after = answers_counted(diabetes)
+    assert after - before == answered
+
+
+labels = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 5e-324, -5e-324, 1e-300]),
+    st.integers(-(2**80), 2**80), st.text(max_size=4), json_values,
+    st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=3),
+)  # fmt: skip
+literals = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "-1e999", "nan", "1e-999"])
+
+
+@FUZZ
+@given(label=labels, literal=literals, as_literal=st.booleans())
+def test_any_label_leaves_live_quality_finite(diabetes: Process, label: Any, literal: str,
+                                              as_literal: bool) -> None:  # fmt: skip
+    """Huge, tiny, non-finite literals, strings, nested values: feedback answers 200 or 400,
+    and the live MAE and RMSE stay finite (or NaN before the first accepted label)."""
+    request_id = f"label-{abs(hash((repr(label), literal, as_literal)))}"
+    scored = httpx.post(f"{diabetes.url}/invocations", headers={"X-Request-Id": request_id},
+                        json={"inputs": {c: [0.01] for c in DIABETES_COLUMNS}})  # fmt: skip
+    assert scored.status_code == 200
+    body = (
+        f'{{"request_id": "{request_id}", "label": {literal}}}'.encode()
+        if as_literal
+        else json.dumps({"request_id": request_id, "label": label}).encode()
+    )
+    answer = httpx.post(f"{diabetes.url}/feedback", content=body,
+                        headers={"content-type": "application/json"})  # fmt: skip
+    assert answer.status_code in (200, 400), answer.text
+    check_error_form(answer)
+    for line in httpx.get(f"{diabetes.url}/metrics").text.splitlines():
+        if line.startswith(("turnout_live_rmse{", "turnout_live_mae{")):
+            value = float(line.rsplit(" ", 1)[1])
+            assert math.isfinite(value) or math.isnan(value), line
 
 
 def test_servers_still_serve_after_fuzzing(diabetes: Process, mixed: Process) -> None:

@@ -4,16 +4,25 @@ A request's input tensors become named columns: each tensor of shape `[N]` or `[
 column; a single tensor of shape `[N, K]` is split into the signature's K columns in order (the
 way numeric clients usually send a matrix). Predictions become one output tensor named
 `predict`, with the V2 datatype of their numpy dtype.
+
+Whatever a client sends, nothing is allocated before the declared shape has been checked against
+the data actually sent (exact integer arithmetic: `[2**40, 2**40]` is not 0 in Python), and data
+is walked without recursion, so no shape, datatype or nesting can make decoding raise anything
+but a `BadRequest` naming the tensor.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from turnout_serving.domain.limits import BatchLimits
 from turnout_serving.errors import BadRequest, SchemaMismatch
+
+MAX_RANK = 32  # numpy's own limit on dimensions; data nested deeper is refused too
 
 DATATYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -33,7 +42,9 @@ def datatype_of_mlflow(kind: str) -> str:
     return _MLFLOW_TO_DATATYPE.get(kind, "BYTES")
 
 
-def decode_inputs(document: Any, signature_names: Sequence[str]) -> dict[str, np.ndarray]:
+def decode_inputs(
+    document: Any, signature_names: Sequence[str], limits: BatchLimits
+) -> dict[str, np.ndarray]:
     """The request's `inputs` as named 1-D columns, checked against their declared shapes."""
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise BadRequest('An inference request must be a JSON object with an "inputs" list.')
@@ -41,8 +52,12 @@ def decode_inputs(document: Any, signature_names: Sequence[str]) -> dict[str, np
     if not tensors:
         raise BadRequest('"inputs" must hold at least one tensor.')
     columns: dict[str, np.ndarray] = {}
+    cells = 0
     for tensor in tensors:
-        name, array = _decode_tensor(tensor)
+        name, shape, flat = _checked_tensor(tensor)
+        cells += len(flat)
+        limits.check(shape[0] if shape else 1, cells, "The inference request")
+        array = _array(name, tensor["datatype"], shape, flat)
         if array.ndim == 2 and array.shape[1] == 1:
             array = array[:, 0]
         if array.ndim == 1:
@@ -60,22 +75,37 @@ def decode_inputs(document: Any, signature_names: Sequence[str]) -> dict[str, np
     return columns
 
 
-def _decode_tensor(tensor: Any) -> tuple[str, np.ndarray]:
+def _checked_tensor(tensor: Any) -> tuple[str, list[int], list[Any]]:
+    """Name, shape and flattened data of one input tensor whose data fills its shape exactly."""
     if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= tensor.keys():
         raise BadRequest('Each input tensor needs "name", "shape", "datatype" and "data".')
     name, shape, datatype = tensor["name"], tensor["shape"], tensor["datatype"]
-    if not isinstance(name, str) or datatype not in DATATYPES:
+    if not isinstance(name, str):
+        raise BadRequest(f"Input tensor names must be strings, got {repr(name)[:40]}.")
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise BadRequest(
-            f"Input tensor {name!r}: datatype must be one of {sorted(DATATYPES)}, got {datatype!r}."
+            f"Input tensor '{name}': datatype must be one of {sorted(DATATYPES)}, "
+            f"got {repr(datatype)[:40]}."
         )
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise BadRequest(f"Input tensor '{name}': shape must be a list of non-negative integers.")
-    flat = _flatten(tensor["data"])
-    expected = int(np.prod(shape)) if shape else 1
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_RANK
+        or not all(type(d) is int and 0 <= d < 2**64 for d in shape)
+    ):
+        raise BadRequest(
+            f"Input tensor '{name}': shape must be a list of at most {MAX_RANK} unsigned 64-bit "
+            f"integers, got {repr(shape)[:60]}."
+        )
+    flat = _flatten(name, tensor["data"])
+    expected = math.prod(shape)  # Python integers: exact for any shape, nothing allocated
     if len(flat) != expected:
         raise BadRequest(
             f"Input tensor '{name}': shape {shape} needs {expected} values, got {len(flat)}."
         )
+    return name, shape, flat
+
+
+def _array(name: str, datatype: str, shape: list[int], flat: list[Any]) -> np.ndarray:
     dtype = DATATYPES[datatype]
     try:
         if dtype is np.object_:
@@ -85,15 +115,28 @@ def _decode_tensor(tensor: Any) -> tuple[str, np.ndarray]:
             array = np.array(flat, dtype=dtype)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SchemaMismatch(f"Input tensor '{name}' is not {datatype}: {exc}", field=name) from exc
-    return name, array.reshape(shape if shape else ())
+    return array.reshape(shape)
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(name: str, data: Any) -> list[Any]:
+    """Row-major values of flat or nested data, walked without recursion."""
     if not isinstance(data, list):
         return [data]
     out: list[Any] = []
-    for item in data:
-        out.extend(_flatten(item) if isinstance(item, list) else [item])
+    stack = [(iter(data), 1)]
+    while stack:
+        items, depth = stack[-1]
+        for item in items:
+            if isinstance(item, list):
+                if depth >= MAX_RANK:
+                    raise BadRequest(
+                        f"Input tensor '{name}': data is nested deeper than {MAX_RANK} levels."
+                    )
+                stack.append((iter(item), depth + 1))
+                break
+            out.append(item)
+        else:
+            stack.pop()
     return out
 
 
