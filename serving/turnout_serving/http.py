@@ -40,6 +40,7 @@ log = logging.getLogger("turnout_serving.http")
 REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OIP_PREFIX = "/v2"
+INLINE_CHECK_BYTES = 64 * 1024
 # The inference endpoints, whose every answer `turnout_inference_requests_total` counts.
 _COUNTED = re.compile(r"^/(invocations|feedback)$|^/v2/models/[^/]+(/versions/[^/]+)?/(infer)$")
 
@@ -183,7 +184,12 @@ class Instrumented:
             self._tokens.check(request)
             body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
             if endpoint == "invocations":
-                self._limits.check_scoring_body(body, request.headers.get("content-type"))
+                check = self._limits.check_scoring_body
+                content_type = request.headers.get("content-type")
+                if len(body) <= INLINE_CHECK_BYTES:
+                    check(body, content_type)
+                else:  # counting a large JSON document takes a while: not on the event loop
+                    await asyncio.to_thread(check, body, content_type)
             async with asyncio.timeout(settings.request_timeout_seconds):
                 response = await handle(body, request_id)
             response.headers[REQUEST_ID_HEADER] = request_id

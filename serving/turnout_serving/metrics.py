@@ -17,7 +17,7 @@ LATENCY_BUCKETS = (
     10.0,
 )  # fmt: skip
 ENDPOINTS = ("invocations", "v2_infer", "feedback")
-CODES = ("200", "400", "401", "404", "413", "415", "500", "503", "504")
+CODES = ("200", "400", "401", "404", "408", "413", "415", "500", "503", "504")
 BASE_LABELS = ("model", "version", "color")
 
 
