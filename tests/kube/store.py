@@ -24,7 +24,9 @@ from dataclasses import dataclass
 
 from kmock import KubernetesError
 
+from tests.kube.fielderrors import forbidden, invalid_status
 from tests.kube.garbage import GarbageCollector, Key
+from tests.kube.names import generated_name
 from tests.kube.resources import (
     BUILTINS,
     CRD_GROUP,
@@ -201,14 +203,16 @@ class Store(GarbageCollector):
                 meta["namespace"] = namespace
             else:
                 meta.pop("namespace", None)
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise KubernetesError(
-                        status=422, reason="Invalid", details={"kind": rt.kind},
-                        message=f"{rt.kind} is invalid: metadata.name: Required value: "
-                        "name or generateName is required",
-                    )  # fmt: skip
-                meta["name"] = meta["generateName"] + random_suffix()
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = generated_name(meta["generateName"], random_suffix())
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+                meta.pop(field, None)
+            if rt.has_generation:
+                meta["generation"] = 1
+            if rt.status_subresource:
+                obj.pop("status", None)
+            default_and_validate(rt, obj)  # before the name is looked up, as BeforeCreate
             key = self.key(rt, namespace, meta["name"])
             if key in self._objects:
                 raise KubernetesError(
@@ -216,16 +220,8 @@ class Store(GarbageCollector):
                     message=f'{rt.group_resource} "{meta["name"]}" already exists',
                     details=_details(rt, meta["name"]),
                 )  # fmt: skip
-            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
-                meta.pop(field, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_iso()
-            if rt.has_generation:
-                meta["generation"] = 1
-            if rt.status_subresource:
-                obj.pop("status", None)
-            default_and_validate(rt, obj)
             if (rt.group, rt.plural) == (CRD_GROUP, "customresourcedefinitions"):
                 obj["status"] = crd_status(obj, meta["creationTimestamp"])
             meta["resourceVersion"] = self._next_rv()
@@ -310,11 +306,10 @@ class Store(GarbageCollector):
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers", [])) - set(old_meta.get("finalizers", []))
                 if added:
-                    raise KubernetesError(
-                        status=422, reason="Invalid", details={"name": key[3], "kind": rt.kind},
-                        message=f'{rt.kind} "{key[3]}" is invalid: metadata.finalizers: Forbidden: '
-                        "no new finalizers can be added if the object is being deleted",
-                    )  # fmt: skip
+                    listed = ", ".join(f'"{f}"' for f in sorted(added))
+                    raise invalid_status(rt.kind, rt.group, key[3], [forbidden(
+                        "metadata.finalizers", "no new finalizers can be added if the object is "
+                        f"being deleted, found new finalizers []string{{{listed}}}")])  # fmt: skip
             default_and_validate(rt, new)
         else:
             raise KubernetesError(status=404, reason="NotFound", details={"kind": rt.plural},
