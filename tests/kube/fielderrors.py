@@ -53,8 +53,12 @@ class FieldError:
             words = f"{words}: {go_value(self.value)}"
         return f"{words}: {self.detail}" if self.detail else words
 
+    @property
+    def where(self) -> str:
+        return self.field or "<nil>"  # a nil field.Path (the object itself) prints so
+
     def __str__(self) -> str:
-        return f"{self.field}: {self.body()}"
+        return f"{self.where}: {self.body()}"
 
 
 def invalid(path: str, value: Any, detail: str) -> FieldError:
@@ -112,7 +116,7 @@ def invalid_status(kind: str, group: str, name: str, errors: list[FieldError]) -
     messages = list(dict.fromkeys(str(e) for e in errors))
     listed = messages[0] if len(messages) == 1 else "[" + ", ".join(messages) + "]"
     qualified = f"{kind}.{group}" if group else kind
-    causes = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errors]
+    causes = [{"reason": e.type, "message": e.body(), "field": e.where} for e in errors]
     return KubernetesError(
         status=422, reason="Invalid", message=f'{qualified} "{name}" is invalid: {listed}',
         details={"name": name, **({"group": group} if group else {}), "kind": kind,

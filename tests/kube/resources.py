@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from tests.kube.customresources import decode_custom_resource, validate_custom_resource
 from tests.kube.fielderrors import invalid_status
 from tests.kube.kinds import KIND_VALIDATORS, name_check
 from tests.kube.names import validate_object_meta
@@ -35,6 +36,7 @@ class ResourceType:
     status_subresource: bool = False
     has_generation: bool = False
     builtin: bool = True
+    schema: Obj | None = field(default=None, hash=False)  # a CRD version's openAPIV3Schema
 
     @property
     def api_version(self) -> str:
@@ -92,6 +94,7 @@ def crd_types(crd: Obj) -> Iterator[ResourceType]:
             status_subresource="status" in (version.get("subresources") or {}),
             has_generation=True,
             builtin=False,
+            schema=(version.get("schema") or {}).get("openAPIV3Schema"),
         )
 
 
@@ -189,16 +192,32 @@ DEFAULTS: dict[tuple[str, str], Defaulter] = {
 }
 
 
-def default_and_validate(rt: ResourceType, obj: Obj) -> None:
+def default_and_validate(
+    rt: ResourceType, obj: Obj, old: Obj | None = None, *, status_only: bool = False
+) -> None:
     """Fill server-side defaults in place and reject what the real API server would reject: the
-    object metadata (`names.py`) and, for the kinds in `kinds.py`, the spec."""
+    object metadata (`names.py`); for the kinds in `kinds.py` the spec; for custom resources their
+    schema and CEL rules (`customresources.py`, after decoding: pruning, nulls, defaults). A status
+    write (`status_only`) checks the status alone, as the status strategy does."""
     defaulter = DEFAULTS.get((rt.group, rt.plural))
     if defaulter is not None:
         defaulter(obj)
+    if not rt.builtin:
+        decode_custom_resource(rt.schema, obj)
+        if old is None and rt.status_subresource:
+            obj.pop("status", None)  # strategy.go PrepareForCreate: create cannot set status
     meta = obj["metadata"]
-    errors = validate_object_meta(meta, rt.namespaced, name_check(rt.group, rt.plural))
+    errors = (
+        []
+        if status_only
+        else validate_object_meta(meta, rt.namespaced, name_check(rt.group, rt.plural))
+    )
     validator = KIND_VALIDATORS.get((rt.group, rt.plural))
     if validator is not None:
         errors += validator(obj)
+    if rt.schema is not None:
+        errors = validate_custom_resource(
+            rt.schema, obj, old, status_only=status_only, earlier=errors
+        )
     if errors:
         raise invalid_status(rt.kind, rt.group, meta.get("name") or "", errors)

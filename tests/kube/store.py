@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from kmock import KubernetesError
 
+from tests.kube.customresources import decode_custom_resource
 from tests.kube.fielderrors import forbidden, invalid_status
 from tests.kube.garbage import GarbageCollector, Key
 from tests.kube.names import generated_name
@@ -170,6 +171,7 @@ class Store(GarbageCollector):
         """A private copy, shown under the version it was asked for (versions share storage)."""
         result = copy.deepcopy(obj)
         result["apiVersion"] = rt.api_version
+        decode_custom_resource(rt.schema, result)  # the storage codec decodes (and defaults) too
         return result
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
@@ -283,12 +285,16 @@ class Store(GarbageCollector):
     def _write(
         self, rt: ResourceType, key: Key, current: Obj, wanted: Obj, subresource: str | None
     ) -> Obj:
-        if subresource == "status":
+        if subresource == "status":  # status_strategy.go PrepareForUpdate: only status changes
+            wanted = copy.deepcopy(wanted)
+            decode_custom_resource(rt.schema, wanted)
             new = copy.deepcopy(current)
             if "status" in wanted:
-                new["status"] = copy.deepcopy(wanted["status"])
+                new["status"] = wanted["status"]
             else:
                 new.pop("status", None)
+            if not rt.builtin:
+                default_and_validate(rt, new, current, status_only=True)
         elif subresource is None:
             new = copy.deepcopy(wanted)
             old_meta, meta = current["metadata"], new.setdefault("metadata", {})
@@ -310,7 +316,7 @@ class Store(GarbageCollector):
                     raise invalid_status(rt.kind, rt.group, key[3], [forbidden(
                         "metadata.finalizers", "no new finalizers can be added if the object is "
                         f"being deleted, found new finalizers []string{{{listed}}}")])  # fmt: skip
-            default_and_validate(rt, new)
+            default_and_validate(rt, new, current)
         else:
             raise KubernetesError(status=404, reason="NotFound", details={"kind": rt.plural},
                                   message=f"{rt.plural}/{subresource} is not served")  # fmt: skip
