@@ -233,6 +233,19 @@ def validate_service(obj: Obj) -> list[FieldError]:
     return errs
 
 
+def validate_core_event(obj: Obj) -> list[FieldError]:
+    """core/validation/events.go ValidateEventCreate for the v1 API: only `legacyValidateEvent`
+    ("no further validation for backwards compatibility": no name rule at all); for an event without
+    `eventTime`, the namespaces must agree."""
+    involved = (obj.get("involvedObject") or {}).get("namespace") or ""
+    namespace = obj["metadata"].get("namespace") or ""
+    if obj.get("eventTime") or (
+        namespace in ("", "default") if not involved else namespace == involved
+    ):
+        return []
+    return [invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+
+
 def validate_pod(obj: Obj) -> list[FieldError]:
     return validate_pod_spec(obj.get("spec") or {}, "spec")
 
@@ -241,4 +254,6 @@ KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
     ("apps", "deployments"): validate_deployment,
     ("", "services"): validate_service,
     ("", "pods"): validate_pod,
+    ("", "events"): validate_core_event,
 }
+WITHOUT_OBJECT_META = {("", "events")}  # kinds whose create skips ValidateObjectMeta

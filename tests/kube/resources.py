@@ -16,7 +16,7 @@ from typing import Any
 
 from tests.kube.customresources import decode_custom_resource, validate_custom_resource
 from tests.kube.fielderrors import invalid_status
-from tests.kube.kinds import KIND_VALIDATORS, name_check
+from tests.kube.kinds import KIND_VALIDATORS, WITHOUT_OBJECT_META, name_check
 from tests.kube.names import validate_object_meta
 
 Obj = dict[str, Any]
@@ -142,6 +142,10 @@ def _default_pod(obj: Obj) -> None:
         container.setdefault("terminationMessagePolicy", "File")
         for port in container.get("ports", []):
             port.setdefault("protocol", "TCP")
+    for volume in spec.get("volumes", []):  # SetDefaults_SecretVolumeSource/_ConfigMapVolumeSource
+        for source in ("secret", "configMap"):
+            if isinstance(volume.get(source), dict):
+                volume[source].setdefault("defaultMode", 0o644)
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
@@ -207,11 +211,9 @@ def default_and_validate(
         if old is None and rt.status_subresource:
             obj.pop("status", None)  # strategy.go PrepareForCreate: create cannot set status
     meta = obj["metadata"]
-    errors = (
-        []
-        if status_only
-        else validate_object_meta(meta, rt.namespaced, name_check(rt.group, rt.plural))
-    )
+    checked = not status_only and (rt.group, rt.plural) not in WITHOUT_OBJECT_META
+    namer = name_check(rt.group, rt.plural)
+    errors = validate_object_meta(meta, rt.namespaced, namer) if checked else []
     validator = KIND_VALIDATORS.get((rt.group, rt.plural))
     if validator is not None:
         errors += validator(obj)

@@ -186,3 +186,18 @@ def test_service_ports_and_selector(kube: KubeEmulator) -> None:
     )
     kube.create(service("web", {"name": "http", "port": 80, "targetPort": "http"},
                         {"name": "metrics", "port": 9090, "targetPort": 9090}))  # fmt: skip
+
+
+def test_core_v1_events_skip_the_name_rules(kube: KubeEmulator) -> None:
+    """core/validation/events.go ValidateEventCreate: through the v1 API only legacyValidateEvent
+    runs ("no further validation for backwards compatibility"): any name, but the namespaces of an
+    event without eventTime must agree."""
+    event = {"apiVersion": "v1", "kind": "Event", "reason": "Seen",
+             "metadata": {"generateName": "Web.", "namespace": "default"},
+             "involvedObject": {"kind": "Pod", "name": "x", "namespace": "default"}}  # fmt: skip
+    assert re.fullmatch(r"Web\.[a-z0-9]{5}", kube.create(event)["metadata"]["name"])
+    event["metadata"] = {"name": "Web.1", "namespace": "default"}
+    event["involvedObject"]["namespace"] = "team"
+    assert refusal(kube, event) == (
+        'Event "Web.1" is invalid: involvedObject.namespace: Invalid value: "team": does not match '
+        "event.namespace")  # fmt: skip
