@@ -86,6 +86,9 @@ class Store(GarbageCollector):
         self.lock = threading.RLock()
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._objects: dict[Key, Obj] = {}
+        self._decoded_under: dict[
+            int, Obj
+        ] = {}  # id(stored object) -> the schema it was decoded by
         self._uids: dict[str, Key] = {}
         self._history: deque[Change] = deque(maxlen=history)
         self._rv = 0
@@ -171,8 +174,20 @@ class Store(GarbageCollector):
         """A private copy, shown under the version it was asked for (versions share storage)."""
         result = copy.deepcopy(obj)
         result["apiVersion"] = rt.api_version
-        decode_custom_resource(rt.schema, result)  # the storage codec decodes (and defaults) too
+        if rt.schema is not None and self._decoded_under.get(id(obj)) is not rt.schema:
+            decode_custom_resource(
+                rt.schema, result
+            )  # the storage codec decodes (and defaults) too
         return result
+
+    def _put(self, rt: ResourceType, key: Key, obj: Obj) -> None:
+        """Store `obj` (decoded under `rt`'s schema: reads under the same schema need not decode)."""
+        old = self._objects.get(key)
+        if old is not None:
+            self._decoded_under.pop(id(old), None)
+        self._objects[key] = obj
+        if rt.schema is not None:
+            self._decoded_under[id(obj)] = rt.schema
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         with self.lock:
@@ -227,7 +242,7 @@ class Store(GarbageCollector):
             if (rt.group, rt.plural) == (CRD_GROUP, "customresourcedefinitions"):
                 obj["status"] = crd_status(obj, meta["creationTimestamp"])
             meta["resourceVersion"] = self._next_rv()
-            self._objects[key] = obj
+            self._put(rt, key, obj)
             self._uids[meta["uid"]] = key
             self._record("ADDED", key, obj, None)
             if rt.group == CRD_GROUP:
@@ -327,7 +342,7 @@ class Store(GarbageCollector):
         if new == current:
             return self._view(rt, current)  # a no-op write: no new version, no watch event
         new["metadata"]["resourceVersion"] = self._next_rv()
-        self._objects[key] = new
+        self._put(rt, key, new)
         self._record("MODIFIED", key, new, current)
         if rt.group == CRD_GROUP:
             self._sync_crd_types()
@@ -373,13 +388,14 @@ class Store(GarbageCollector):
             if rt.plural == "namespaces" and not rt.group:
                 new.setdefault("status", {})["phase"] = "Terminating"
             meta["resourceVersion"] = self._next_rv()
-            self._objects[key] = new
+            self._put(rt, key, new)
             self._record("MODIFIED", key, new, current)
             self.collect_garbage()
             return self._view(rt, new)
 
     def _remove(self, key: Key) -> None:
         obj = self._objects.pop(key)
+        self._decoded_under.pop(id(obj), None)
         self._uids.pop(obj["metadata"]["uid"], None)
         self._next_rv()
         gone = copy.deepcopy(obj)
