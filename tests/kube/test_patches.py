@@ -142,7 +142,7 @@ VALUES = st.recursive(
 OBJECTS = st.dictionaries(KEYS, VALUES, max_size=4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(doc=OBJECTS, patch=OBJECTS | VALUES)
 def test_merge_patch_matches_the_json_patch_library_of_the_api_server(doc: Any, patch: Any) -> None:
     assert emulator(doc, patch) == go_merge_patch(doc, patch)
