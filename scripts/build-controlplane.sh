@@ -24,8 +24,8 @@ say() { echo "controlplane: $*" >&2; }
 
 GO="${GO:-$(command -v go || true)}"
 [ -z "$GO" ] && [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go
-if [ -z "$GO" ]; then
-  say "no Go toolchain found (install Go 1.26 or set GO=/path/to/go)"
+if [ -z "$GO" ] || ! [ -x "$GO" ]; then
+  say "no Go toolchain found${GO:+ at $GO} (install Go 1.26 or set GO=/path/to/go)"
   exit 3
 fi
 

@@ -23,6 +23,7 @@ from kubernetes import client, config
 from tests.conftest import IN_CI, ROOT, wait_until
 from tests.real import controlplane as cp
 from tests.real import netns
+from tests.real.kube import register_node
 
 CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
 ECHO = Path(__file__).with_name("echo.py")
@@ -32,7 +33,7 @@ _build: dict[str, Path | str] = {}
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build (or find in the cache) the binaries before the first test runs, with the build's
     progress on the terminal, so no test's timeout has to cover a first build."""
-    if not any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+    if not any("binaries" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
@@ -40,6 +41,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             _build["bin"] = cp.build()
         except cp.ToolchainMissing as exc:
             _build["missing"] = str(exc)
+        except RuntimeError as exc:  # a broken build fails the tests that need it, with why
+            _build["failed"] = str(exc)
 
 
 def unavailable(reason: str) -> None:
@@ -49,12 +52,20 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cp.ControlPlane]:
+def binaries() -> Path:
+    """The bin directory of the built control plane (built by pytest_collection_finish)."""
     if "missing" in _build:
         unavailable(str(_build["missing"]))
-    bin_dir = _build.get("bin")
-    plane = cp.ControlPlane(tmp_path_factory.mktemp("controlplane"),
-                            Path(bin_dir) if bin_dir else None)  # fmt: skip
+    if "failed" in _build:
+        pytest.fail(str(_build["failed"]))
+    return Path(_build["bin"])
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    binaries: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[cp.ControlPlane]:
+    plane = cp.ControlPlane(tmp_path_factory.mktemp("controlplane"), binaries)
     plane.start()
     yield plane
     plane.stop()
@@ -81,6 +92,15 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterato
                interval=0.1, what=f"ServiceAccount {name}/default")  # fmt: skip
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def node(core: client.CoreV1Api) -> Iterator[str]:
+    """A Node registered by hand, Ready (no kubelet behind it: pods bound to it stay Pending)."""
+    name = f"node-{uuid.uuid4().hex[:6]}"
+    register_node(core, name)
+    yield name
+    core.delete_node(name)
 
 
 @pytest.fixture(scope="session")
