@@ -150,7 +150,8 @@ def echo_server(
     log = tmp_path_factory.mktemp("echo") / "echo.log"
     with log.open("wb") as out:
         process = subprocess.Popen(pod.exec([sys.executable, str(ECHO), pod.ip, "8080"]),
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=cp.die_with_parent)  # fmt: skip
     server = PodServer(pod, 8080, process)
     try:
         wait_until(lambda: process.poll() is None and httpx.get(f"{server.url}/").status_code == 200,

@@ -85,7 +85,7 @@ class Ports:
         return cls(free_port(), free_port(), free_port(), free_port(), free_port())
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the process that started it exits."""
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -108,7 +108,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports.apiserver}"
+        return self.server_for(self.ports)
 
     @property
     def ca(self) -> Path:
@@ -141,14 +141,14 @@ class ControlPlane:
         if self.bin_dir is None:
             self.bin_dir = build()
         self.stop()
-        shutil.rmtree(self.state, ignore_errors=True)
+        self._wipe()
         for sub in ("logs", "pids", "etcd"):
             (self.state / sub).mkdir(parents=True)
         (self.state / "etcd").chmod(0o700)
         began = time.monotonic()
         ports = Ports.free()
         (self.state / "cluster.json").write_text(json.dumps(
-            {"ports": asdict(ports), "bin": str(self.bin_dir), "detached": detach}, indent=2))  # fmt: skip
+            {"ports": asdict(ports), "bin": str(self.bin_dir)}, indent=2))  # fmt: skip
         keys = pki_module.create(self.pki_dir, service_ip=KUBERNETES_SERVICE_IP)
         for name, pair in keys.clients.items():
             path = self.kubeconfig if name == "admin" else self.state / f"{name}.kubeconfig"
@@ -205,9 +205,16 @@ class ControlPlane:
 
     def destroy(self) -> None:
         self.stop()
-        shutil.rmtree(self.state, ignore_errors=True)
+        self._wipe()
 
     # --- internals --------------------------------------------------------------------------
+    def _wipe(self) -> None:
+        """Remove the state dir, if it is one (or empty): never a directory of something else."""
+        if self.state.is_dir() and any(self.state.iterdir()):
+            if not (self.state / "cluster.json").exists():
+                raise RuntimeError(f"{self.state} is not empty and not a control plane's state dir")
+            shutil.rmtree(self.state)
+
     def _pid(self, program: str) -> int | None:
         try:
             return int((self.state / "pids" / f"{program}.pid").read_text())
@@ -220,7 +227,7 @@ class ControlPlane:
             child = subprocess.Popen(
                 [str(self.bin_dir / program), *args], stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=self.state, start_new_session=True,
-                preexec_fn=None if detach else _die_with_parent,
+                preexec_fn=None if detach else die_with_parent,
             )  # fmt: skip
         self._children[program] = child
         (self.state / "pids" / f"{program}.pid").write_text(str(child.pid))
@@ -364,24 +371,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--state", type=Path, default=ROOT / ".cluster")
     args = parser.parse_args(argv)
-    plane = ControlPlane(args.state)
-    if args.command == "down":
+    try:
+        return _command(args.command, ControlPlane(args.state))
+    except ToolchainMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (RuntimeError, AssertionError) as exc:  # a refused state dir, a program that died
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _command(command: str, plane: ControlPlane) -> int:
+    if command == "down":
         plane.destroy()
-        print(f"control plane stopped; {args.state} removed")
+        print(f"control plane stopped; {plane.state} removed")
         return 0
-    running = plane.running() if (args.state / "cluster.json").exists() else {}
-    if args.command == "status":
+    running = plane.running() if (plane.state / "cluster.json").exists() else {}
+    if command == "status":
         for program in PROGRAMS:
             print(f"{program:24} {running.get(program, 'not running')}")
         return 0 if len(running) == len(PROGRAMS) else 1
     if len(running) == len(PROGRAMS):
         print(f"already running: {plane.server}; kubeconfig {plane.kubeconfig}")
         return 0
-    try:
-        seconds = plane.start(detach=True)
-    except ToolchainMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    seconds = plane.start(detach=True)
     print(f"control plane ready in {seconds:.1f} s: {plane.server}")
     print(f"  kubectl --kubeconfig {plane.kubeconfig} get ns")
     print(f"  logs: {plane.state / 'logs'}; stop with `make cluster-down`")
