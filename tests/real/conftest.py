@@ -33,6 +33,8 @@ _build: dict[str, Path | str] = {}
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build (or find in the cache) the binaries before the first test runs, with the build's
     progress on the terminal, so no test's timeout has to cover a first build."""
+    if session.config.option.collectonly:
+        return
     if not any("binaries" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
