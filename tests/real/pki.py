@@ -10,7 +10,7 @@ and the scheduler need to log in as themselves:
 - `front-proxy-ca` and `front-proxy-client`: the aggregation layer's request-header identity.
 - `sa.key` / `sa.pub`: the ServiceAccount token signing key pair.
 - one client certificate per identity (`admin` in `system:masters`, `system:kube-controller-manager`,
-  `system:kube-scheduler`), as kubeadm issues them.
+  `system:kube-scheduler`), as kubeadm makes them.
 
 EC P-256 keys throughout: generated in microseconds, where RSA-2048 takes tens of milliseconds each.
 Nothing here is fit for a cluster anyone else can reach: keys live unencrypted in the state dir.
@@ -85,7 +85,7 @@ class _Authority:
             .sign(self.key, hashes.SHA256())
         )
 
-    def issue(
+    def sign(
         self, common_name: str, *, organizations: tuple[str, ...] = (), serving: bool = False,
         ips: tuple[str, ...] = (),
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:  # fmt: skip
@@ -138,13 +138,13 @@ def create(directory: Path, *, service_ip: str, advertise_ip: str = "127.0.0.1")
     ca_pair = _write(directory, "ca", ca.cert, ca.key)
     front_pair = _write(directory, "front-proxy-ca", front.cert, front.key)
     ips = tuple(dict.fromkeys(("127.0.0.1", advertise_ip, service_ip)))
-    serving = _write(directory, "serving", *ca.issue("kube-apiserver", serving=True, ips=ips))
-    front_client = _write(directory, "front-proxy-client", *front.issue("front-proxy-client"))
+    serving = _write(directory, "serving", *ca.sign("kube-apiserver", serving=True, ips=ips))
+    front_client = _write(directory, "front-proxy-client", *front.sign("front-proxy-client"))
     clients = {
-        "admin": _write(directory, "admin", *ca.issue("admin", organizations=("system:masters",))),
+        "admin": _write(directory, "admin", *ca.sign("admin", organizations=("system:masters",))),
         "kube-controller-manager": _write(directory, "kube-controller-manager",
-                                          *ca.issue("system:kube-controller-manager")),
-        "kube-scheduler": _write(directory, "kube-scheduler", *ca.issue("system:kube-scheduler")),
+                                          *ca.sign("system:kube-controller-manager")),
+        "kube-scheduler": _write(directory, "kube-scheduler", *ca.sign("system:kube-scheduler")),
     }  # fmt: skip
     sa_key = ec.generate_private_key(ec.SECP256R1())
     sa_private, sa_public = directory / "sa.key", directory / "sa.pub"
