@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## make test: every test that can run on this machine (unit + integration; e2e skips without Docker)
-test: $(STAMP) tools
+## make test: every test that can run on this machine (unit + integration + the real control
+## plane of tests/real; e2e skips without Docker)
+test: $(STAMP) tools controlplane
 	$(BIN)/python -m pytest --durations=15
 
 test-unit: $(STAMP)
@@ -83,3 +84,24 @@ e2e: $(STAMP)
 images:
 	docker build -f operator/Dockerfile -t ghcr.io/turnout-dev/turnout-operator:$(IMAGE_TAG) .
 	docker build -f serving/Dockerfile -t ghcr.io/turnout-dev/turnout-serve:$(IMAGE_TAG) .
+
+# --- a real control plane, built from Kubernetes' Go modules (docs/development.md) -------------
+.PHONY: controlplane cluster cluster-down
+
+## make controlplane: kube-apiserver, kube-controller-manager, kube-scheduler and etcd from the
+## modules controlplane/go.mod pins, built once into ~/.cache/turnout/controlplane/ (needs Go 1.26;
+## without Go it warns, and tests/real skips, except under CI=true, where it fails)
+controlplane:
+	@rc=0; bash scripts/build-controlplane.sh >/dev/null || rc=$$?; \
+	if [ $$rc -eq 3 ] && [ "$${CI:-}" != true ]; then \
+		echo "warning: no Go toolchain: the tests of tests/real will skip"; \
+	elif [ $$rc -ne 0 ]; then exit $$rc; fi
+
+## make cluster: that control plane in the background on 127.0.0.1; admin kubeconfig in
+## .cluster/kubeconfig (kubectl --kubeconfig .cluster/kubeconfig get ns)
+cluster: $(STAMP) controlplane
+	$(BIN)/python -m tests.real.controlplane up --state .cluster
+
+## make cluster-down: stop it and remove .cluster/
+cluster-down: $(STAMP)
+	$(BIN)/python -m tests.real.controlplane down --state .cluster

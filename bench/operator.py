@@ -1,7 +1,7 @@
 """Operator benchmark: N ModelDeployments to Healthy, blue-green switch latency, operator RSS.
 
-Why it exists: the operator issue promises that a preview which has become available is switched
-to active in under a second, and that one operator process holds 200 ModelDeployments in under
+Why it exists: the operator promises that a preview which has become available is switched to
+active in under a second, and that one operator process holds 200 ModelDeployments in under
 200 MB. This script runs what the integration tests run — the real operator process
 (`turnout-operator run`) against the Kubernetes API emulator (`tests.kube`, pods available at
 once) and a real MLflow tracking server — creates N ModelDeployments in a burst, times each one
@@ -79,7 +79,7 @@ HEALTHY_BUDGET_S = (60.0, 2.0)  # create -> all Healthy: 60 s + 2 s per object
 SETTLE_BUDGET_S, QUIET_WRITES_S = 120.0, 3.0  # after the creates: wait for no write for 3 s
 ROLLOUT_BUDGET_S = 60.0  # one version bump -> Healthy on the new version
 
-# The issue's targets.
+# The operator's performance targets.
 SWITCH_MAX_S = 1.0
 RSS_MAX_BYTES = 200 * 2**20
 

@@ -1,7 +1,7 @@
 """Serving benchmark: `mlflow models serve` against `turnout-serve`, same model, same payloads.
 
-Why it exists: turnout-serve promises (the issue's targets) to answer the MLflow scoring protocol
-several times faster and leaner than `mlflow models serve`. This script measures both servers side
+Why it exists: turnout-serve promises to answer the MLflow scoring protocol several times faster
+and leaner than `mlflow models serve` (the targets below). This script measures both servers side
 by side in one run on this machine — throughput and latency under wrk, peak RSS of each process
 tree, cold start, and the cost of turnout's drift+metrics — and prints the ratios against the
 targets, marking each PASS or MISS. It is a script, not a test: it asserts nothing.
@@ -46,7 +46,7 @@ RSS_INTERVAL_S = 0.1
 QUIET_CORES = 0.3  # background CPU above this (in cores) disturbs the figures
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-# The issue's targets (turnout relative to `mlflow models serve`).
+# Performance targets (turnout relative to `mlflow models serve`).
 RPS_1ROW_MIN = 8.0
 P99_1ROW_MAX = 1 / 8
 RPS_100ROW_MIN = 6.0
@@ -78,7 +78,7 @@ class Served:
 
 
 def train(tmp: Path) -> tuple[Any, Served]:
-    """The issue's model: 100-tree gradient boosting on diabetes, with a drift reference if the
+    """The benchmark's model: 100-tree gradient boosting on diabetes, with a drift reference if the
     installed turnout can log one (then served from a throwaway tracking store), else a dir."""
     import mlflow
     import mlflow.sklearn

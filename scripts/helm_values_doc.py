@@ -1,5 +1,6 @@
-"""The values reference of docs/helm.md, generated from the `# --` comments of the chart's
-values.yaml (the helm-docs convention), so the table can never drift from the chart.
+"""The values reference of docs/helm.md and of the chart's own README (what `helm show readme`
+prints), generated from the `# --` comments of the chart's values.yaml (the helm-docs
+convention), so neither table can drift from the chart.
 
 A `# -- text` comment (continued by the `# ` lines right after it) documents the key on the next
 line; the row shows the key's full dotted path, its type and its default from the parsed YAML. A
@@ -7,8 +8,8 @@ documented map or list is one row (its children need no comment of their own); e
 must be documented, or this script fails naming it.
 
     python scripts/helm_values_doc.py            # print the table
-    python scripts/helm_values_doc.py --write    # replace it in docs/helm.md
-    python scripts/helm_values_doc.py --check    # exit 1 if docs/helm.md is stale
+    python scripts/helm_values_doc.py --write    # replace it in docs/helm.md and the chart README
+    python scripts/helm_values_doc.py --check    # exit 1 if either is stale
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "charts" / "turnout" / "values.yaml"
-DOC = ROOT / "docs" / "helm.md"
+# Each holds the table between the markers below.
+DOCS = (ROOT / "docs" / "helm.md", ROOT / "charts" / "turnout" / "README.md")
 BEGIN = "<!-- generated: begin (scripts/helm_values_doc.py) -->"
 END = "<!-- generated: end -->"
 
@@ -101,20 +103,24 @@ def with_table(doc: str, generated: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
-    action.add_argument("--check", action="store_true", help="exit 1 if it is stale")
+    names = " and ".join(str(doc.relative_to(ROOT)) for doc in DOCS)
+    action.add_argument("--write", action="store_true", help=f"update {names}")
+    action.add_argument("--check", action="store_true", help="exit 1 if one is stale")
     args = parser.parse_args()
     generated = table(VALUES.read_text())
     if not (args.write or args.check):
         print(generated, end="")
         return 0
-    doc = DOC.read_text()
-    current = with_table(doc, generated)
-    if args.write:
-        DOC.write_text(current)
-        return 0
-    if current != doc:
-        print(f"{DOC.relative_to(ROOT)} is stale: run python scripts/helm_values_doc.py --write")
+    stale = []
+    for path in DOCS:
+        doc = path.read_text()
+        current = with_table(doc, generated)
+        if args.write:
+            path.write_text(current)
+        elif current != doc:
+            stale.append(str(path.relative_to(ROOT)))
+    if stale:
+        print(f"stale: {', '.join(stale)}: run python scripts/helm_values_doc.py --write")
         return 1
     return 0
 

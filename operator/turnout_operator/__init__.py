@@ -1,1 +1,2 @@
-"""The turnout kopf operator (see issue: ModelDeployment CRD and blue-green rollout)."""
+"""The turnout kopf operator: turns a ModelDeployment into a served model of the MLflow registry
+and moves it between registry versions blue-green."""

@@ -48,7 +48,7 @@ class ServingSettings(BaseSettings):
         description="Predict once on the logged input example before reporting ready.",
     )
     drift_enabled: bool = Field(True, description="Compute data drift against the reference.")
-    drift_window_rows: int = Field(2000, ge=20, description="Rows in the sliding drift window.")
+    drift_window_rows: int = Field(1000, ge=20, description="Rows in the sliding drift window.")
     feedback_ttl_seconds: float = Field(
         3600.0, gt=0, description="How long a prediction waits for its ground-truth label."
     )

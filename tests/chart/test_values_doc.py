@@ -1,14 +1,17 @@
-"""docs/helm.md's values table is the one scripts/helm_values_doc.py generates from the chart's
-values.yaml now, and the generator reads helm-docs comments the way the chart writes them."""
+"""The values tables of docs/helm.md and of the chart's README are the one
+scripts/helm_values_doc.py generates from the chart's values.yaml now, the generator reads
+helm-docs comments the way the chart writes them, and `helm show readme` prints the README."""
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.manifests import CHART, Helm
 
 
 def generator() -> ModuleType:
@@ -21,13 +24,30 @@ def generator() -> ModuleType:
     return module
 
 
-def test_docs_table_is_current() -> None:
+def test_both_tables_are_generated() -> None:
+    assert [p.relative_to(ROOT).as_posix() for p in generator().DOCS] == [
+        "docs/helm.md",
+        "charts/turnout/README.md",
+    ]
+
+
+@pytest.mark.parametrize("path", generator().DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_docs_table_is_current(path: Path) -> None:
     doc = generator()
-    current = (ROOT / "docs" / "helm.md").read_text()
-    table = doc.table((ROOT / "charts" / "turnout" / "values.yaml").read_text())
+    current = path.read_text()
+    table = doc.table((CHART / "values.yaml").read_text())
+    assert doc.BEGIN in current and table in current
     assert doc.with_table(current, table) == current, (
-        "docs/helm.md is stale: run python scripts/helm_values_doc.py --write"
+        f"{path.relative_to(ROOT)} is stale: run python scripts/helm_values_doc.py --write"
     )
+
+
+def test_helm_show_readme_prints_the_charts_readme(helm: Helm) -> None:
+    done = helm.run("show", "readme", CHART)
+    assert done.returncode == 0, done.stderr
+    readme = (CHART / "README.md").read_text()
+    assert done.stdout.strip() == readme.strip()
+    assert "| `watchNamespaces` | list | `[]` |" in done.stdout
 
 
 def test_table_from_helm_docs_comments() -> None:

@@ -97,7 +97,7 @@ def test_the_build_stage_installs_this_repository_with_the_images_extra(
     build = images[image][0]
     assert build.all("RUN")[-1] == f'/opt/turnout/bin/pip install "/src[{EXTRAS[image]}]"'
     copied = {shlex.split(c)[-1] for c in build.all("COPY")}
-    # Everything the wheel is built from: pyproject (+ its readme) and both package trees.
+    # Everything the wheel is built from: pyproject (+ its readme and license) and both trees.
     assert copied == {"/src/", "/src/serving", "/src/operator"}
 
 
@@ -249,7 +249,7 @@ def test_the_build_context_holds_what_the_images_copy_and_not_the_virtualenv() -
                 words = shlex.split(copy)
                 if not words[0].startswith("--from"):
                     sources.update(words[:-1])
-    assert sources == {"pyproject.toml", "README.md", "serving", "operator"}
+    assert sources == {"pyproject.toml", "README.md", "LICENSE", "serving", "operator"}
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not ignored(source, patterns), source

@@ -1,4 +1,4 @@
-"""The issue's rollout scenarios end to end: the real operator against the Kubernetes API
+"""Rollouts end to end: the real operator against the Kubernetes API
 emulator and the real MLflow registry. Each asserts what a user relies on: the status (phase,
 versions, colors, conditions with their reasons), the Events, where the Services point, and the
 deployment state written back to MLflow as model-version tags.

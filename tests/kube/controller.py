@@ -32,6 +32,7 @@ from tests.kube.processes import ConfigError, ContainerProcess, Reaper, StartErr
 from tests.kube.resources import Obj, ResourceType
 from tests.kube.selectors import selects
 from tests.kube.store import Store, now_iso
+from tests.kube.volumes import MountError
 from tests.kube.workloads import (
     MODES,
     Behaviour,
@@ -189,7 +190,7 @@ class DeploymentController:
             rollout.complete_replicas, rollout.available = None, 0
         pods = self._sync_pods(dep, owned, current_hash, replicas)
         if behaviour.mode == "process" and replicas > 0:
-            self._run_process(rollout, dep, pods[0]["metadata"]["name"], behaviour, now)
+            self._run_process(rollout, dep, pods[0], behaviour, now)
         else:
             self._stop_process(rollout, now)
         ready = available = 0
@@ -259,13 +260,18 @@ class DeploymentController:
         }
 
     def _run_process(
-        self, rollout: Rollout, dep: Obj, pod_name: str, behaviour: Behaviour, now: float
+        self, rollout: Rollout, dep: Obj, pod: Obj, behaviour: Behaviour, now: float
     ) -> None:
         namespace, name = dep["metadata"]["namespace"], dep["metadata"]["name"]
+        pod_name = pod["metadata"]["name"]
         if rollout.process is None:
             try:
                 launch = plan_launch(dep["spec"]["template"], namespace, pod_name, self._lookup,
-                                     behaviour.env)  # fmt: skip
+                                     behaviour.env, self.log_dir / f"{namespace}.{pod_name}")  # fmt: skip
+            except MountError as exc:  # the kubelet keeps retrying, the container ContainerCreating
+                rollout.launch_error = ("ContainerCreating", "")
+                self._warn(pod, "FailedMount", str(exc), rollout)
+                return
             except ConfigError as exc:
                 rollout.launch_error = ("CreateContainerConfigError", str(exc))
                 return
@@ -278,6 +284,21 @@ class DeploymentController:
             )
         rollout.process.tick(now)
 
+    def _warn(self, pod: Obj, reason: str, message: str, rollout: Rollout) -> None:
+        """A kubelet Warning event about the pod (once per message: the kubelet repeats it)."""
+        if rollout.warned == (reason, message):
+            return
+        rollout.warned = (reason, message)
+        meta, stamp = pod["metadata"], now_iso()
+        self.store.create(self.store.find("v1", "events"), meta["namespace"], {
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
+                               "name": meta["name"], "uid": meta["uid"]},
+            "reason": reason, "message": message, "type": "Warning", "count": 1,
+            "source": {"component": "kubelet", "host": "kube-emulator"},
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+        })  # fmt: skip
+
     def _lookup(self, plural: str, namespace: str, name: str) -> Obj | None:
         return self.store.get(self.store.find("v1", plural), namespace, name)
 
@@ -285,4 +306,4 @@ class DeploymentController:
         if rollout.process is not None:
             self._reaper.terminate(rollout.process.detach(), now)
             rollout.process = None
-        rollout.launch_error = None
+        rollout.launch_error = rollout.warned = None

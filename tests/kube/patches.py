@@ -1,6 +1,12 @@
 """The three PATCH flavours of the Kubernetes API, applied to plain dicts (never in place).
 
-- JSON merge patch (RFC 7386): maps merge, `null` deletes, lists are replaced.
+- JSON merge patch as kube-apiserver applies it: evanphx/json-patch v4 `MergePatch` (the
+  `gopkg.in/evanphx/json-patch.v4` v4.13.0 that Kubernetes 1.37 links, called from
+  `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go` `applyJSPatch`). That is RFC 7386
+  plus one difference: a value the patch *sets* (rather than merges into an object) has its nulls
+  pruned (`pruneNulls`): `null` members of objects are dropped at any depth, inside lists too, while
+  `null` list items stay (`pruneAryNulls`). A patch value that replaces an existing object with a
+  non-object is stored as sent (`merge` returns it unpruned).
 - JSON patch (RFC 6902): all six ops; a failing `test` or a missing path is a 422 `Invalid`, which is
   what the real API server answers and what kopf's optimistic finalizer patch relies on.
 - Strategic merge patch, for built-in kinds only: a documented subset of the real thing. Maps merge;
@@ -45,16 +51,45 @@ def unprocessable(message: str) -> KubernetesError:
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386."""
+    """`MergePatch(target, patch)` of evanphx/json-patch v4 (merge.go `doMergePatch`), for the
+    object documents the API server patches; a non-object patch is a 400, as `ErrBadJSONPatch`."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        raise KubernetesError(status=400, reason="BadRequest", details={},
+                              message="Invalid JSON Patch")  # fmt: skip
     result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    _merge_docs(result, patch)
+    return result
+
+
+def _merge_docs(doc: dict[str, Any], patch: dict[str, Any]) -> None:
+    """merge.go `mergeDocs`: `null` deletes; a new (or null) member takes the pruned value."""
     for key, value in patch.items():
         if value is None:
-            result.pop(key, None)
+            doc.pop(key, None)
+        elif doc.get(key) is None:
+            doc[key] = _prune_nulls(value)
         else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
+            doc[key] = _merge(doc[key], value)
+
+
+def _merge(current: Any, patch: Any) -> Any:
+    """merge.go `merge`: objects merge; onto a non-object the pruned patch; else the patch as is."""
+    if not isinstance(current, dict):
+        return _prune_nulls(patch)
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    _merge_docs(current, patch)
+    return current
+
+
+def _prune_nulls(value: Any) -> Any:
+    """merge.go `pruneNulls`: `pruneDocNulls` drops null members, `pruneAryNulls` keeps null items
+    but prunes inside the others."""
+    if isinstance(value, dict):
+        return {k: _prune_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [None if item is None else _prune_nulls(item) for item in value]
+    return value
 
 
 # --- RFC 6902 ---------------------------------------------------------------------------------------

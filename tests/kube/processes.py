@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port
+from tests.kube.volumes import path_table, set_up
 
 Obj = dict[str, Any]
 Lookup = Callable[[str, str, str], Obj | None]  # (kind: "secrets" | "configmaps", namespace, name)
@@ -77,6 +78,8 @@ class Launch:
     ports: dict[int, int]  # declared containerPort -> local port
     named_ports: dict[str, int] = field(default_factory=dict)  # port name -> containerPort
     probe: Probe | None = None
+    cwd: Path | None = None  # the container's workingDir on this machine (None: the log's folder)
+    mounts: dict[str, Path] = field(default_factory=dict)  # mountPath -> its directory here
 
     def local_port(self, port: int | str) -> int | None:
         """The local port for a container port given by number or by name."""
@@ -86,10 +89,15 @@ class Launch:
         return None if number is None else self.ports.get(number)
 
 
-def _rewrite(value: str, ports: Mapping[int, int]) -> str:
+def _rewrite(value: str, ports: Mapping[int, int], mounts: Mapping[str, Path] | None = None) -> str:
     value = value.replace("0.0.0.0", "127.0.0.1")
     for declared, local in ports.items():
         value = re.sub(rf"(?<!\d){declared}(?!\d)", str(local), value)
+    for mount_path, host in sorted(
+        (mounts or {}).items(), key=lambda m: -len(m[0])
+    ):  # deepest first
+        pattern = rf"(?<![\w./-]){re.escape(mount_path)}(?=/|$|[^\w.-])"
+        value = re.sub(pattern, lambda _, to=str(host): to, value)
     return value
 
 
@@ -171,31 +179,44 @@ def _probe(container: Obj, launch_ports: dict[int, int], named: dict[str, int]) 
 
 
 def plan_launch(
-    template: Obj, namespace: str, pod_name: str, lookup: Lookup, extra_env: Mapping[str, str]
+    template: Obj,
+    namespace: str,
+    pod_name: str,
+    lookup: Lookup,
+    extra_env: Mapping[str, str],
+    pod_dir: Path,
 ) -> Launch:
-    """How to run the template's first container here; raises ConfigError/StartError as a kubelet
-    would report them."""
+    """How to run the template's first container here; raises MountError/ConfigError/StartError as
+    a kubelet would report them (volumes are set up first, as the kubelet mounts before it starts)."""
     container = template["spec"]["containers"][0]
+    mounts = path_table(set_up(template["spec"], container, namespace, lookup, pod_dir), pod_dir)
     declared = [p for p in container.get("ports", []) if "containerPort" in p]
     ports = {int(p["containerPort"]): free_port() for p in declared}
     named = {p["name"]: int(p["containerPort"]) for p in declared if p.get("name")}
-    env = {k: _rewrite(v, ports) for k, v in _env(container, namespace, pod_name, lookup).items()}
+    env = {k: _rewrite(v, ports, mounts)
+           for k, v in _env(container, namespace, pod_name, lookup).items()}  # fmt: skip
     command = [*container.get("command", []), *container.get("args", [])]
     if not container.get("command"):
         raise StartError("the process behaviour needs the container's `command` (no image here)")
-    argv = [_rewrite(_expand(str(arg), env), ports) for arg in command]
+    argv = [_rewrite(_expand(str(arg), env), ports, mounts) for arg in command]
     search = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     executable = shutil.which(argv[0], path=search)
     if executable is None:
         raise StartError(f'exec: "{argv[0]}": executable file not found in $PATH')
     base = {"PATH": search, "HOME": os.environ.get("HOME", "/tmp"), "LANG": "C.UTF-8",
             "TMPDIR": os.environ.get("TMPDIR", "/tmp")}  # fmt: skip
+    cwd = None
+    if container.get("workingDir"):  # the pod's own folder of that name, in its view
+        cwd = pod_dir / "fs" / container["workingDir"].lstrip("/")
+        cwd.mkdir(parents=True, exist_ok=True)
     return Launch(
         argv=[executable, *argv[1:]],
         env={**base, **env, **extra_env},
         ports=ports,
         named_ports=named,
         probe=_probe(container, ports, named),
+        cwd=cwd,
+        mounts=mounts,
     )
 
 
@@ -253,7 +274,8 @@ class ContainerProcess:
             try:
                 self.popen = subprocess.Popen(
                     self.launch.argv, env=self.launch.env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, cwd=self.log_path.parent, start_new_session=True,
+                    stdin=subprocess.DEVNULL, cwd=self.launch.cwd or self.log_path.parent,
+                    start_new_session=True,
                 )  # fmt: skip
             except OSError as exc:  # e.g. not executable: counts as a crash, like a failed start
                 log.write(f"# kube-emulator: {exc}\n".encode())

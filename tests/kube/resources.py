@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import base64
 import random
-import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from kmock import KubernetesError
+from tests.kube.customresources import decode_custom_resource, validate_custom_resource
+from tests.kube.fielderrors import invalid_status
+from tests.kube.kinds import KIND_VALIDATORS, WITHOUT_OBJECT_META, name_check
+from tests.kube.names import validate_object_meta
 
 Obj = dict[str, Any]
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ResourceType:
     status_subresource: bool = False
     has_generation: bool = False
     builtin: bool = True
+    schema: Obj | None = field(default=None, hash=False)  # a CRD version's openAPIV3Schema
 
     @property
     def api_version(self) -> str:
@@ -92,6 +94,7 @@ def crd_types(crd: Obj) -> Iterator[ResourceType]:
             status_subresource="status" in (version.get("subresources") or {}),
             has_generation=True,
             builtin=False,
+            schema=(version.get("schema") or {}).get("openAPIV3Schema"),
         )
 
 
@@ -113,17 +116,6 @@ def crd_status(crd: Obj, now: str) -> Obj:
     }
 
 
-def invalid(rt: ResourceType, name: str, message: str) -> KubernetesError:
-    """422 Invalid, worded like the API server (`Deployment.apps "web" is invalid: ...`)."""
-    group = f".{rt.group}" if rt.group else ""
-    return KubernetesError(
-        status=422,
-        reason="Invalid",
-        message=f'{rt.kind}{group} "{name}" is invalid: {message}',
-        details={"name": name, "group": rt.group, "kind": rt.kind},
-    )
-
-
 def random_suffix(length: int = 5) -> str:
     return "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=length))
 
@@ -133,7 +125,7 @@ def random_suffix(length: int = 5) -> str:
 
 def _default_namespace(obj: Obj) -> None:
     meta = obj["metadata"]
-    meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
+    meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
     obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
     obj.setdefault("status", {}).setdefault("phase", "Active")
 
@@ -146,8 +138,14 @@ def _default_pod(obj: Obj) -> None:
     spec.setdefault("schedulerName", "default-scheduler")
     for container in spec.get("containers", []):
         container.setdefault("imagePullPolicy", "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
         for port in container.get("ports", []):
             port.setdefault("protocol", "TCP")
+    for volume in spec.get("volumes", []):  # SetDefaults_SecretVolumeSource/_ConfigMapVolumeSource
+        for source in ("secret", "configMap"):
+            if isinstance(volume.get(source), dict):
+                volume[source].setdefault("defaultMode", 0o644)
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
@@ -188,22 +186,6 @@ def _default_deployment(obj: Obj) -> None:
         _default_pod({"spec": template_spec})
 
 
-def _validate_deployment(rt: ResourceType, obj: Obj) -> None:
-    name = obj["metadata"]["name"]
-    spec = obj.get("spec", {})
-    selector = spec.get("selector", {}).get("matchLabels")
-    if not selector:
-        raise invalid(rt, name, "spec.selector: Required value")
-    labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
-    if any(labels.get(key) != value for key, value in selector.items()):
-        raise invalid(
-            rt, name, "spec.template.metadata.labels: Invalid value: "
-            "`selector` does not match template `labels`",
-        )  # fmt: skip
-    if not spec.get("template", {}).get("spec", {}).get("containers"):
-        raise invalid(rt, name, "spec.template.spec.containers: Required value")
-
-
 Defaulter = Callable[[Obj], None]
 DEFAULTS: dict[tuple[str, str], Defaulter] = {
     ("", "namespaces"): _default_namespace,
@@ -214,14 +196,30 @@ DEFAULTS: dict[tuple[str, str], Defaulter] = {
 }
 
 
-def default_and_validate(rt: ResourceType, obj: Obj) -> None:
-    """Fill server-side defaults in place and reject what the real API server would reject."""
-    name = obj["metadata"]["name"]
-    if len(name) > 253 or not DNS_SUBDOMAIN.fullmatch(name):
-        raise invalid(rt, name, f'metadata.name: Invalid value: "{name}": must be a lowercase '
-                      "RFC 1123 subdomain")  # fmt: skip
+def default_and_validate(
+    rt: ResourceType, obj: Obj, old: Obj | None = None, *, status_only: bool = False
+) -> None:
+    """Fill server-side defaults in place and reject what the real API server would reject: the
+    object metadata (`names.py`); for the kinds in `kinds.py` the spec; for custom resources their
+    schema and CEL rules (`customresources.py`, after decoding: pruning, nulls, defaults). A status
+    write (`status_only`) checks the status alone, as the status strategy does."""
     defaulter = DEFAULTS.get((rt.group, rt.plural))
     if defaulter is not None:
         defaulter(obj)
-    if (rt.group, rt.plural) == ("apps", "deployments"):
-        _validate_deployment(rt, obj)
+    if not rt.builtin:
+        decode_custom_resource(rt.schema, obj)
+        if old is None and rt.status_subresource:
+            obj.pop("status", None)  # strategy.go PrepareForCreate: create cannot set status
+    meta = obj["metadata"]
+    checked = not status_only and (rt.group, rt.plural) not in WITHOUT_OBJECT_META
+    namer = name_check(rt.group, rt.plural)
+    errors = validate_object_meta(meta, rt.namespaced, namer) if checked else []
+    validator = KIND_VALIDATORS.get((rt.group, rt.plural))
+    if validator is not None:
+        errors += validator(obj)
+    if rt.schema is not None:
+        errors = validate_custom_resource(
+            rt.schema, obj, old, status_only=status_only, earlier=errors
+        )
+    if errors:
+        raise invalid_status(rt.kind, rt.group, meta.get("name") or "", errors)

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 
 from kmock import KubernetesError
 
+from tests.kube.customresources import decode_custom_resource
+from tests.kube.fielderrors import forbidden, invalid_status
 from tests.kube.garbage import GarbageCollector, Key
+from tests.kube.names import generated_name
 from tests.kube.resources import (
     BUILTINS,
     CRD_GROUP,
@@ -83,6 +86,9 @@ class Store(GarbageCollector):
         self.lock = threading.RLock()
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._objects: dict[Key, Obj] = {}
+        self._decoded_under: dict[
+            int, Obj
+        ] = {}  # id(stored object) -> the schema it was decoded by
         self._uids: dict[str, Key] = {}
         self._history: deque[Change] = deque(maxlen=history)
         self._rv = 0
@@ -168,7 +174,20 @@ class Store(GarbageCollector):
         """A private copy, shown under the version it was asked for (versions share storage)."""
         result = copy.deepcopy(obj)
         result["apiVersion"] = rt.api_version
+        if rt.schema is not None and self._decoded_under.get(id(obj)) is not rt.schema:
+            decode_custom_resource(
+                rt.schema, result
+            )  # the storage codec decodes (and defaults) too
         return result
+
+    def _put(self, rt: ResourceType, key: Key, obj: Obj) -> None:
+        """Store `obj` (decoded under `rt`'s schema: reads under the same schema need not decode)."""
+        old = self._objects.get(key)
+        if old is not None:
+            self._decoded_under.pop(id(old), None)
+        self._objects[key] = obj
+        if rt.schema is not None:
+            self._decoded_under[id(obj)] = rt.schema
 
     def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         with self.lock:
@@ -201,14 +220,16 @@ class Store(GarbageCollector):
                 meta["namespace"] = namespace
             else:
                 meta.pop("namespace", None)
-            if not meta.get("name"):
-                if not meta.get("generateName"):
-                    raise KubernetesError(
-                        status=422, reason="Invalid", details={"kind": rt.kind},
-                        message=f"{rt.kind} is invalid: metadata.name: Required value: "
-                        "name or generateName is required",
-                    )  # fmt: skip
-                meta["name"] = meta["generateName"] + random_suffix()
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = generated_name(meta["generateName"], random_suffix())
+            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+                meta.pop(field, None)
+            if rt.has_generation:
+                meta["generation"] = 1
+            if rt.status_subresource:
+                obj.pop("status", None)
+            default_and_validate(rt, obj)  # before the name is looked up, as BeforeCreate
             key = self.key(rt, namespace, meta["name"])
             if key in self._objects:
                 raise KubernetesError(
@@ -216,20 +237,12 @@ class Store(GarbageCollector):
                     message=f'{rt.group_resource} "{meta["name"]}" already exists',
                     details=_details(rt, meta["name"]),
                 )  # fmt: skip
-            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
-            for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
-                meta.pop(field, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_iso()
-            if rt.has_generation:
-                meta["generation"] = 1
-            if rt.status_subresource:
-                obj.pop("status", None)
-            default_and_validate(rt, obj)
             if (rt.group, rt.plural) == (CRD_GROUP, "customresourcedefinitions"):
                 obj["status"] = crd_status(obj, meta["creationTimestamp"])
             meta["resourceVersion"] = self._next_rv()
-            self._objects[key] = obj
+            self._put(rt, key, obj)
             self._uids[meta["uid"]] = key
             self._record("ADDED", key, obj, None)
             if rt.group == CRD_GROUP:
@@ -287,12 +300,16 @@ class Store(GarbageCollector):
     def _write(
         self, rt: ResourceType, key: Key, current: Obj, wanted: Obj, subresource: str | None
     ) -> Obj:
-        if subresource == "status":
+        if subresource == "status":  # status_strategy.go PrepareForUpdate: only status changes
+            wanted = copy.deepcopy(wanted)
+            decode_custom_resource(rt.schema, wanted)
             new = copy.deepcopy(current)
             if "status" in wanted:
-                new["status"] = copy.deepcopy(wanted["status"])
+                new["status"] = wanted["status"]
             else:
                 new.pop("status", None)
+            if not rt.builtin:
+                default_and_validate(rt, new, current, status_only=True)
         elif subresource is None:
             new = copy.deepcopy(wanted)
             old_meta, meta = current["metadata"], new.setdefault("metadata", {})
@@ -310,12 +327,11 @@ class Store(GarbageCollector):
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers", [])) - set(old_meta.get("finalizers", []))
                 if added:
-                    raise KubernetesError(
-                        status=422, reason="Invalid", details={"name": key[3], "kind": rt.kind},
-                        message=f'{rt.kind} "{key[3]}" is invalid: metadata.finalizers: Forbidden: '
-                        "no new finalizers can be added if the object is being deleted",
-                    )  # fmt: skip
-            default_and_validate(rt, new)
+                    listed = ", ".join(f'"{f}"' for f in sorted(added))
+                    raise invalid_status(rt.kind, rt.group, key[3], [forbidden(
+                        "metadata.finalizers", "no new finalizers can be added if the object is "
+                        f"being deleted, found new finalizers []string{{{listed}}}")])  # fmt: skip
+            default_and_validate(rt, new, current)
         else:
             raise KubernetesError(status=404, reason="NotFound", details={"kind": rt.plural},
                                   message=f"{rt.plural}/{subresource} is not served")  # fmt: skip
@@ -326,7 +342,7 @@ class Store(GarbageCollector):
         if new == current:
             return self._view(rt, current)  # a no-op write: no new version, no watch event
         new["metadata"]["resourceVersion"] = self._next_rv()
-        self._objects[key] = new
+        self._put(rt, key, new)
         self._record("MODIFIED", key, new, current)
         if rt.group == CRD_GROUP:
             self._sync_crd_types()
@@ -372,13 +388,14 @@ class Store(GarbageCollector):
             if rt.plural == "namespaces" and not rt.group:
                 new.setdefault("status", {})["phase"] = "Terminating"
             meta["resourceVersion"] = self._next_rv()
-            self._objects[key] = new
+            self._put(rt, key, new)
             self._record("MODIFIED", key, new, current)
             self.collect_garbage()
             return self._view(rt, new)
 
     def _remove(self, key: Key) -> None:
         obj = self._objects.pop(key)
+        self._decoded_under.pop(id(obj), None)
         self._uids.pop(obj["metadata"]["uid"], None)
         self._next_rv()
         gone = copy.deepcopy(obj)

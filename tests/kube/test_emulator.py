@@ -256,7 +256,10 @@ def test_finalizers_hold_deletion_until_removed(api: ApiClient) -> None:
         core.patch_namespaced_config_map(
             "held", "default", {"metadata": {"finalizers": ["example.dev/more"]}}
         )
-    assert late.value.status == 422
+    assert status_of(late) == (  # objectmeta.go ValidateNoNewFinalizers
+        422, "Invalid", 'ConfigMap "held" is invalid: metadata.finalizers: Forbidden: no new '
+        'finalizers can be added if the object is being deleted, found new finalizers '
+        '[]string{"example.dev/more"}')  # fmt: skip
     core.patch_namespaced_config_map(
         "held", "default", [{"op": "remove", "path": "/metadata/finalizers"}]
     )

@@ -51,6 +51,7 @@ class Rollout:
     complete_replicas: int | None = None  # the replica count this template fully rolled out at
     process: ContainerProcess | None = None
     launch_error: tuple[str, str] | None = None  # (waiting reason, message) for `process`
+    warned: tuple[str, str] | None = None  # the last kubelet event (reason, message) for `process`
     pods: dict[str, PodClock] = field(default_factory=dict)
 
 
@@ -94,7 +95,8 @@ def container_state(
     process = rollout.process
     if rollout.launch_error is not None:
         reason, message = rollout.launch_error
-        return "Pending", False, {"waiting": {"reason": reason, "message": message}}, 0, {}
+        waiting = {"reason": reason, **({"message": message} if message else {})}
+        return "Pending", False, {"waiting": waiting}, 0, {}
     if process is None or (not process.running and process.restarts == 0):
         return "Pending", False, {"waiting": {"reason": "ContainerCreating"}}, 0, {}
     last = {"terminated": {"exitCode": process.last_exit_code, "reason": "Error"}}

@@ -1,0 +1,259 @@
+"""Validation of the built-in kinds an operator writes, as kube-apiserver does it.
+
+Copied from `pkg/apis/core/validation/validation.go` (`ValidatePodSpec`'s containers, ports, env,
+volumes and volume mounts; `ValidateService`'s ports and selector) and
+`pkg/apis/apps/validation/validation.go` (`ValidateDeploymentSpec`,
+`ValidatePodTemplateSpecForReplicaSet`), kept to the fields an operator sets: names of containers,
+ports, volumes and env vars, the selector and the template labels it must match, required fields.
+`names.py` holds the string rules and the object metadata checks; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tests.kube.fielderrors import (
+    FieldError,
+    duplicate,
+    forbidden,
+    invalid,
+    join,
+    not_found,
+    not_supported,
+    required,
+)
+from tests.kube.names import (
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    is_env_var_name,
+    is_label_key,
+    is_valid_port_name,
+    is_valid_port_num,
+    validate_annotations,
+    validate_labels,
+)
+
+Obj = dict[str, Any]
+PROTOCOLS = ["SCTP", "TCP", "UDP"]
+
+
+def name_check(group: str, plural: str) -> Callable[[str], list[str]]:
+    """The rule for `metadata.name` of a kind: `ValidateNamespaceName` (DNS-1123 label),
+    `ValidateServiceName` (DNS-1035 label before 1.36), every other kind here a DNS-1123 subdomain."""
+    if (group, plural) == ("", "namespaces"):
+        return is_dns1123_label
+    if (group, plural) == ("", "services"):
+        return is_dns1035_label
+    return is_dns1123_subdomain
+
+
+def _dns_label(value: str, path: str) -> list[FieldError]:
+    return [invalid(path, value, m) for m in is_dns1123_label(value)]
+
+
+def _matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+    """metav1.LabelSelectorAsSelector(...).Matches(labels)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) \
+                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):  # fmt: skip
+            return False
+    return True
+
+
+def _validate_selector(selector: Mapping[str, Any], path: str) -> list[FieldError]:
+    """meta/v1/validation ValidateLabelSelector."""
+    errs = validate_labels(selector.get("matchLabels") or {}, join(path, "matchLabels"))
+    for i, expr in enumerate(selector.get("matchExpressions") or []):
+        at, op = join(path, "matchExpressions", i), expr.get("operator")
+        if op in ("In", "NotIn") and not expr.get("values"):
+            errs.append(
+                required(join(at, "values"), "must be specified when `operator` is 'In' or 'NotIn'")
+            )
+        elif op in ("Exists", "DoesNotExist") and expr.get("values"):
+            errs.append(forbidden(join(at, "values"),
+                                  "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))  # fmt: skip
+        elif op not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            errs.append(invalid(join(at, "operator"), op, "not a valid selector operator"))
+        errs += [
+            invalid(join(at, "key"), expr.get("key"), m) for m in is_label_key(str(expr.get("key")))
+        ]
+    return errs
+
+
+def _validate_ports(ports: list[Obj], path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for i, port in enumerate(ports):
+        name = port.get("name") or ""
+        if name:
+            problems = is_valid_port_name(name)
+            errs += [invalid(join(path, i, "name"), name, m) for m in problems]
+            if not problems and name in seen:
+                errs.append(duplicate(join(path, i, "name"), name))
+            seen.add(name)
+        if not port.get("containerPort"):
+            errs.append(required(join(path, i, "containerPort")))
+        else:
+            errs += [invalid(join(path, i, "containerPort"), port["containerPort"], m)
+                     for m in is_valid_port_num(port["containerPort"])]  # fmt: skip
+    return errs
+
+
+def _validate_container(container: Obj, volumes: set[str], path: str) -> list[FieldError]:
+    name = container.get("name") or ""
+    errs = _dns_label(name, join(path, "name")) if name else [required(join(path, "name"))]
+    if not container.get("image"):
+        errs.append(required(join(path, "image")))
+    errs += _validate_ports(container.get("ports") or [], join(path, "ports"))
+    for i, env in enumerate(container.get("env") or []):
+        at = join(path, "env", i, "name")
+        env_name = env.get("name") or ""
+        errs += (
+            [invalid(at, env_name, m) for m in is_env_var_name(env_name)]
+            if env_name
+            else [required(at)]
+        )
+    mount_paths: set[str] = set()
+    for i, mount in enumerate(container.get("volumeMounts") or []):
+        at = join(path, "volumeMounts", i)
+        if not mount.get("name"):
+            errs.append(required(join(at, "name")))
+        if mount.get("name") not in volumes:
+            errs.append(not_found(join(at, "name"), mount.get("name", "")))
+        if not mount.get("mountPath"):
+            errs.append(required(join(at, "mountPath")))
+        elif mount["mountPath"] in mount_paths:
+            errs.append(invalid(join(at, "mountPath"), mount["mountPath"], "must be unique"))
+        mount_paths.add(mount.get("mountPath", ""))
+    return errs
+
+
+def validate_pod_spec(spec: Obj, path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    volumes: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        at, name = join(path, "volumes", i), volume.get("name") or ""
+        problems = _dns_label(name, join(at, "name")) if name else [required(join(at, "name"))]
+        if name in volumes:
+            problems.append(duplicate(join(at, "name"), name))
+        for source, key in (("secret", "secretName"), ("configMap", "name")):
+            if source in volume and not (volume[source] or {}).get(key):
+                problems.append(required(join(at, source, key)))
+        errs += problems
+        if not problems:
+            volumes.add(name)
+    containers = spec.get("containers") or []
+    if not containers:
+        errs.append(required(join(path, "containers")))
+    seen: set[str] = set()
+    for i, container in enumerate(containers):
+        errs += _validate_container(container, volumes, join(path, "containers", i))
+        if container.get("name") in seen:
+            errs.append(duplicate(join(path, "containers", i, "name"), container.get("name")))
+        seen.add(container.get("name", ""))
+    return errs
+
+
+def validate_deployment(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    if int(spec.get("replicas", 0)) < 0:
+        errs.append(
+            invalid("spec.replicas", spec["replicas"], "must be greater than or equal to 0")
+        )
+    selector = spec.get("selector")
+    if selector is None:
+        errs.append(required("spec.selector"))
+        selector = {}
+    else:
+        errs += _validate_selector(selector, "spec.selector")
+        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+            errs.append(
+                invalid("spec.selector", selector, "empty selector is invalid for deployment")
+            )
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if selector and not _matches(selector, labels):
+        errs.append(
+            invalid(
+                "spec.template.metadata.labels",
+                labels,
+                "`selector` does not match template `labels`",
+            )
+        )
+    errs += validate_labels(labels, "spec.template.metadata.labels")
+    errs += validate_annotations((template.get("metadata") or {}).get("annotations") or {},
+                                 "spec.template.metadata.annotations")  # fmt: skip
+    pod = template.get("spec") or {}
+    errs += validate_pod_spec(pod, "spec.template.spec")
+    if pod.get("restartPolicy", "Always") != "Always":
+        errs.append(
+            not_supported("spec.template.spec.restartPolicy", pod["restartPolicy"], ["Always"])
+        )
+    return errs
+
+
+def validate_service(obj: Obj) -> list[FieldError]:
+    spec = obj.get("spec") or {}
+    errs: list[FieldError] = []
+    ports = spec.get("ports") or []
+    if (
+        not ports
+        and spec.get("type", "ClusterIP") != "ExternalName"
+        and spec.get("clusterIP") != "None"
+    ):
+        errs.append(required("spec.ports"))
+    seen: set[str] = set()
+    for i, port in enumerate(ports):
+        at, name = join("spec.ports", i), port.get("name") or ""
+        if len(ports) > 1 and not name:
+            errs.append(required(join(at, "name")))
+        elif name:
+            errs += _dns_label(name, join(at, "name"))
+            if name in seen:
+                errs.append(duplicate(join(at, "name"), name))
+            seen.add(name)
+        errs += [
+            invalid(join(at, "port"), port.get("port"), m)
+            for m in is_valid_port_num(port.get("port"))
+        ]
+        if port.get("protocol", "TCP") not in PROTOCOLS:
+            errs.append(not_supported(join(at, "protocol"), port["protocol"], PROTOCOLS))
+        target = port.get("targetPort")
+        if isinstance(target, str):  # an IntOrString given as a string is a port *name*
+            errs += [invalid(join(at, "targetPort"), target, m) for m in is_valid_port_name(target)]
+        elif target is not None:
+            errs += [invalid(join(at, "targetPort"), target, m) for m in is_valid_port_num(target)]
+    errs += validate_labels(spec.get("selector") or {}, "spec.selector")
+    return errs
+
+
+def validate_core_event(obj: Obj) -> list[FieldError]:
+    """core/validation/events.go ValidateEventCreate for the v1 API: only `legacyValidateEvent`
+    ("no further validation for backwards compatibility": no name rule at all); for an event without
+    `eventTime`, the namespaces must agree."""
+    involved = (obj.get("involvedObject") or {}).get("namespace") or ""
+    namespace = obj["metadata"].get("namespace") or ""
+    if obj.get("eventTime") or (
+        namespace in ("", "default") if not involved else namespace == involved
+    ):
+        return []
+    return [invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+
+
+def validate_pod(obj: Obj) -> list[FieldError]:
+    return validate_pod_spec(obj.get("spec") or {}, "spec")
+
+
+KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
+    ("apps", "deployments"): validate_deployment,
+    ("", "services"): validate_service,
+    ("", "pods"): validate_pod,
+    ("", "events"): validate_core_event,
+}
+WITHOUT_OBJECT_META = {("", "events")}  # kinds whose create skips ValidateObjectMeta

@@ -1,0 +1,164 @@
+"""Fixtures of the `real` suite: one real control plane for the session (built before the first
+test if the cache lacks it), the admin's Kubernetes client, a namespace per test, the project's CRD
+applied once, and a pod network (bridge + network namespaces) for servers the API server proxies to.
+
+Without Go the suite skips, saying so; under CI=true it fails instead (nothing may skip in CI).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from kubernetes import client, config
+
+from tests.conftest import IN_CI, ROOT, wait_until
+from tests.real import controlplane as cp
+from tests.real import netns
+from tests.real.kube import register_node
+
+CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
+ECHO = Path(__file__).with_name("echo.py")
+_build: dict[str, Path | str] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build (or find in the cache) the binaries before the first test runs, with the build's
+    progress on the terminal, so no test's timeout has to cover a first build."""
+    if session.config.option.collectonly:
+        return
+    if not any("binaries" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        try:
+            _build["bin"] = cp.build()
+        except cp.ToolchainMissing as exc:
+            _build["missing"] = str(exc)
+        except RuntimeError as exc:  # a broken build fails the tests that need it, with why
+            _build["failed"] = str(exc)
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Path:
+    """The bin directory of the built control plane (built by pytest_collection_finish)."""
+    if "missing" in _build:
+        unavailable(str(_build["missing"]))
+    if "failed" in _build:
+        pytest.fail(str(_build["failed"]))
+    return Path(_build["bin"])
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    binaries: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[cp.ControlPlane]:
+    plane = cp.ControlPlane(tmp_path_factory.mktemp("controlplane"), binaries)
+    plane.start()
+    yield plane
+    plane.stop()
+
+
+@pytest.fixture(scope="session")
+def api(control_plane: cp.ControlPlane) -> Iterator[client.ApiClient]:
+    """The admin's client (system:masters), from the kubeconfig the control plane wrote."""
+    with config.new_client_from_config(config_file=str(control_plane.kubeconfig)) as admin:
+        yield admin
+
+
+@pytest.fixture(scope="session")
+def core(api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace, with its `default` ServiceAccount (made by the controller manager)."""
+    name = f"{re.sub(r'[^a-z0-9]+', '-', request.node.name.lower())[:40].strip('-')}-{uuid.uuid4().hex[:5]}"
+    core.create_namespace({"metadata": {"name": name}})
+    wait_until(lambda: core.read_namespaced_service_account("default", name), timeout=60,
+               interval=0.1, what=f"ServiceAccount {name}/default")  # fmt: skip
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def node(core: client.CoreV1Api) -> Iterator[str]:
+    """A Node registered by hand, Ready (no kubelet behind it: pods bound to it stay Pending)."""
+    name = f"node-{uuid.uuid4().hex[:6]}"
+    register_node(core, name)
+    yield name
+    core.delete_node(name)
+
+
+@pytest.fixture(scope="session")
+def crd(api: client.ApiClient) -> dict[str, object]:
+    """The project's CustomResourceDefinition, applied and Established."""
+    extensions = client.ApiextensionsV1Api(api)
+    manifest = yaml.safe_load(CRD.read_text())
+    extensions.create_custom_resource_definition(manifest)
+
+    def established() -> bool:
+        found = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
+        return any(
+            c.type == "Established" and c.status == "True" for c in found.status.conditions or []
+        )
+
+    wait_until(established, timeout=60, interval=0.1, what="the CRD to be Established")
+    return dict(manifest)
+
+
+@pytest.fixture(scope="session")
+def pod_network() -> Iterator[netns.PodNetwork]:
+    reason = netns.available()
+    if reason:
+        unavailable(reason)
+    network = netns.PodNetwork().setup()
+    yield network
+    network.teardown()
+
+
+@dataclass(frozen=True)
+class PodServer:
+    pod: netns.Pod
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.pod.ip}:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def echo_server(
+    pod_network: netns.PodNetwork, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PodServer]:
+    """tests/real/echo.py in a pod's network namespace, listening on the pod's IP only."""
+    pod = pod_network.add_pod("echo")
+    log = tmp_path_factory.mktemp("echo") / "echo.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(pod.exec([sys.executable, str(ECHO), pod.ip, "8080"]),
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=cp.die_with_parent)  # fmt: skip
+    server = PodServer(pod, 8080, process)
+    try:
+        wait_until(lambda: process.poll() is None and httpx.get(f"{server.url}/").status_code == 200,
+                   timeout=30, interval=0.1, what=f"the echo server at {server.url}")  # fmt: skip
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -1,0 +1,203 @@
+"""RBAC by Kubernetes' own authorizer: the operator's ServiceAccount, bound to the chart's
+namespaced Role (`watchNamespaces`), can make every call the operator makes in a watched
+namespace, and is forbidden everything else: other verbs, other resources, other namespaces and
+the cluster scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client
+
+from tests.conftest import require_tool
+from tests.manifests import NAMESPACE as OPERATOR_NAMESPACE
+from tests.manifests import Helm, one
+from tests.real import controlplane as cp
+from tests.real.kube import service_account_token
+
+pytestmark = pytest.mark.real
+
+ACCOUNT = "turnout-operator"
+USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{ACCOUNT}"
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+@dataclass
+class Operator:
+    http: httpx.Client  # the ServiceAccount's bearer token
+    admin: httpx.Client
+    namespace: str  # watched
+    other: str  # not watched
+    rules: list[dict[str, Any]]
+
+
+@pytest.fixture
+def operator(
+    control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, Any], namespace: str
+) -> Iterator[Operator]:
+    docs = Helm(require_tool("helm")).template(None, f"watchNamespaces={{{namespace}}}")
+    role = one(docs, "Role")
+    assert role["metadata"]["namespace"] == namespace
+    with control_plane.http() as admin:
+        admin.post("/api/v1/namespaces", json={"metadata": {"name": OPERATOR_NAMESPACE}})
+        admin.post(
+            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts",
+            json=one(docs, "ServiceAccount"),
+        )
+        for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
+            created = admin.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}",
+                                 json=one(docs, kind))  # fmt: skip
+            assert created.status_code == 201, created.text
+        other = f"{namespace}-other"[:63]
+        assert (
+            admin.post("/api/v1/namespaces", json={"metadata": {"name": other}}).status_code == 201
+        )
+        token = service_account_token(core, OPERATOR_NAMESPACE, ACCOUNT)
+        with control_plane.http(token=token) as http:
+            yield Operator(http, admin, namespace, other, role["rules"])
+        admin.delete(f"/api/v1/namespaces/{other}")
+
+
+def md(name: str) -> dict[str, Any]:
+    return {"apiVersion": "turnout.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"model": {"name": "iris", "version": "1"}}}  # fmt: skip
+
+
+def deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "serve", "image": "turnout-serve:dev"}]}}}}  # fmt: skip
+
+
+def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
+    ns, http, admin = operator.namespace, operator.http, operator.admin
+    mds = f"/apis/turnout.dev/v1alpha1/namespaces/{ns}/modeldeployments"
+    deployments = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    services = f"/api/v1/namespaces/{ns}/services"
+    assert admin.post(mds, json=md("iris")).status_code == 201
+    assert (
+        admin.post(
+            f"/api/v1/namespaces/{ns}/secrets",
+            json={"metadata": {"name": "mlflow"}, "stringData": {"MLFLOW_TRACKING_TOKEN": "t"}},
+        ).status_code
+        == 201
+    )
+
+    calls = [
+        ("GET", mds, None, 200),
+        ("GET", f"{mds}?watch=1&timeoutSeconds=1", None, 200),
+        ("GET", f"{mds}/iris", None, 200),
+        ("PATCH", f"{mds}/iris", {"metadata": {"annotations": {"turnout.dev/promote": None}}}, 200),
+        ("PATCH", f"{mds}/iris/status", {"status": {"phase": "Progressing"}}, 200),
+        ("POST", deployments, deployment("iris-blue"), 201),
+        ("GET", f"{deployments}/iris-blue", None, 200),
+        ("GET", f"{deployments}?watch=1&timeoutSeconds=1", None, 200),
+        ("PATCH", f"{deployments}/iris-blue", {"spec": {"replicas": 2}}, 200),
+        ("PUT", f"{deployments}/iris-blue", None, 200),  # body: the object as read
+        ("POST", services, {"metadata": {"name": "iris"}, "spec": {"selector": {"app": "iris"}, "ports": [{"name": "http", "port": 80}]}}, 201),
+        ("GET", f"{services}/iris", None, 200),
+        ("PATCH", f"{services}/iris", {"spec": {"selector": {"app": "iris-blue"}}}, 200),
+        ("GET", f"/api/v1/namespaces/{ns}/pods", None, 200),
+        ("GET", f"/api/v1/namespaces/{ns}/pods?watch=1&timeoutSeconds=1", None, 200),
+        ("GET", f"/api/v1/namespaces/{ns}/secrets/mlflow", None, 200),
+        ("POST", f"/api/v1/namespaces/{ns}/events", {"metadata": {"name": "iris.1"}, "involvedObject": {"kind": "ModelDeployment", "name": "iris", "namespace": ns}, "reason": "Promoted", "message": "m", "type": "Normal"}, 201),
+        # authorized; the Service has no endpoints yet, so the proxy answers 503
+        ("POST", f"{services}/iris:http/proxy/invocations", {}, 503),
+    ]  # fmt: skip
+    seen = []
+    for method, url, body, _ in calls:
+        if method == "PUT":
+            seen.append(update(http, url))
+            continue
+        headers = MERGE_PATCH if method == "PATCH" else None
+        seen.append(http.request(method, url, json=body, headers=headers).status_code)
+    assert seen == [status for *_, status in calls]
+
+
+def update(http: httpx.Client, url: str, attempts: int = 5) -> int:
+    """Read, then write back (PUT): retried on 409, as the deployment controller may write the
+    object in between (optimistic concurrency on resourceVersion)."""
+    for _ in range(attempts):
+        answer = http.put(url, json=http.get(url).json())
+        if answer.status_code != 409:
+            return answer.status_code
+    return 409
+
+
+def test_the_operator_is_forbidden_everything_else(operator: Operator) -> None:
+    ns, other, http, admin = operator.namespace, operator.other, operator.http, operator.admin
+    assert (
+        admin.post(
+            f"/apis/turnout.dev/v1alpha1/namespaces/{ns}/modeldeployments", json=md("iris")
+        ).status_code
+        == 201
+    )
+    forbidden = [
+        # other verbs on its own resources
+        ("DELETE", f"/apis/turnout.dev/v1alpha1/namespaces/{ns}/modeldeployments/iris", None, "delete", "modeldeployments", "turnout.dev", ns),
+        ("POST", f"/apis/turnout.dev/v1alpha1/namespaces/{ns}/modeldeployments", md("new"), "create", "modeldeployments", "turnout.dev", ns),
+        ("DELETE", f"/apis/apps/v1/namespaces/{ns}/deployments/x", None, "delete", "deployments", "apps", ns),
+        ("DELETE", f"/api/v1/namespaces/{ns}/services/x", None, "delete", "services", "", ns),
+        ("GET", f"/api/v1/namespaces/{ns}/services", None, "list", "services", "", ns),
+        ("GET", f"/api/v1/namespaces/{ns}/services/x:http/proxy/", None, "get", "services/proxy", "", ns),
+        ("GET", f"/api/v1/namespaces/{ns}/secrets", None, "list", "secrets", "", ns),
+        ("POST", f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, "create", "pods", "", ns),
+        ("GET", f"/api/v1/namespaces/{ns}/configmaps", None, "list", "configmaps", "", ns),
+        # its own resources in a namespace it does not watch
+        ("GET", f"/apis/turnout.dev/v1alpha1/namespaces/{other}/modeldeployments", None, "list", "modeldeployments", "turnout.dev", other),
+        ("POST", f"/apis/apps/v1/namespaces/{other}/deployments", deployment("x"), "create", "deployments", "apps", other),
+        ("GET", f"/api/v1/namespaces/{other}/secrets/mlflow", None, "get", "secrets", "", other),
+        # the cluster scope
+        ("GET", "/api/v1/nodes", None, "list", "nodes", "", None),
+        ("GET", "/api/v1/namespaces", None, "list", "namespaces", "", None),
+        ("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", None, "list", "customresourcedefinitions", "apiextensions.k8s.io", None),
+        ("GET", "/apis/turnout.dev/v1alpha1/modeldeployments", None, "list", "modeldeployments", "turnout.dev", None),
+    ]  # fmt: skip
+    for method, url, body, verb, resource, group, namespace in forbidden:
+        answer = http.request(method, url, json=body)
+        where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        assert (answer.status_code, answer.json()["reason"]) == (403, "Forbidden"), (method, url)
+        assert answer.json()["message"].endswith(
+            f'User "{USER}" cannot {verb} resource "{resource}" in API group "{group}"{where}'
+        ), answer.json()["message"]
+
+
+def test_the_authorizer_grants_exactly_the_roles_rules(operator: Operator) -> None:
+    """Every verb on every resource the Role names, in the watched namespace and another, as
+    Kubernetes' authorizer decides for the operator (SelfSubjectAccessReview)."""
+
+    def allowed(group: str, resource: str, verb: str, namespace: str) -> bool:
+        plural, _, sub = resource.partition("/")
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": {"group": group, "resource": plural, "subresource": sub,
+                                                  "verb": verb, "namespace": namespace}}}  # fmt: skip
+        answer = operator.http.post(
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", json=review
+        )
+        assert answer.status_code == 201, answer.text
+        return bool(answer.json()["status"]["allowed"])
+
+    granted = {
+        (g, r, v)
+        for rule in operator.rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    resources = sorted({(g, r) for g, r, _ in granted})
+    decided = {(g, r, v): allowed(g, r, v, operator.namespace) for g, r in resources for v in VERBS}
+    assert {key for key, yes in decided.items() if yes} == granted
+    assert [
+        key
+        for g, r in resources
+        for v in VERBS
+        if allowed(g, r, v, operator.other)
+        for key in [(g, r, v)]
+    ] == []
