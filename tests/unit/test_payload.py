@@ -64,8 +64,8 @@ def test_integral_floats_in_long_columns_are_their_integers(document: dict) -> N
         ({"inputs": {"a": [1.0], "b": ["2"]}}, "b",
          "Column 'b' (long) cannot take row 0's value '2': a string would be read as a number."),
         ({"dataframe_split": {"columns": ["a", "b"], "data": [[0.5, 2**53 + 1], [1, 2.0]]}}, "b",
-         "Column 'b' (long) cannot take row 0's value 9007199254740993: beside numbers with a "
-         "fraction part it would be rounded to a float64."),
+         "Column 'b' (long) cannot take row 0's value 9007199254740993: beside numbers written as "
+         "floats it would be rounded to a float64."),
     ],
 )  # fmt: skip
 def test_values_mlflow_would_change_are_refused_naming_column_and_row(

@@ -203,7 +203,7 @@ def _to_matrix(table: list[list[Any]], schema: InputSchema, *, frame: bool) -> n
             else:
                 _refuse(column.name, column.kind, i, value)
         if frame and has_float and big is not None:
-            reason = "beside numbers with a fraction part it would be rounded to a float64"
+            reason = "beside numbers written as floats it would be rounded to a float64"
             raise _mismatch(Refused(column.name, column.kind, big, values[big], reason))
         try:
             matrix[:, j] = values

@@ -161,7 +161,7 @@ def corrupted_cell(document: Mapping[str, Any], schema: InputSchema) -> Refused 
                 big_ints.setdefault(name, (row, value))
     for name, (row, value) in big_ints.items():
         if name in floats_in:
-            reason = "beside numbers with a fraction part it would be rounded to a float64"
+            reason = "beside numbers written as floats it would be rounded to a float64"
             return Refused(name, kinds[name], row, value, reason)
     return None
 
