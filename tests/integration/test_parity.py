@@ -128,6 +128,9 @@ def compare(name: str, theirs_url: str, ours_url: str, payload: Payload, content
                 assert ours.json()["error_code"] == theirs.json()["error_code"], where
 
 
+MALFORMED = [b"{nope", b"", b'{"inputs": [1,', b"\xff\xfe{}", b'{"inputs": [NaN, Infinity]}']
+
+
 def refusal(message: str) -> bool:
     """turnout's 400 for a value MLflow would change (tests/parity/parsing.py)."""
     return message.startswith("Column '") and "cannot take row" in message
@@ -144,7 +147,9 @@ def test_generated_sample_answers_as_mlflow_models_serve(
     payloads = st.one_of(
         st.tuples(json_payloads(schema, unnamed), CONTENT_TYPES),
         st.tuples(csv_payloads(schema, unnamed), st.sampled_from([CSV, "text/csv; charset=utf-8"])),
-    )
+        st.tuples(st.sampled_from(MALFORMED).map(lambda body: Payload(body, None, True)),
+                  st.just(JSON)),
+    )  # fmt: skip
 
     @SAMPLE
     @given(case=payloads)

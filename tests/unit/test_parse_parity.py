@@ -139,3 +139,24 @@ def test_nesting_at_every_depth_is_a_400_or_mlflows_answer(where: str, depth: in
     for schema in (Schema([ColSpec("long", "a"), ColSpec("double", "b")]),
                    Schema([ColSpec("string", "a"), ColSpec("double", "b")]), None):  # fmt: skip
         check(schema, Payload(body.encode(), sent, True), JSON)
+
+
+@pytest.mark.parametrize(
+    ("literal", "kind", "status"),
+    [
+        (b"NaN", "double", 200),
+        (b"Infinity", "double", 200),
+        (b"-Infinity", "double", 200),
+        (b"NaN", "long", 400),
+        (b"18446744073709551616", "double", 200),
+        (b"18446744073709551616", "long", 400),
+    ],
+)
+def test_json_literals_orjson_refuses_are_read_as_mlflow_reads_them(
+    literal: bytes, kind: str, status: int
+) -> None:
+    """MLflow decodes with Python's json: NaN/Infinity literals and integers past 64 bits."""
+    schema = Schema([ColSpec(kind, "a"), ColSpec("double", "b")])
+    body = b'{"dataframe_split": {"columns": ["a", "b"], "data": [[%s, 1.0]]}}' % literal
+    assert mlflow_reads(schema, body, JSON).status == status
+    check(schema, Payload(body, None, True), JSON)
