@@ -173,8 +173,9 @@ def json_payloads(
         if layout == "split-index":
             body["index"] = [10 + i for i in range(len(rows))]
         if rows and draw(rarely(10)):
-            body["data"] = [rows[0][:-1], *rows[1:]]  # ragged
-            sent = None
+            body["data"] = [rows[0][:-1], *rows[1:]]  # ragged: pandas pads the short row
+            sent = {n: [None, *values[1:]] if n == names[-1] else values
+                    for n, values in columns.items()}  # fmt: skip
     elif layout == "split-nocolumns":
         body, sent = {"data": rows}, None
     elif layout in ("records", "instances-records") and regular:
@@ -190,7 +191,7 @@ def json_payloads(
     else:
         body, sent = rows, None
         named = [s.name for s in schema.inputs] if schema and schema.has_input_names() else []
-        if layout in ("inputs-rows", "instances-rows") and len(named) == 1:
+        if layout.startswith(("inputs", "instances")) and len(named) == 1:
             sent = {named[0]: rows}  # a bare list is the one column's values
     key = {"split": "dataframe_split", "records": "dataframe_records"}.get(
         layout.split("-")[0], layout.split("-")[0]

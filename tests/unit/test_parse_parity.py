@@ -51,7 +51,7 @@ from tests.parity.payloads import (
 )
 
 PARITY = settings(
-    max_examples=700,
+    max_examples=900,
     derandomize=True,
     deadline=None,
     database=None,

@@ -67,7 +67,9 @@ def refusal(kind: str, value: Any, *, table: bool) -> str | None:
         if value is None:
             return 'a null would become the string "None"'
         return f"{_article(value)} is not a string" if _scalar(value) else _NESTED
-    return None  # binary, datetime and complex types: MLflow's own reading
+    if kind in ("binary", "datetime"):  # MLflow's own reading of a single value
+        return None if _scalar(value) else _NESTED
+    return None  # arrays, objects, maps: MLflow's own reading
 
 
 _NESTED = "a list or an object is not a single value"
@@ -204,8 +206,9 @@ def _split_cells(body: Any, kinds: Mapping[str, str]) -> Iterator[tuple[str, int
         yield from ((positions[0][1], row, v) for row, v in enumerate(data))
         return
     for row, values in enumerate(data):
-        if isinstance(values, list):
-            yield from ((name, row, values[j]) for j, name in positions if j < len(values))
+        if isinstance(values, list):  # pandas pads a short row with nulls
+            yield from ((name, row, values[j] if j < len(values) else None)
+                        for j, name in positions)  # fmt: skip
         elif isinstance(values, dict):
             yield from ((name, row, values[name]) for _, name in positions if name in values)
 
