@@ -60,7 +60,9 @@ def refusal(kind: str, value: Any, *, table: bool) -> str | None:
     if kind == "boolean":
         if type(value) is bool or (type(value) in (int, float) and value in (0, 1)):
             return None
-        return f"{_article(value)} would become {bool(value)}" if _scalar(value) else _NESTED
+        if not _scalar(value):
+            return _NESTED
+        return f"{_article(value)} is not a boolean (true, false, 0 or 1)"
     if kind == "string":
         if type(value) is str or (value is None and table):
             return None
