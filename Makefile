@@ -39,7 +39,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 ## make generate: rewrite what is generated: the CRD (crds/ and its copies in the chart and
-## manifests/base), its reference in docs/crd.md, the dashboards, the Helm values table
+## manifests/base), its reference in docs/crd.md, the dashboards, the Helm values table, the
+## README's table of deliberate differences from mlflow models serve
 CRD := crds/modeldeployments.turnout.dev.yaml
 generate: $(STAMP)
 	$(BIN)/python -m turnout_operator.crd > $(CRD)
@@ -48,6 +49,7 @@ generate: $(STAMP)
 	$(BIN)/python -m turnout_operator.crd --update-docs docs/crd.md
 	$(BIN)/python scripts/dashboards.py
 	$(BIN)/python scripts/helm_values_doc.py --write
+	$(BIN)/python scripts/parity_table.py --write
 
 ## make demo: local MLflow + demo model + turnout-serve, one prediction and one feedback
 demo: $(STAMP)

@@ -110,6 +110,40 @@ def register_mixed(name: str = "Mixed") -> dict[str, Any]:
     return {"versions": [version], "aliases": {}, "stages": {}}
 
 
+BIKE_COLUMNS = ["season", "holiday", "workingday", "weather", "temp", "atemp", "humidity",
+                "windspeed"]  # fmt: skip
+
+
+def bike_sharing_frame(rows: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Synthetic hourly bike rentals shaped like the bike-sharing tutorials' data: integer
+    `season` (1-4), `holiday` and `workingday` (0/1), `weather` (1-4), and normalised float
+    weather readings; the count rises with warmth and falls with rain and wind."""
+    rng = np.random.default_rng(seed)
+    season = rng.integers(1, 5, rows)
+    holiday = (rng.random(rows) < 0.03).astype(np.int64)
+    workingday = np.where(holiday == 1, 0, (rng.random(rows) < 0.7).astype(np.int64))
+    weather = rng.choice([1, 2, 3, 4], rows, p=[0.65, 0.25, 0.09, 0.01])
+    temp = np.clip(0.15 * season + rng.normal(0.2, 0.12, rows), 0.02, 1.0)
+    X = pd.DataFrame({
+        "season": season.astype(np.int64), "holiday": holiday, "workingday": workingday,
+        "weather": weather.astype(np.int64), "temp": temp,
+        "atemp": np.clip(temp + rng.normal(0, 0.03, rows), 0.0, 1.0),
+        "humidity": rng.uniform(0.2, 1.0, rows), "windspeed": rng.uniform(0.0, 0.6, rows),
+    })  # fmt: skip
+    count = (40 + 300 * X["temp"] + 25 * X["season"] + 60 * X["workingday"] - 45 * X["weather"]
+             - 80 * X["humidity"] - 60 * X["windspeed"] + rng.normal(0, 15, rows))  # fmt: skip
+    return X, count.clip(lower=0).rename("count")
+
+
+def register_bike_sharing(name: str = "BikeSharing") -> dict[str, Any]:
+    """A gradient-boosting regressor on integer and float columns, logged with an input example
+    so the signature has `long` columns: clients send integral floats (3.0) there."""
+    X, y = bike_sharing_frame()
+    model = GradientBoostingRegressor(n_estimators=60, max_depth=3, random_state=0).fit(X, y)
+    version = _log_sklearn(model, X, name, reference=False, skops_trusted_types=TREES)
+    return {"versions": [version], "aliases": {}, "stages": {}}
+
+
 def register_no_signature(name: str = "NoSignature") -> dict[str, Any]:
     """Logged with neither signature nor input example: served, but unvalidated and not warmed."""
     X, y = diabetes_frame()
@@ -152,6 +186,7 @@ REGISTRARS = {
     "mixed": register_mixed,
     "no_signature": register_no_signature,
     "broken": register_broken,
+    "bike_sharing": register_bike_sharing,
 }
 NAMES = {
     "diabetes": "Diabetes",
@@ -159,6 +194,7 @@ NAMES = {
     "mixed": "Mixed",
     "no_signature": "NoSignature",
     "broken": "Broken",
+    "bike_sharing": "BikeSharing",
 }
 
 

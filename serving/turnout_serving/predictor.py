@@ -1,10 +1,13 @@
 """Scoring: request body in, predictions out, with MLflow's semantics and a numeric fast path.
 
-Every payload MLflow's scoring server accepts is accepted here with the same answer: the general
-path calls MLflow's own parsers and `PyFuncModel.predict` (signature enforcement included). For a
+Every payload MLflow's scoring server reads faithfully is read here with the same answer: the
+general path decodes JSON with Python's `json` (as MLflow does: `NaN` literals and integers of any
+size included) and calls MLflow's own parsers and `PyFuncModel.predict` (signature enforcement
+included). Before that, `domain.values.corrupted_cell` refuses, with a 400 naming the column and
+the row, the values MLflow would change silently (3.5 truncated into a `long` column, ...). For a
 scikit-learn model whose signature is all `double`/`long` columns, `domain.payload.read_numeric`
-builds the float64 matrix directly and the estimator's predict function is called on it, skipping
-the JSON -> DataFrame -> schema-enforcement round trip that dominates MLflow's latency.
+builds the float64 matrix directly (orjson) and the estimator's predict function is called on it,
+skipping the JSON -> DataFrame -> schema-enforcement round trip that dominates MLflow's latency.
 
 Errors come out as `errors.ServingError`s; a model that raises is a `PredictionFailed` carrying
 the request id, with the traceback only in the log.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import logging
 import os
 import time
@@ -32,6 +36,7 @@ from mlflow.pyfunc import scoring_server
 from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
 from turnout_serving.domain.payload import NumericBatch, numeric_frame, read_numeric
+from turnout_serving.domain.values import corrupted_cell, corrupted_text_cell
 from turnout_serving.errors import (
     BadRequest,
     PredictionFailed,
@@ -70,9 +75,10 @@ class Parsed:
 class Predictor:
     """Scores payloads against one loaded model."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, *, fast_path: bool = True) -> None:
+        """`fast_path=False` reads every payload MLflow's way (the parity tests compare both)."""
         self.model = model
-        self._fast = _fast_predict_fn(model)
+        self._fast = _fast_predict_fn(model) if fast_path else None
         self._accepts_params = "params" in inspect.signature(model.pyfunc.predict).parameters
         self.fast_seconds = 0.0  # moving average of fast-path predict calls
 
@@ -92,21 +98,39 @@ class Predictor:
     def parse(self, body: bytes, content_type: str | None) -> Parsed:
         """Read a request body: a numeric batch for the fast path, else MLflow's own reading."""
         mime = _check_content_type(content_type)
-        if mime == "application/json":
-            document = decode_json(body)
-            batch = read_numeric(document, self.model.input_schema) if self._fast else None
+        try:
+            if mime == "application/json":
+                return self._parse_json(body)
+            if mime == "text/csv":
+                return Parsed(data=self._parse_csv(body))
+            parquet = io.BytesIO(body)
+            return Parsed(data=self._mlflow_call(scoring_server.parse_parquet_input, parquet))
+        except RecursionError as exc:
+            raise _too_deep() from exc
+
+    def _parse_json(self, body: bytes) -> Parsed:
+        document = None
+        if self._fast is not None:
+            decoded, exact = _decode(body)
+            document = _object(decoded)
+            batch = read_numeric(document, self.model.input_schema)
             if batch is not None:
                 return Parsed(batch=batch)
-            data, params = self._mlflow_call(
-                scoring_server._parse_json_data,
-                document,
-                self.model.pyfunc.metadata,
-                self.model.mlflow_schema,
-            )[0:2]
-            return Parsed(data=data, params=params)
-        if mime == "text/csv":
-            return Parsed(data=self._parse_csv(body))
-        return Parsed(data=self._mlflow_call(scoring_server.parse_parquet_input, io.BytesIO(body)))
+            if not exact:
+                document = None
+        if document is None:
+            document = decode_json(body, exact=True)
+        if self.model.input_schema is not None:
+            refused = corrupted_cell(document, self.model.input_schema)
+            if refused is not None:
+                raise SchemaMismatch(refused.message, field=refused.column)
+        data, params = self._mlflow_call(
+            scoring_server._parse_json_data,
+            document,
+            self.model.pyfunc.metadata,
+            self.model.mlflow_schema,
+        )[0:2]
+        return Parsed(data=data, params=params)
 
     def score_parsed(self, parsed: Parsed, request_id: str) -> Scored:
         if parsed.batch is not None:
@@ -147,6 +171,8 @@ class Predictor:
             if exc.get_http_status_code() < 500:
                 raise SchemaMismatch(exc.message, error_code=exc.error_code) from exc
             raise self._failure(exc, request_id, data) from exc
+        except RecursionError as exc:
+            raise _too_deep() from exc
         except Exception as exc:
             raise self._failure(exc, request_id, data) from exc
         columns = _frame_columns(data)
@@ -160,17 +186,31 @@ class Predictor:
             raise BadRequest(
                 f"Ensure that input is a valid UTF-8 encoded string. Error: {exc}"
             ) from exc
+        if self.model.input_schema is not None:
+            refused = corrupted_text_cell(_csv_text_columns(text), self.model.input_schema)
+            if refused is not None:
+                raise SchemaMismatch(refused.message, field=refused.column)
         return self._mlflow_call(
             scoring_server.parse_csv_input, io.StringIO(text), self.model.mlflow_schema
         )
 
     @staticmethod
     def _mlflow_call(fn: Callable[..., Any], *args: Any) -> Any:
-        """Call one of MLflow's parsers, turning its exceptions into ours (message kept)."""
+        """Call one of MLflow's parsers, turning its exceptions into ours (message kept). A
+        parser only reads the payload, so whatever it raises is the payload's fault: MLflow lets
+        some of these escape as a 500 (a list as a column name, values nested past Python's
+        recursion limit); here they are a 400."""
         try:
             return fn(*args)
         except MlflowException as exc:
             raise BadRequest(exc.message, error_code=exc.error_code) from exc
+        except RecursionError as exc:
+            raise _too_deep() from exc
+        except Exception as exc:
+            raise BadRequest(
+                f"The payload cannot be read as a DataFrame or tensors: {type(exc).__name__}: "
+                f"{str(exc)[:200]}"
+            ) from exc
 
     def _failure(self, exc: Exception, request_id: str, data: Any) -> ServingError:
         """The model raised: the input's fault (400, saying why) or the model's (500, request id).
@@ -248,14 +288,45 @@ def _check_content_type(content_type: str | None) -> str:
     return mime.lower()
 
 
-def decode_json(body: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object (MLflow's message for anything else)."""
+def decode_json(body: bytes, *, exact: bool = False) -> dict[str, Any]:
+    """A request body that must be a JSON object (MLflow's message for anything else).
+
+    MLflow decodes with Python's `json`, which takes what orjson refuses (`NaN` and `Infinity`
+    literals, integers past 64 bits, UTF-16 and UTF-32 bodies). orjson reads first, for speed;
+    `exact` decodes with `json` only, which keeps integers past 64 bits exact where orjson
+    reads them as floats.
+    """
+    document = _decode(body)[0] if not exact else _decode_like_mlflow(body)
+    return _object(document)
+
+
+def _decode(body: bytes) -> tuple[Any, bool]:
+    """The document, and whether it was decoded exactly as MLflow would."""
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return orjson.loads(body), False
+    except orjson.JSONDecodeError:
+        return _decode_like_mlflow(body), True
+
+
+def _decode_like_mlflow(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(
             f"Ensure that input is a valid JSON formatted string. Error: {exc}"
         ) from exc
+    except RecursionError as exc:
+        raise _too_deep() from exc
+
+
+def _too_deep() -> BadRequest:
+    return BadRequest(
+        "The payload is nested too deeply to read: send each value as a number, a string, "
+        "a boolean or null, in rows or columns."
+    )
+
+
+def _object(document: Any) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BadRequest(
             "The request body must be a JSON object with one of the keys dataframe_split, "
@@ -279,9 +350,23 @@ def predictions_body(raw: Any) -> bytes:
     return orjson.dumps({"predictions": jsonable}, option=_DUMP | orjson.OPT_NON_STR_KEYS)
 
 
+def _csv_text_columns(text: str) -> dict[str, list[str | None]]:
+    """A CSV payload's cells as the text sent (None where empty); {} if pandas cannot read it
+    (MLflow's own reading then says why)."""
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except Exception:
+        return {}
+    return {
+        str(name): [None if pd.isna(v) else v for v in frame.iloc[:, j]]
+        for j, name in enumerate(frame.columns)
+    }
+
+
 def _frame_columns(data: Any) -> Mapping[str, np.ndarray]:
     if isinstance(data, pd.DataFrame):
-        return {str(name): data[name].to_numpy() for name in data.columns}
+        # by position: a frame's column names may repeat or be unhashable (lists from JSON)
+        return {str(name): data.iloc[:, j].to_numpy() for j, name in enumerate(data.columns)}
     return {}
 
 

@@ -114,8 +114,11 @@ def test_metrics_carry_model_version_color_and_count_requests(champion: Process)
         ({}, b"{}", 415, "Content-Type"),
         ({"content-type": "application/json; charset=latin-1"}, b"{}", 415, "UTF-8"),
         ({"content-type": "application/json"}, json.dumps(
-            {"inputs": {**{k: [v] for k, v in DIABETES_ROW.items()}, "bmi": ["fat"]}}).encode(),
-         400, "Column 'bmi'"),
+            {"dataframe_records": [{**DIABETES_ROW, "bmi": "fat"}]}).encode(),
+         400, "column bmi"),
+        ({"content-type": "application/json"}, json.dumps(
+            {"inputs": {**{k: [v] for k, v in DIABETES_ROW.items()}, "bmi": [True]}}).encode(),
+         400, "Column 'bmi' (double) cannot take row 0's value True"),
         ({"content-type": "application/json"}, json.dumps(
             {"dataframe_records": [{"age": 1.0}]}).encode(), 400, "missing inputs"),
     ],

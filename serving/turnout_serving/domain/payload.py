@@ -3,14 +3,15 @@
 MLflow's scoring server turns every JSON payload into a pandas DataFrame, then enforces the
 signature column by column; for a numeric model that conversion is most of the request's cost.
 This module reads the common payload shapes of the MLflow scoring protocol straight into the
-matrix the estimator wants, applying MLflow's own rules (a `long` column takes only integers, a
-`double` column takes integers and floats, strings are never numbers, missing columns are an
-error, extra columns are ignored).
+matrix the estimator wants, giving the estimator what MLflow's reading would give it: integers
+and integral floats in a `long` column, any number in a `double` column, missing columns an
+error, extra columns ignored.
 
-`read_numeric` returns None for anything it does not handle exactly like MLflow (other payload
-shapes, `params` for models with a params schema, ...): the caller then takes MLflow's own path,
-so the fast path can only ever be faster, never different. It raises `SchemaMismatch`, naming the
-field, for a payload whose shape it handles but whose values break the signature.
+`read_numeric` handles plain JSON numbers only. For any other value (null, a string, a nested
+value), payload shape, or `params` it returns None and the caller takes MLflow's own path, so the
+fast path can only ever be faster, never different. It raises `SchemaMismatch`, naming the column
+and the row, for a number MLflow would change silently (`domain.values.refusal`: a fraction in a
+`long` column, an integer out of its range, a boolean), exactly as the general path does.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from turnout_serving.domain.schema import InputSchema
+from turnout_serving.domain.values import EXACT_IN_DOUBLE, INTEGER_RANGES, Refused, refusal
 from turnout_serving.errors import MissingInputs, SchemaMismatch
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _ALLOWED_KEYS = frozenset({*FORMATS, "params"})
+_LONG_LOW, _LONG_HIGH = INTEGER_RANGES["long"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def read_numeric(document: Any, schema: InputSchema | None) -> NumericBatch | No
     if len(formats) != 1:
         return None
     body = document[formats[0]]
+    table: list[list[Any]] | None
     if formats[0] == "dataframe_split":
         matrix = _plain_split_matrix(body, schema)
         if matrix is not None:
@@ -68,14 +72,15 @@ def read_numeric(document: Any, schema: InputSchema | None) -> NumericBatch | No
     if table is None:
         return None
     try:
-        return NumericBatch(matrix=_to_matrix(table, schema), names=schema.names)
+        matrix = _to_matrix(table, schema, frame=formats[0] != "inputs")
     except _Defer:
         return None
+    return NumericBatch(matrix=matrix, names=schema.names)
 
 
 class _Defer(Exception):
-    """A value MLflow treats in its own way (null becomes NaN, a boolean becomes 0/1 in a numeric
-    column): let MLflow read the payload."""
+    """A value MLflow reads in its own way (null becomes NaN, "1.5" becomes 1.5, "x" is refused
+    with MLflow's message): let MLflow read the payload."""
 
 
 def numeric_frame(frame: Any, schema: InputSchema | None) -> NumericBatch | None:
@@ -99,50 +104,63 @@ def _is_records(body: Any) -> bool:
 _NUMBERS = frozenset({int, float})
 
 
-def _plain_split_matrix(body: Any, schema: InputSchema) -> np.ndarray | None:
-    """The common case in one vectorised step: `dataframe_split` rows of plain numbers for a
-    signature of `double` columns only. Anything else (a `long` column, a value of another type,
-    ragged rows) returns None for the column-by-column reading that names the offending field."""
-    if not isinstance(body, dict) or any(c.kind != "double" for c in schema.columns):
-        return None
-    columns, data = body.get("columns"), body.get("data")
-    if not isinstance(columns, list) or not isinstance(data, list) or not data:
-        return None
-    if not body.keys() <= {"columns", "data", "index"} or len(set(columns)) != len(columns):
-        return None
-    if not all(type(row) is list and len(row) == len(columns) for row in data):
-        return None
-    if not set(map(type, itertools.chain.from_iterable(data))) <= _NUMBERS:
-        return None
-    position = {name: i for i, name in enumerate(columns)}
-    _require_columns(position, schema)
-    try:
-        matrix = np.array(data, dtype=np.float64)
-    except OverflowError:
-        return None
-    order = [position[name] for name in schema.names]
-    return matrix if order == list(range(len(columns))) else matrix[:, order]
-
-
-def _split_table(body: Any, schema: InputSchema) -> list[list[Any]] | None:
-    """`{"columns": [...], "data": [[...], ...]}` -> columns in signature order."""
+def _split_positions(body: Any, schema: InputSchema) -> tuple[list[Any], list[int]] | None:
+    """The rows of a `dataframe_split` body of string column names holding every signature
+    column, and each signature column's position; None for anything else (MLflow reads it)."""
     if not isinstance(body, dict) or not body.keys() <= {"columns", "data", "index"}:
         return None
     columns, data = body.get("columns"), body.get("data")
     if not isinstance(columns, list) or not isinstance(data, list) or not data:
         return None
-    if not all(isinstance(row, list) and len(row) == len(columns) for row in data):
-        return None
-    if len(set(columns)) != len(columns):
+    if not all(type(c) is str for c in columns) or len(set(columns)) != len(columns):
         return None
     position = {name: i for i, name in enumerate(columns)}
-    _require_columns(position, schema)
-    return [[row[position[name]] for row in data] for name in schema.names]
+    if not all(name in position for name in schema.names):
+        return None
+    if not all(type(row) is list and len(row) == len(columns) for row in data):
+        return None
+    return data, [position[name] for name in schema.names]
+
+
+def _plain_split_matrix(body: Any, schema: InputSchema) -> np.ndarray | None:
+    """The common case in one vectorised step: `dataframe_split` rows of plain numbers, `long`
+    columns holding whole numbers in range. Anything else returns None for the column-by-column
+    reading, which names the offending cell or defers to MLflow."""
+    found = _split_positions(body, schema)
+    if found is None:
+        return None
+    data, order = found
+    if not set(map(type, itertools.chain.from_iterable(data))) <= _NUMBERS:
+        return None
+    try:
+        matrix = np.array(data, dtype=np.float64)
+    except OverflowError:
+        return None
+    if order != list(range(matrix.shape[1])):
+        matrix = matrix[:, order]
+    longs = [j for j, c in enumerate(schema.columns) if c.kind == "long"]
+    if longs:
+        values = matrix[:, longs]
+        # float64 cannot tell 2**63 - 1 from 2**63, nor 2**53 + 1 beside a float from 2**53:
+        # whole numbers that large go through the exact column-by-column checks.
+        if not (np.all(np.abs(values) < EXACT_IN_DOUBLE) and np.all(values == np.trunc(values))):
+            return None
+    return matrix
+
+
+def _split_table(body: Any, schema: InputSchema) -> list[list[Any]] | None:
+    """`{"columns": [...], "data": [[...], ...]}` -> columns in signature order."""
+    found = _split_positions(body, schema)
+    if found is None:
+        return None
+    data, order = found
+    return [[row[j] for row in data] for j in order]
 
 
 def _column_table(body: Mapping[str, Any], schema: InputSchema) -> list[list[Any]] | None:
     """`{"inputs": {"col": [...], ...}}` -> columns in signature order."""
-    _require_columns(body, schema)
+    if not all(name in body for name in schema.names):
+        return None
     table = [body[name] for name in schema.names]
     if not all(isinstance(values, list) for values in table):
         return None
@@ -152,50 +170,55 @@ def _column_table(body: Mapping[str, Any], schema: InputSchema) -> list[list[Any
     return table
 
 
-def _records_table(body: Sequence[Mapping[str, Any]], schema: InputSchema) -> list[list[Any]]:
+def _records_table(
+    body: Sequence[Mapping[str, Any]], schema: InputSchema
+) -> list[list[Any]] | None:
     """`[{"col": v, ...}, ...]` -> columns in signature order (a key missing from a row is null)."""
     present = set().union(*(record.keys() for record in body))
-    _require_columns(present, schema)
+    if not all(name in present for name in schema.names):
+        return None
     return [[record.get(name) for record in body] for name in schema.names]
 
 
-def _require_columns(present: Any, schema: InputSchema) -> None:
-    missing = [name for name in schema.names if name not in present]
-    if missing:
-        raise MissingInputs(
-            f"Model is missing inputs {missing}. The signature expects columns "
-            f"{list(schema.names)}.",
-            field=missing[0],
-        )
-
-
-def _to_matrix(table: list[list[Any]], schema: InputSchema) -> np.ndarray:
-    """Check each column against its signature type and stack them as float64 columns."""
+def _to_matrix(table: list[list[Any]], schema: InputSchema, *, frame: bool) -> np.ndarray:
+    """Check each column against its signature type and stack them as float64 columns. `frame`:
+    MLflow reads this shape through a pandas frame, where a column holding a float stores its
+    integers as float64 too."""
     rows = len(table[0])
     matrix = np.empty((rows, len(table)), dtype=np.float64)
     for j, (column, values) in enumerate(zip(schema.columns, table, strict=True)):
-        accepted = (int,) if column.kind == "long" else (int, float)
+        long = column.kind == "long"
+        has_float, big = False, None
         for i, value in enumerate(values):
-            # `type(...) in`, not isinstance: bool is an int subclass, and never a number here.
-            if type(value) not in accepted:
-                if value is None or type(value) is bool:
-                    raise _Defer
-                raise _type_error(column.name, column.kind, value, i)
+            kind_of = type(value)  # `type(...) is`, not isinstance: bool is an int subclass
+            if kind_of is float:
+                has_float = True
+                if long and not (value.is_integer() and _LONG_LOW <= value <= _LONG_HIGH):
+                    _refuse(column.name, column.kind, i, value)
+            elif kind_of is int:
+                if long and abs(value) > EXACT_IN_DOUBLE:
+                    if not _LONG_LOW <= value <= _LONG_HIGH:
+                        _refuse(column.name, column.kind, i, value)
+                    big = i if big is None else big
+            else:
+                _refuse(column.name, column.kind, i, value)
+        if frame and has_float and big is not None:
+            reason = "beside numbers written as floats it would be rounded to a float64"
+            raise _mismatch(Refused(column.name, column.kind, big, values[big], reason))
         try:
             matrix[:, j] = values
         except OverflowError as exc:
-            raise SchemaMismatch(
-                f"Column '{column.name}' holds a number out of range: {exc}", field=column.name
-            ) from exc
-    if rows == 0:
-        raise MissingInputs("The payload holds no rows to predict on.")
+            raise _Defer from exc  # an integer beyond float64: MLflow refuses it itself
     return matrix
 
 
-def _type_error(name: str, kind: str, value: Any, row: int) -> SchemaMismatch:
-    wanted = "an integer" if kind == "long" else "a number"
-    return SchemaMismatch(
-        f"Column '{name}' expects {wanted} ({kind}) but row {row} holds {repr(value)[:40]} "
-        f"({type(value).__name__}).",
-        field=name,
-    )
+def _refuse(name: str, kind: str, row: int, value: Any) -> None:
+    """Raise for a value MLflow would change silently; defer for any other value."""
+    reason = refusal(kind, value, table=True)
+    if reason is None:
+        raise _Defer
+    raise _mismatch(Refused(name, kind, row, value, reason))
+
+
+def _mismatch(refused: Refused) -> SchemaMismatch:
+    return SchemaMismatch(refused.message, field=refused.column)
