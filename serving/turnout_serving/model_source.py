@@ -27,9 +27,7 @@ from turnout_serving.domain.schema import Column, InputSchema
 log = logging.getLogger("turnout_serving.model")
 
 REFERENCE_ARTIFACT = "turnout/reference.json"
-# As MLflow parses it: a name may hold '@' (models:/a@b/3 is version 3 of "a@b"); an alias
-# follows the last '@' (models:/a@b@champion is alias "champion" of "a@b").
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/]+?)(?:@(?P<alias>[^/@]+)|/(?P<ref>[^/]+))/?$")
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))/?$")
 
 
 class ModelSourceError(Exception):

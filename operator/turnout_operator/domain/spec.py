@@ -85,10 +85,18 @@ ANNOTATIONS_SIZE_RULE: JsonDict = {
     "message": f"pod annotations may total at most {POD_ANNOTATIONS_BUDGET} characters "
     "(keys and values; the API server allows 256 KiB per object, the operator adds its own)",
 }
-# What MLflow's `models:/` URI parser (urllib's, with fragments off) carries through: MLflow
-# refuses '/' and ':' in registered model names; '?' would start a query and tabs and line breaks
-# are dropped, so the pods would look for another model.
-MODEL_NAME = r"^[^/:?\t\n\r]+$"
+# The serving pods load `models:/NAME/VERSION` with MLflow, which cannot read every name it
+# registers back out of such a URI: each character here, and why (MLflow refuses the first two).
+UNSERVABLE_IN_MODEL_NAMES = {
+    "/": "MLflow refuses it in registered model names",
+    ":": "MLflow refuses it in registered model names",
+    "@": "MLflow's download reads models:/NAME/VERSION as an alias when NAME holds '@'",
+    "?": "MLflow's URI parser reads it as the start of a query",
+    "\t": "MLflow's URI parser drops it",
+    "\n": "MLflow's URI parser drops it",
+    "\r": "MLflow's URI parser drops it",
+}
+MODEL_NAME = "^[^" + "".join(UNSERVABLE_IN_MODEL_NAMES).encode("unicode_escape").decode() + "]+$"
 
 
 def other(color: Color) -> Color:
@@ -111,9 +119,10 @@ class ModelRef(_Model):
 
     name: str = Field(
         min_length=1,
-        pattern=MODEL_NAME,
-        description="Registered model name in the MLflow registry (no '/', ':', '?', tab or line "
-        "break: the serving pods receive it in a models:/ URI).",
+        json_schema_extra={"pattern": MODEL_NAME},
+        description="Registered model name in the MLflow registry (no '/', ':', '@', '?', tab or "
+        "line break: the serving pods load it as models:/NAME/VERSION, which MLflow cannot read "
+        "back for such names).",
     )
     version: str | None = Field(None, pattern=r"^[0-9]+$", description="A fixed model version.")
     alias: str | None = Field(
@@ -124,6 +133,17 @@ class ModelRef(_Model):
         min_length=1,
         description="A legacy registry stage (e.g. Production), re-resolved by polling.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _servable(cls, name: str) -> str:
+        for char, why in UNSERVABLE_IN_MODEL_NAMES.items():
+            if char in name:
+                raise ValueError(
+                    f"{name!r} cannot be served: it holds {char!r} and {why}; register the model "
+                    "under a name without it"
+                )
+        return name
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelRef:
