@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -65,8 +66,9 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     metrics = OperatorMetrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
+    registries = functools.partial(ModelRegistry, timeout_seconds=settings.registry_timeout_seconds)
     reconciler = Reconciler(
-        kube=Kube(client.ApiClient()), registries=ModelRegistry, settings=settings,
+        kube=Kube(client.ApiClient()), registries=registries, settings=settings,
         metrics=metrics, tags=TagWriter(on_pending=metrics.tags_pending.set),
         in_cluster=in_cluster,
     )  # fmt: skip
