@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import sys
 from typing import Any
 
@@ -57,18 +59,16 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from turnout_operator.registry import ModelRegistry
     from turnout_operator.tags import TagWriter
 
-    try:
-        config.load_incluster_config()
-        in_cluster = True
-    except config.ConfigException:
-        config.load_kube_config()
-        in_cluster = False
+    in_cluster = _load_cluster_config(config)
+    if in_cluster is None:
+        return 2
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
+    registries = functools.partial(ModelRegistry, timeout_seconds=settings.registry_timeout_seconds)
     reconciler = Reconciler(
-        kube=Kube(client.ApiClient()), registries=ModelRegistry, settings=settings,
+        kube=Kube(client.ApiClient()), registries=registries, settings=settings,
         metrics=metrics, tags=TagWriter(on_pending=metrics.tags_pending.set),
         in_cluster=in_cluster,
     )  # fmt: skip
@@ -85,6 +85,35 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         log.warning("stopping with %d MLflow tags unwritten", len(reconciler.tags.pending))
     reconciler.tags.stop()
     return 0
+
+
+NO_CLUSTER = """\
+turnout-operator: no Kubernetes cluster to talk to. It looked for:
+  - an in-cluster service account (KUBERNETES_SERVICE_HOST and {token}): {incluster}
+  - a kubeconfig: {kubeconfig}
+Run it in a pod with a service account, or point it at a cluster: set KUBECONFIG to a kubeconfig
+file (or write ~/.kube/config), e.g. `kind export kubeconfig` or `kubectl config view --raw`.
+"""
+
+
+def _load_cluster_config(config: Any) -> bool | None:
+    """Load the in-cluster config, or else the kubeconfig: True in a cluster, False outside it,
+    None (after saying what was looked for and how to fix it) when neither is there."""
+    try:
+        config.load_incluster_config()
+        return True
+    except config.ConfigException as exc:
+        incluster = str(exc)
+    try:
+        config.load_kube_config()
+        return False
+    except (config.ConfigException, OSError) as exc:
+        where = os.environ.get("KUBECONFIG") or "~/.kube/config (KUBECONFIG is not set)"
+        token = config.incluster_config.SERVICE_TOKEN_FILENAME
+        sys.stderr.write(
+            NO_CLUSTER.format(token=token, incluster=incluster, kubeconfig=f"{where}: {exc}")
+        )
+        return None
 
 
 if __name__ == "__main__":

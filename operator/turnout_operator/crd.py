@@ -34,8 +34,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
+from turnout_operator.domain.kube_rules import DNS1035_LABEL, anchored
 from turnout_operator.domain.spec import GROUP, KIND, PLURAL, VERSION, ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus
+from turnout_operator.domain.validation import MAX_NAME_LENGTH
 
 CRD_FILE = f"crds/{PLURAL}.{GROUP}.yaml"
 HEADER = f"""\
@@ -51,6 +53,16 @@ EXACTLY_ONE_REFERENCE = {
     "message": "spec.model needs exactly one of version, alias or stage",
 }
 
+# The name becomes the Services `<name>` and `<name>-preview`: DNS-1035 labels of at most 63
+# characters (domain/validation.py). Only a rule at the root may read metadata.name.
+NAME_RULE = {
+    "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH} && "
+    f"self.metadata.name.matches('{anchored(DNS1035_LABEL)}')",
+    "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters of lower-case "
+    "letters, digits and '-', starting with a letter and ending with a letter or digit: it "
+    "names the Services <name> and <name>-preview (DNS-1035 labels)",
+}
+
 _PRINTER_COLUMNS = [
     ("Model", "string", ".spec.model.name"),
     ("Desired", "string", ".status.desiredVersion"),
@@ -63,8 +75,9 @@ _PRINTER_COLUMNS = [
 # Keys copied as they are; the order is the one written out, for a CRD that reads top-down.
 _KEYS = (
     "description", "type", "format", "default", "enum", "minimum", "exclusiveMinimum", "maximum",
-    "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "items",
-    "properties", "required", "additionalProperties", "x-kubernetes-preserve-unknown-fields",
+    "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems",
+    "minProperties", "maxProperties", "items", "properties", "required", "additionalProperties",
+    "x-kubernetes-preserve-unknown-fields",
 )  # fmt: skip
 _DROPPED = {"title"}
 
@@ -152,6 +165,7 @@ def build_crd() -> dict[str, Any]:
             "status": openapi_schema(ModelDeploymentStatus),
         },
         "required": ["spec"],
+        "x-kubernetes-validations": [NAME_RULE],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

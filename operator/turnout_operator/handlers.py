@@ -5,7 +5,11 @@ the ModelDeployment itself (spec, annotations) or to the Deployments and Pods it
 once. So a rollout advances as soon as the cluster moves, reconciles of one object never overlap,
 and nothing is lost across operator restarts (all state is in the status and the cluster).
 
-The reconcile itself (`reconcile.Reconciler`) is synchronous and runs in a worker thread.
+The reconcile itself (`reconcile.Reconciler`) is synchronous and runs on the operator's own
+reconcile threads; the registry questions it leaves (`Outcome.ask`) run on a separate, bounded set
+of registry threads, and only the asking object's daemon awaits the answer. Neither uses the
+event loop's default executor, which kopf and its HTTP client share: a registry that never
+answers holds one registry thread for its timeout and delays no other ModelDeployment.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import kopf
 
@@ -34,9 +40,38 @@ def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
     return wakers
 
 
+@dataclass(frozen=True)
+class Pools:
+    """The threads blocking work runs on: reconciles, and registry questions."""
+
+    reconcile: ThreadPoolExecutor
+    registry: ThreadPoolExecutor
+
+    @classmethod
+    def sized(cls, reconcile_workers: int, registry_workers: int) -> Pools:
+        return cls(
+            ThreadPoolExecutor(reconcile_workers, thread_name_prefix="turnout-reconcile"),
+            ThreadPoolExecutor(registry_workers, thread_name_prefix="turnout-registry"),
+        )
+
+    def shutdown(self) -> None:
+        for pool in (self.reconcile, self.registry):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def new_memo(reconciler: Any) -> kopf.Memo:
-    """The operator's memo: the reconciler and the daemons' shared wake-up events."""
-    return kopf.Memo(reconciler=reconciler, wakers={})
+    """The operator's memo: the reconciler, its thread pools and the daemons' shared wake-up
+    events."""
+    settings = reconciler.settings
+    pools = Pools.sized(settings.reconcile_workers, settings.registry_workers)
+    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools)
+
+
+T = TypeVar("T")
+
+
+async def _on(pool: ThreadPoolExecutor, call: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
 
 
 def wake(memo: Any, namespace: str | None, name: str | None) -> None:
@@ -51,14 +86,20 @@ async def run(
     stopped: kopf.DaemonStopped, name: str, namespace: str | None, memo: Any, **_: Any
 ) -> None:
     assert namespace is not None  # the resource is namespaced
-    reconciler = memo["reconciler"]
+    reconciler, pools = memo["reconciler"], memo["pools"]
     waker = _wakers(memo).setdefault((namespace, name), asyncio.Event())
     failures = 0
     try:
         while not stopped:
             waker.clear()
             try:
-                delay = await asyncio.to_thread(reconciler.reconcile, namespace, name)
+                outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name)
+                if outcome.ask is not None:
+                    answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
+                    outcome = await _on(
+                        pools.reconcile, reconciler.reconcile, namespace, name, answer
+                    )
+                delay = outcome.wake
                 failures = 0
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
@@ -105,3 +146,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.scanning.disabled = not memo["reconciler"].settings.all_namespaces
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+
+
+@kopf.on.cleanup()
+async def stop_pools(memo: Any, **_: Any) -> None:
+    memo["pools"].shutdown()

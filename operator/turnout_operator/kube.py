@@ -35,6 +35,21 @@ FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContai
            "InvalidImageName", "CreateContainerError", "RunContainerError")  # fmt: skip
 
 
+class Rejected(Exception):
+    """The API server refused an object the operator built (422 Invalid): what the domain's
+    checks did not foresee, e.g. a resource quantity it cannot parse. Says which and why."""
+
+
+def _refused(kind: str, name: str, exc: ApiException) -> Rejected | ApiException:
+    if exc.status != 422:
+        return exc
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        message = exc.body or exc.reason
+    return Rejected(f"{kind} {name}: {message}")
+
+
 def _json(response: Any) -> dict[str, Any]:
     """The JSON body of a raw (`_preload_content=False`) answer. Reads skip the client's typed
     models: building a V1Deployment and serializing it back to a dict cost more CPU than the
@@ -129,6 +144,14 @@ class Kube:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         existing = self._get(self.apps.read_namespaced_deployment, namespace, name)
         body = _owned(body, owner)
+        try:
+            self._write_deployment(namespace, name, existing, body)
+        except ApiException as exc:
+            raise _refused("Deployment", name, exc) from exc
+
+    def _write_deployment(
+        self, namespace: str, name: str, existing: dict[str, Any] | None, body: dict[str, Any]
+    ) -> None:
         if existing is None:
             self.apps.create_namespaced_deployment(namespace, body)
             return
@@ -164,11 +187,14 @@ class Kube:
     def point_service(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         existing = self._get(self.core.read_namespaced_service, namespace, name)
-        if existing is None:
-            self.core.create_namespaced_service(namespace, _owned(body, owner))
-        elif existing["spec"].get("selector") != body["spec"]["selector"]:
-            patch = {"spec": {"selector": body["spec"]["selector"]}}
-            self.core.patch_namespaced_service(name, namespace, patch)
+        try:
+            if existing is None:
+                self.core.create_namespaced_service(namespace, _owned(body, owner))
+            elif existing["spec"].get("selector") != body["spec"]["selector"]:
+                patch = {"spec": {"selector": body["spec"]["selector"]}}
+                self.core.patch_namespaced_service(name, namespace, patch)
+        except ApiException as exc:
+            raise _refused("Service", name, exc) from exc
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
         self.custom.patch_namespaced_custom_object(

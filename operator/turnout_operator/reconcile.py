@@ -4,6 +4,15 @@ The steps are the planner's; this module only reads the cluster and the registry
 adapters, carries out the actions in order and writes the status back. A smoke test is the one
 action whose answer the planner needs at once: the reconcile then observes again and plans a
 second time. Everything here is synchronous and runs in a worker thread.
+
+What the order guarantees:
+- The spec and every object it becomes are checked first (domain/validation.py): an invalid
+  one is written nowhere but in its status (Degraded/InvalidSpec), and its annotations still act.
+- A reconcile never waits for the registry to resolve the model: it returns the question
+  (`Outcome.ask`), the caller asks it on the registry's own threads and reconciles again with
+  the answer. A registry that never answers so delays nothing but that answer.
+- An annotation is removed only after the status recording what it did is written: a reconcile
+  that fails half-way leaves it to be acted on again.
 """
 
 from __future__ import annotations
@@ -43,14 +52,11 @@ from turnout_operator.domain.observed import (
     ResolveFailed,
     SmokeResult,
 )
-from turnout_operator.domain.planner import plan
+from turnout_operator.domain.planner import Plan, plan, plan_invalid
 from turnout_operator.domain.spec import ModelDeploymentSpec
-from turnout_operator.domain.status import (
-    ModelDeploymentStatus,
-    parse_time,
-    set_condition,
-)
-from turnout_operator.kube import Kube
+from turnout_operator.domain.status import ModelDeploymentStatus, parse_time
+from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
+from turnout_operator.kube import Kube, Rejected
 from turnout_operator.metrics import OperatorMetrics
 from turnout_operator.registry_http import RegistryError
 from turnout_operator.settings import OperatorSettings
@@ -74,6 +80,28 @@ class Registry(Protocol):
 RegistryFactory = Callable[[str, Mapping[str, str]], Registry]
 
 
+@dataclass(frozen=True)
+class Question:
+    """A registry question a reconcile leaves to the caller, to ask off the reconcile's thread:
+    what `spec.model` of generation `generation` resolves to."""
+
+    namespace: str
+    generation: int
+    spec: ModelDeploymentSpec
+
+
+@dataclass(frozen=True)
+class Answer:
+    generation: int
+    resolution: Resolved | ResolveFailed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    wake: float | None  # seconds until the ModelDeployment is due again (None: on a change)
+    ask: Question | None = None  # ask the registry, then reconcile again with the answer
+
+
 @dataclass
 class Reconciler:
     kube: Kube
@@ -84,61 +112,88 @@ class Reconciler:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     in_cluster: bool = False
 
-    def reconcile(self, namespace: str, name: str) -> float | None:
-        """Bring one ModelDeployment a step closer to its spec; seconds until it is due again
-        (None: only a change will need it)."""
+    @property
+    def defaults(self) -> Defaults:
+        return Defaults(image=self.settings.serving_image, tracking_uri=self.settings.tracking_uri)
+
+    def reconcile(self, namespace: str, name: str, answer: Answer | None = None) -> Outcome:
+        """Bring one ModelDeployment a step closer to its spec, with the registry's `answer`
+        when one came. It never waits for the registry to resolve the model: when a resolution
+        is due it says so (`Outcome.ask`), and the caller asks and calls again with the answer."""
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.metrics.observe(namespace, name, None)
-            return None
+            return Outcome(None)
         generation = int(body["metadata"].get("generation", 1))
         status = _status_of(body)
+        checked = check(name, namespace, body.get("spec") or {}, self.defaults)
+        spec, now = checked.spec, self.clock()
+        if checked.problems:
+            return self._invalid(body, spec, status, generation, checked.why, now)
+        resolution = answer.resolution if answer and answer.generation == generation else None
+        ask = None
+        if resolution is None and _resolve_due(
+            spec, status, generation, now, self.settings.registry_retry_seconds
+        ):
+            ask = Question(namespace, generation, spec)
+        observed = self._observe(body, status, generation, resolution)
+        act = _Acts(self, body, spec)
         try:
-            spec = ModelDeploymentSpec.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            self._invalid(body, status, generation, exc)
-            return None
-        now = self.clock()
-        registry: Registry | None = None
-        resolution: Resolved | ResolveFailed | None = None
-        if _resolve_due(spec, status, generation, now, self.settings.registry_retry_seconds):
-            registry, resolution = self._resolve(spec, namespace)
-        annotations = body["metadata"].get("annotations") or {}
-        active, preview = self.kube.selectors(namespace, name)
-        observed = Observed(
-            status=status, name=name, namespace=namespace, generation=generation,
-            annotations={k: v for k, v in annotations.items() if k in ANNOTATIONS},
-            resolution=resolution, colors=self.kube.colors(namespace, name),
-            active_selector=active, preview_selector=preview,
-        )  # fmt: skip
-        act = _Acts(self, body, spec, namespace, name, registry)
-        for _ in range(MAX_PASSES):
-            result = plan(spec, observed, now)
-            smoke = act.run(result.actions)
-            if result.status != status:
-                self.kube.patch_status(namespace, name, _wire(result.status))
-            status = result.status
-            if smoke is None:
-                break
-            active, preview = self.kube.selectors(namespace, name)
-            observed = replace(
-                observed, status=status, annotations={}, smoke=smoke,
-                colors=self.kube.colors(namespace, name),
-                active_selector=active, preview_selector=preview,
-            )  # fmt: skip
+            result, status = self._carry_out(act, spec, observed, now)
+        except Rejected as exc:
+            why = f"the API server rejected {exc}"[:MAX_MESSAGE]
+            return self._invalid(body, spec, status, generation, why, now)
         self.metrics.observe(namespace, name, status.phase, spec.model.name,
                              status.active_version, status.active_color)  # fmt: skip
         wake = _next_wake(spec, status, result.requeue_after, now, self.settings)
         if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
             wake = min(wake or self.settings.registry_retry_seconds,
                        self.settings.registry_retry_seconds)  # fmt: skip
-        return wake
+        return Outcome(wake, ask)
 
-    def _resolve(
-        self, spec: ModelDeploymentSpec, namespace: str
-    ) -> tuple[Registry, Resolved | ResolveFailed]:
-        registry, problem = self.registry_for(spec, namespace)
-        return registry, problem or registry.resolve(spec.model)
+    def resolve(self, question: Question) -> Answer:
+        """Ask the registry what spec.model is now (blocking: run it off the reconcile pool)."""
+        registry, problem = self.registry_for(question.spec, question.namespace)
+        return Answer(question.generation, problem or registry.resolve(question.spec.model))
+
+    def _observe(
+        self, body: dict[str, Any], status: ModelDeploymentStatus, generation: int,
+        resolution: Resolved | ResolveFailed | None, named: bool = True,
+    ) -> Observed:  # fmt: skip
+        """What the planner sees; nothing of the cluster when the name cannot name an object."""
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        annotations = meta.get("annotations") or {}
+        active, preview = self.kube.selectors(namespace, name) if named else (None, None)
+        return Observed(
+            status=status, name=name, namespace=namespace, generation=generation,
+            annotations={k: v for k, v in annotations.items() if k in ANNOTATIONS},
+            resolution=resolution, colors=self.kube.colors(namespace, name) if named else {},
+            active_selector=active, preview_selector=preview,
+        )  # fmt: skip
+
+    def _carry_out(
+        self, act: _Acts, spec: ModelDeploymentSpec, observed: Observed, now: datetime
+    ) -> tuple[Plan, ModelDeploymentStatus]:
+        """Plan, act, write the status; again with a smoke test's result when one ran. An
+        annotation is removed only once the status recording its effect is written."""
+        status = observed.status
+        for _ in range(MAX_PASSES):
+            result = plan(spec, observed, now)
+            smoke = act.run(result.actions)
+            if result.status != status:
+                self.kube.patch_status(act.namespace, act.name, wire(result.status))
+            status = result.status
+            if smoke is None:
+                break
+            active, preview = self.kube.selectors(act.namespace, act.name)
+            observed = replace(
+                observed, status=status, annotations={}, smoke=smoke,
+                colors=self.kube.colors(act.namespace, act.name),
+                active_selector=active, preview_selector=preview,
+            )  # fmt: skip
+        act.remove_handled_annotations()
+        return result, status
 
     def registry_for(
         self, spec: ModelDeploymentSpec, namespace: str
@@ -155,43 +210,37 @@ class Reconciler:
         return self.registries(tracking_uri, credentials), problem
 
     def _invalid(
-        self, body: dict[str, Any], status: ModelDeploymentStatus, generation: int,
-        error: ValidationError,
-    ) -> None:  # fmt: skip
+        self, body: dict[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus,
+        generation: int, why: str, now: datetime,
+    ) -> Outcome:  # fmt: skip
+        """A spec the operator cannot act on: Degraded/InvalidSpec, nothing built from it; the
+        annotations still act (abort, rollback) and due scale-downs still happen."""
         meta = body["metadata"]
-        message = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )[:1000]
-        now = self.clock()
-        updated = status.model_copy(deep=True)
-        updated.conditions = set_condition(
-            updated.conditions, R.DEGRADED, "True", R.INVALID_SPEC, message, now, generation
-        )
-        updated.phase, updated.message, updated.observed_generation = (
-            "Degraded", message, generation,
-        )  # fmt: skip
-        if updated != status:
-            self.kube.event(body, "Warning", R.INVALID_SPEC, message)
-            self.kube.patch_status(meta["namespace"], meta["name"], _wire(updated))
-        model = ((body.get("spec") or {}).get("model") or {}).get("name")
-        self.metrics.observe(meta["namespace"], meta["name"], "Degraded",
-                             model if isinstance(model, str) else "",
-                             status.active_version, status.active_color)  # fmt: skip
+        namespace, name = meta["namespace"], meta["name"]
+        named = not name_problems(name)
+        observed = self._observe(body, status, generation, None, named=named)
+        result = plan_invalid(spec, observed, now, why)
+        act = _Acts(self, body, spec)
+        act.run(result.actions)
+        if result.status != status:
+            self.kube.patch_status(namespace, name, wire(result.status))
+        act.remove_handled_annotations()
+        model = spec.model.name
+        self.metrics.observe(namespace, name, result.status.phase, model,
+                             result.status.active_version, result.status.active_color)  # fmt: skip
+        return Outcome(result.requeue_after)
 
 
 class _Acts:
     """Carries out one plan's actions for one ModelDeployment."""
 
-    def __init__(
-        self, reconciler: Reconciler, body: dict[str, Any], spec: ModelDeploymentSpec,
-        namespace: str, name: str, registry: Registry | None,
-    ) -> None:  # fmt: skip
+    def __init__(self, reconciler: Reconciler, body: dict[str, Any], spec: ModelDeploymentSpec):
         self.r, self.body, self.spec = reconciler, body, spec
-        self.namespace, self.name = namespace, name
-        self._registry = registry
+        self.namespace, self.name = body["metadata"]["namespace"], body["metadata"]["name"]
+        self._registry: Registry | None = None
         self.postponed = False
-        settings = reconciler.settings
-        self.defaults = Defaults(image=settings.serving_image, tracking_uri=settings.tracking_uri)
+        self.handled: list[str] = []  # annotations acted on, removed once the status is written
+        self.defaults = reconciler.defaults
 
     @property
     def registry(self) -> Registry:
@@ -224,12 +273,17 @@ class _Acts:
                 self.r.tags.put(self.registry, self.spec.model.name, version,
                                 f"turnout.dev/{ns}.{name}", state)  # fmt: skip
             case RemoveAnnotation(key):
-                kube.remove_annotation(ns, name, key)
+                self.handled.append(key)
             case Emit(type_, reason, message):
                 kube.event(self.body, type_, reason, message)
             case RolloutFinished(outcome, seconds):
                 self.r.metrics.rollout_finished(outcome, seconds)
         return None
+
+    def remove_handled_annotations(self) -> None:
+        for key in dict.fromkeys(self.handled):
+            self.r.kube.remove_annotation(self.namespace, self.name, key)
+        self.handled = []
 
     def smoke(self, version: str) -> SmokeResult | None:
         """The smoke test's verdict; None when the registry cannot hand out the input example
@@ -264,16 +318,40 @@ def _status_of(body: dict[str, Any]) -> ModelDeploymentStatus:
         return ModelDeploymentStatus()
 
 
-def _wire(status: ModelDeploymentStatus) -> dict[str, Any]:
-    """The status as a merge patch: absent fields as explicit nulls, so they are removed."""
-    return status.model_dump(by_alias=True, mode="json")
+def wire(status: ModelDeploymentStatus) -> dict[str, Any]:
+    """The status as a JSON merge patch of the stored one. Fields of an object that are absent
+    become explicit nulls, so the merge removes them; a list is replaced whole, so its items
+    carry no nulls (a null inside a list is a value, not a removal: an API server that does not
+    prune it would store it, or refuse it)."""
+    return _nulls_only_in_objects(status.model_dump(by_alias=True, mode="json"))
+
+
+def _nulls_only_in_objects(value: Any, in_list: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _nulls_only_in_objects(v, in_list)
+            for k, v in value.items()
+            if not (in_list and v is None)
+        }
+    if isinstance(value, list):
+        return [_nulls_only_in_objects(item, True) for item in value if item is not None]
+    return value
 
 
 def _resolve_due(
     spec: ModelDeploymentSpec, status: ModelDeploymentStatus, generation: int, now: datetime,
     retry_seconds: float,
 ) -> bool:  # fmt: skip
-    if status.observed_generation != generation or status.resolved_at is None:
+    """Whether to ask the registry now: ModelResolved's observedGeneration is the generation
+    of the spec that the last answer was for (other steps of a reconcile move the status's
+    observedGeneration before the answer comes)."""
+    resolved = status.condition(R.MODEL_RESOLVED)
+    if (
+        resolved is None
+        or resolved.status == "Unknown"
+        or resolved.observed_generation != generation
+        or status.resolved_at is None
+    ):
         return True
     period = registry_period(spec, status, retry_seconds)
     if period is None:

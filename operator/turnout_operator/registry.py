@@ -83,8 +83,8 @@ class ModelRegistry:
         self.tracking_uri = tracking_uri.rstrip("/")
         self._credentials = dict(credentials or {})
         self._where = f"MLflow registry at {self.tracking_uri}"
-        # Worst case for a registry that accepts connections and never answers:
-        # (max_retries + 1) * timeout_seconds plus the backoff sleeps.
+        # Worst case for a registry that accepts connections and never answers: one
+        # timeout_seconds (a request that timed out is not retried, see registry_http.session).
         self._timeout = timeout_seconds
         self._retries = max_retries
 

@@ -98,10 +98,12 @@ def auth(credentials: Mapping[str, str]) -> requests.auth.AuthBase | None:
 
 
 def session(max_retries: int) -> requests.Session:
-    """A session that retries refused connections, timeouts and MLflow's transient statuses
-    `max_retries` times with exponential backoff; the last answer comes back to be classified."""
+    """A session that retries refused connections and MLflow's transient statuses `max_retries`
+    times with exponential backoff; the last answer comes back to be classified. A request the
+    server took and did not answer in time is not sent again at once: a registry that hangs
+    costs one timeout per question, and the next question comes with the reconcile's backoff."""
     retry = Retry(
-        total=max_retries, connect=max_retries, read=max_retries, redirect=max_retries,
+        total=max_retries, connect=max_retries, read=0, redirect=max_retries,
         status=max_retries, status_forcelist=RETRY_STATUSES, backoff_factor=BACKOFF_FACTOR,
         allowed_methods=None,  # MLflow's calls here are idempotent, POSTs (set-tag) included
         raise_on_status=False, respect_retry_after_header=False,

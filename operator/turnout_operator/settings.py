@@ -34,6 +34,18 @@ class OperatorSettings(BaseSettings):
     registry_retry_seconds: float = Field(
         10.0, gt=0, description="First retry delay after a registry error (doubles up to 5 min)."
     )
+    registry_timeout_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="Timeout of one registry request; a registry that never answers holds one "
+        "registry worker this long, and delays nothing but its own ModelDeployments.",
+    )
+    registry_workers: int = Field(
+        16, ge=1, description="Registry requests in flight at once, across ModelDeployments."
+    )
+    reconcile_workers: int = Field(
+        8, ge=1, description="Reconciles running at once (one per ModelDeployment at most)."
+    )
     resync_seconds: float = Field(
         60.0, gt=0, description="Reconcile every ModelDeployment at least this often."
     )

@@ -109,6 +109,12 @@ class Cluster:
     def annotations(self, name: str) -> dict[str, str]:
         return dict(self.md(name)["metadata"].get("annotations") or {})
 
+    def wait_annotation_handled(self, name: str, key: str, timeout: float = 30) -> None:
+        """The operator removes an annotation once the status recording what it did is written:
+        right after that status, not with it."""
+        wait_until(lambda: key not in self.annotations(name), timeout=timeout, interval=0.2,
+                   what=f"{key} removed from {name}")  # fmt: skip
+
     # --- reading and waiting --------------------------------------------------------------------
 
     def deployment(self, name: str) -> dict[str, Any] | None:
@@ -156,11 +162,13 @@ def running_cluster(
     pods: str = "process",
     extra_env: dict[str, str] | None = None,
     all_namespaces: bool = False,
+    crd: dict[str, Any] | None = None,
 ) -> Iterator[Cluster]:
     """A cluster whose pods behave as `pods` (a controller mode of tests/kube), for a fixture
-    to `yield from`; the operator watches namespace `default`, or all of them."""
+    to `yield from`; the operator watches namespace `default`, or all of them. The CRD is the
+    generated one unless another is given."""
     with KubeEmulator(log_dir=home / "pods") as kube:
-        kube.apply_crd(build_crd())
+        kube.apply_crd(crd or build_crd())
         kube.controller.behave_default(pods)
         kubeconfig = kube.write_kubeconfig(home / "kubeconfig")
         port = free_port()
@@ -181,6 +189,21 @@ def running_cluster(
             yield cluster
         finally:
             cluster.operator.stop()
+
+
+# What an older CRD lacks: the limits the operator checks itself (`helm upgrade` never upgrades
+# a chart's CRDs, so an operator can meet a CRD from before its limits).
+LIMITS = frozenset({"maximum", "maxLength", "pattern", "maxProperties", "maxItems",
+                    "x-kubernetes-validations"})  # fmt: skip
+
+
+def without_limits(node: Any) -> Any:
+    """The CRD (or a part of it) with LIMITS removed everywhere."""
+    if isinstance(node, dict):
+        return {k: without_limits(v) for k, v in node.items() if k not in LIMITS}
+    if isinstance(node, list):
+        return [without_limits(item) for item in node]
+    return node
 
 
 # The published RBAC (manifests/), by mode: the file and the kind of role it grants with.

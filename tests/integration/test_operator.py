@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kmock import KubernetesError
 
 from tests.conftest import Registry, wait_until
 from tests.integration.cluster import API, Cluster, calls_made, granted, running_cluster
@@ -66,21 +67,19 @@ def test_first_deploy_then_blue_green_version_bump(cluster: Cluster) -> None:
     assert 'turnout_operator_rollouts_total{outcome="promoted"} 2.0' in metrics
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kube-apiserver refuses this spec at create with 422 (the CRD's x-kubernetes-validations "
-    "rule on spec.model, apiextensions-apiserver pkg/apiserver/schema/cel/validation.go), so it never "
-    "reaches the operator: the test needs a spec the CRD accepts and the operator refuses",
-)
-def test_an_invalid_spec_shows_why_in_status_and_events(cluster: Cluster) -> None:
-    cluster.kube.create({
-        "apiVersion": API, "kind": "ModelDeployment",
-        "metadata": {"name": "broken-spec", "namespace": "default"},
-        "spec": {"model": {"name": "Diabetes"}, "replicas": 1},
-    })  # fmt: skip
-    status = cluster.wait_phase("broken-spec", "Degraded")
-    assert "exactly one of version, alias or stage" in status["message"]
-    assert "InvalidSpec" in cluster.reasons("broken-spec")
+def test_a_spec_the_crd_refuses_is_answered_at_once_and_creates_nothing(cluster: Cluster) -> None:
+    """What `kubectl apply` shows for a model reference naming no version, alias or stage: the
+    CRD's own rule refuses it (422), so no ModelDeployment exists for the operator to act on.
+    Specs the CRD accepts but the operator refuses are in test_invalid_specs.py."""
+    with pytest.raises(KubernetesError) as refused:
+        cluster.kube.create({
+            "apiVersion": API, "kind": "ModelDeployment",
+            "metadata": {"name": "broken-spec", "namespace": "default"},
+            "spec": {"model": {"name": "Diabetes"}, "replicas": 1},
+        })  # fmt: skip
+    assert (refused.value.status, refused.value.reason) == (422, "Invalid")
+    assert "exactly one of version, alias or stage" in (refused.value.message or "")
+    assert cluster.kube.get(API, "ModelDeployment", "default", "broken-spec") is None
     assert cluster.kube.get("apps/v1", "Deployment", "default", "broken-spec-blue") is None
 
 

@@ -163,7 +163,7 @@ def test_manual_promotion_waits_in_paused_for_the_annotation(cluster: Cluster) -
     cluster.annotate("manual", PROMOTE)
     status = cluster.wait_phase("manual", "Healthy", activeVersion="2", activeColor="green")
     assert conditions(status) == HEALTHY_CONDITIONS
-    assert PROMOTE not in cluster.annotations("manual")
+    cluster.wait_annotation_handled("manual", PROMOTE)
     assert (cluster.selector("manual"), cluster.selector("manual-preview")) == ("green", "green")
     assert cluster.replicas("manual-green") == 2  # scaled up to spec.replicas before the switch
     cluster.wait_tag("Diabetes", "2", "manual", "active")
@@ -185,7 +185,7 @@ def test_abort_rejects_the_version_until_retried(cluster: Cluster) -> None:
     assert status["message"] == "aborted by the turnout.dev/abort annotation"
     entry = status["history"][0]
     assert (entry["version"], entry["color"], entry["outcome"]) == ("2", "green", "Aborted")
-    assert ABORT not in cluster.annotations("abort")
+    cluster.wait_annotation_handled("abort", ABORT)
     assert (cluster.selector("abort"), cluster.selector("abort-preview")) == ("blue", "blue")
     cluster.wait_tag("Diabetes", "2", "abort", "rejected")
     cluster.wait_tag("Diabetes", "1", "abort", "active")
@@ -200,7 +200,7 @@ def test_abort_rejects_the_version_until_retried(cluster: Cluster) -> None:
     cluster.annotate("abort", RETRY)
     status = cluster.wait_phase("abort", "Paused", previewVersion="2", previewColor="green")
     assert status["rejectedVersions"] == []
-    assert RETRY not in cluster.annotations("abort")
+    cluster.wait_annotation_handled("abort", RETRY)
     assert cluster.replicas("abort-green") == 1
     cluster.wait_tag("Diabetes", "2", "abort", "preview")
     cluster.annotate("abort", PROMOTE)
@@ -273,7 +273,7 @@ def test_the_rollback_annotation_switches_back_to_the_warm_color(cluster: Cluste
     assert status["message"] == (
         "version 2 rolled back to 1 by the turnout.dev/rollback annotation"
     )
-    assert ROLLBACK not in cluster.annotations("rollback")
+    cluster.wait_annotation_handled("rollback", ROLLBACK)
     assert (cluster.selector("rollback"), cluster.selector("rollback-preview")) == (
         "blue", "blue",
     )  # fmt: skip

@@ -16,12 +16,28 @@ from typing import Any
 import celpy
 import pytest
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from tests.conftest import ROOT
 from turnout_operator.crd import CRD_FILE, build_crd, crd_yaml, openapi_schema, splice_reference
-from turnout_operator.domain.spec import ModelDeploymentSpec, ModelRef
+from turnout_operator.domain.kube_rules import (
+    ENV_VAR_NAME,
+    LABEL_VALUE,
+    TOTAL_ANNOTATION_SIZE_LIMIT,
+    anchored,
+    annotations_size,
+)
+from turnout_operator.domain.manifests import Defaults, build_deployment
+from turnout_operator.domain.spec import (
+    POD_ANNOTATIONS_BUDGET,
+    TUNABLE_ENV_NAMES,
+    EnvVar,
+    ModelDeploymentSpec,
+    ModelRef,
+)
 from turnout_operator.domain.status import (
     Condition,
     HistoryEntry,
@@ -29,6 +45,7 @@ from turnout_operator.domain.status import (
     Rollout,
     ScaleDown,
 )
+from turnout_operator.domain.validation import name_problems
 
 CRD = build_crd()
 [VERSION] = CRD["spec"]["versions"]
@@ -36,6 +53,7 @@ SCHEMA = VERSION["schema"]["openAPIV3Schema"]
 SPEC = SCHEMA["properties"]["spec"]
 STATUS = SCHEMA["properties"]["status"]
 MINIMAL = {"model": {"name": "m", "alias": "a"}}
+ENV_NAME = re.compile(anchored(ENV_VAR_NAME))
 
 
 # --- helpers: what the API server does with a structural schema ---------------------------------
@@ -303,10 +321,13 @@ def test_free_form_fields_keep_their_content() -> None:
     free = {"x-kubernetes-preserve-unknown-fields": True, "type": "object"}
     for name in ("resources", "affinity"):
         assert free.items() <= template[name].items(), name
-    for name in ("env", "tolerations", "imagePullSecrets"):
+    for name in ("tolerations", "imagePullSecrets"):
         assert template[name]["items"] == free, name
-    for name in ("nodeSelector", "podLabels", "podAnnotations"):
-        assert template[name]["additionalProperties"] == {"type": "string"}, name
+    assert free.items() <= template["env"]["items"]["properties"]["valueFrom"].items()
+    label_value = {"type": "string", "maxLength": 63, "pattern": anchored(LABEL_VALUE)}
+    for name in ("nodeSelector", "podLabels"):
+        assert template[name]["additionalProperties"] == label_value, name
+    assert template["podAnnotations"]["additionalProperties"] == {"type": "string"}
     # nothing in the status is free-form: an unknown field there is a bug, and is pruned
     assert not [path for path, n in nodes(STATUS) if "x-kubernetes-preserve-unknown-fields" in n]
 
@@ -343,7 +364,22 @@ BAD = [
     ({**MINIMAL, "registry": {"pollIntervalSeconds": "60"}}, [("$.registry.pollIntervalSeconds", "type")]),
     ({**MINIMAL, "registry": {"pollIntervalSeconds": 1}}, [("$.registry.pollIntervalSeconds", "minimum")]),
     ({"model": {"name": "m", "version": "v3"}}, [("$.model.version", "pattern")]),
-    ({"model": {"name": "", "alias": "a"}}, [("$.model.name", "minLength")]),
+    ({"model": {"name": "", "alias": "a"}}, [("$.model.name", "minLength"), ("$.model.name", "pattern")]),
+    ({"model": {"name": "a?b", "alias": "a"}}, [("$.model.name", "pattern")]),
+    ({**MINIMAL, "registry": {"trackingUri": "mlflow:5000"}}, [("$.registry.trackingUri", "pattern")]),
+    ({**MINIMAL, "registry": {"credentialsSecret": "My_Secret"}}, [("$.registry.credentialsSecret", "pattern")]),
+    ({**MINIMAL, "registry": {"pollIntervalSeconds": 86401}}, [("$.registry.pollIntervalSeconds", "maximum")]),
+    ({**MINIMAL, "template": {"env": [{"name": "1A", "value": "x"}]}}, [("$.template.env[0].name", "pattern")]),
+    ({**MINIMAL, "template": {"env": [{"value": "x"}]}}, [("$.template.env[0]", "required")]),
+    ({**MINIMAL, "template": {"podLabels": {"team": "x" * 64}}}, [("$.template.podLabels.team", "maxLength")]),
+    ({**MINIMAL, "template": {"podLabels": {"team": "-ml"}}}, [("$.template.podLabels.team", "pattern")]),
+    ({**MINIMAL, "template": {"nodeSelector": {f"k{i}": "v" for i in range(65)}}}, [("$.template.nodeSelector", "maxProperties")]),
+    ({**MINIMAL, "template": {"serviceAccountName": "Serving"}}, [("$.template.serviceAccountName", "pattern")]),
+    ({**MINIMAL, "auth": {"tokenSecret": "tokens.", }}, [("$.auth.tokenSecret", "pattern")]),
+    ({**MINIMAL, "strategy": {"blueGreen": {"scaleDownDelaySeconds": 10**12}}}, [("$.strategy.blueGreen.scaleDownDelaySeconds", "maximum")]),
+    ({**MINIMAL, "strategy": {"blueGreen": {"autoPromotionSeconds": 604801}}}, [("$.strategy.blueGreen.autoPromotionSeconds", "maximum")]),
+    ({**MINIMAL, "strategy": {"blueGreen": {"abortScaleDownDelaySeconds": 10**12}}}, [("$.strategy.blueGreen.abortScaleDownDelaySeconds", "maximum")]),
+    ({**MINIMAL, "strategy": {"blueGreen": {"progressDeadlineSeconds": 10**7}}}, [("$.strategy.blueGreen.progressDeadlineSeconds", "maximum")]),
     ({**MINIMAL, "replica": 3}, [("$", "additionalProperties")]),
     ({**MINIMAL, "template": {"nodeSelector": {"gpu": True}}}, [("$.template.nodeSelector.gpu", "type")]),
     ({**MINIMAL, "strategy": {"blueGreen": {"progressDeadlineSeconds": 5}}}, [("$.strategy.blueGreen.progressDeadlineSeconds", "minimum")]),
@@ -441,3 +477,111 @@ def test_status_defaults_are_the_models() -> None:
         "rollout": {"version": "4", "color": "green", "modelUri": "u", "startedAt": "t"},
     }
     assert defaulted(sparse, STATUS) == ModelDeploymentStatus.model_validate(sparse).to_api()
+
+
+# --- the CEL rules agree with the operator's own checks, over the class of input --------------
+
+KUBE_LISTS = {"sum": lambda items: celpy.celtypes.IntType(sum(items))}  # Kubernetes' lists library
+
+
+def cel(rule: dict[str, str], value: Any) -> bool:
+    env = celpy.Environment()
+    program = env.program(env.compile(rule["rule"]), functions=KUBE_LISTS)
+    return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+
+
+NAME_ALPHABET = "abcxyz0189-.A_"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(NAME_ALPHABET, min_size=1, max_size=70) | st.sampled_from(["a" * 55, "a" * 56]))
+def test_the_name_rule_admits_exactly_the_names_the_operator_can_build_objects_for(
+    name: str,
+) -> None:
+    [rule] = SCHEMA["x-kubernetes-validations"]
+    assert cel(rule, {"metadata": {"name": name}}) == (name_problems(name) == [])
+
+
+ENV_NAMES = st.sampled_from(["", "TURNOUT_", "MLFLOW_", "turnout_", "X"]).flatmap(
+    lambda prefix: st.builds(
+        lambda rest: prefix + rest, st.text("AB_MODELURITRACKING", max_size=20)
+    )
+) | st.sampled_from(sorted(TUNABLE_ENV_NAMES | {"MLFLOW_TRACKING_URI", "TURNOUT_MODEL_URI"}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ENV_NAMES)
+def test_the_env_rule_reserves_what_the_typed_spec_reserves(name: str) -> None:
+    assume(ENV_NAME.match(name))
+    [rule] = SPEC["properties"]["template"]["properties"]["env"]["items"][
+        "x-kubernetes-validations"
+    ]
+    assert cel(rule, {"name": name, "value": "x"}) == _valid(EnvVar, {"name": name, "value": "x"})
+
+
+def test_the_variables_left_to_users_are_turnout_serves_tunables() -> None:
+    """Each exists in turnout-serve, and none is one the operator sets or a spec field governs."""
+    from turnout_serving.settings import ServingSettings
+
+    served = {f"TURNOUT_{field.upper()}" for field in ServingSettings.model_fields}
+    assert served >= TUNABLE_ENV_NAMES
+    governed = {"TURNOUT_AUTH_TOKENS", "TURNOUT_GRACEFUL_SHUTDOWN_SECONDS"}
+    assert served - TUNABLE_ENV_NAMES == governed | {
+        e["name"] for e in operator_env(auth=True) if e["name"].startswith("TURNOUT_")
+    }
+
+
+def operator_env(auth: bool) -> list[dict[str, Any]]:
+    spec = ModelDeploymentSpec.model_validate(
+        {**MINIMAL, "auth": {"tokenSecret": "t" if auth else ""}}
+    )
+    [container] = build_deployment(
+        "m", "ns", "blue", "1", "models:/m/1", 1, spec, Defaults("image", "http://mlflow")
+    )["spec"]["template"]["spec"]["containers"]
+    env: list[dict[str, Any]] = container["env"]
+    return env
+
+
+def test_every_variable_the_operator_sets_is_reserved() -> None:
+    spec = ModelDeploymentSpec.model_validate({**MINIMAL, "auth": {"tokenSecret": "tokens"}})
+    [container] = build_deployment(
+        "m", "ns", "blue", "1", "models:/m/1", 1, spec, Defaults("image", "http://mlflow")
+    )["spec"]["template"]["spec"]["containers"]
+    [rule] = SPEC["properties"]["template"]["properties"]["env"]["items"][
+        "x-kubernetes-validations"
+    ]
+    for env in container["env"]:
+        assert not cel(rule, {"name": env["name"]}), env["name"]
+        assert not _valid(EnvVar, {"name": env["name"]}), env["name"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(
+    st.text("abc./-", min_size=1, max_size=20), st.integers(0, 140_000).map(lambda n: "v" * n),
+    max_size=4,
+))  # fmt: skip
+def test_the_annotation_size_rule_leaves_room_for_the_operators_own(
+    annotations: dict[str, str],
+) -> None:
+    """Whatever the rule admits, the pod template's annotations fit the API server's limit with
+    the operator's added (ASCII: CEL counts characters, the API server bytes)."""
+    rule = SPEC["properties"]["template"]["properties"]["podAnnotations"][
+        "x-kubernetes-validations"
+    ][0]
+    total = annotations_size(annotations)
+    assert cel(rule, annotations) == (total <= POD_ANNOTATIONS_BUDGET)
+    spec = ModelDeploymentSpec.model_validate(
+        {**MINIMAL, "template": {"podAnnotations": annotations}}
+    )
+    built = build_deployment("m", "ns", "blue", "1", "models:/m/1", 1, spec, Defaults("i", "u"))
+    pod_annotations = built["spec"]["template"]["metadata"]["annotations"]
+    if cel(rule, annotations):
+        assert annotations_size(pod_annotations) <= TOTAL_ANNOTATION_SIZE_LIMIT
+
+
+def _valid(model: type[BaseModel], value: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(value)
+    except ValidationError:
+        return False
+    return True

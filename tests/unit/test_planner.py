@@ -29,7 +29,7 @@ from turnout_operator.domain.observed import (
     ResolveFailed,
     SmokeResult,
 )
-from turnout_operator.domain.planner import Plan, plan
+from turnout_operator.domain.planner import Plan, plan, plan_invalid
 from turnout_operator.domain.spec import BlueGreen, ModelDeploymentSpec, ModelRef, Strategy
 from turnout_operator.domain.status import (
     HistoryEntry,
@@ -458,3 +458,44 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     later = plan(spec(), observe(first.status, colors={"blue": up("3")}), NOW + timedelta(hours=1))
     ready = later.status.condition(R.READY)
     assert ready is not None and ready.last_transition_time == timestamp(NOW)
+
+
+# --- a spec the operator cannot act on -------------------------------------------------------
+
+WHY = "spec.strategy.blueGreen.scaleDownDelaySeconds: Input should be less than or equal to 604800"
+
+
+def test_an_invalid_spec_deploys_nothing_and_says_why_once() -> None:
+    colors = {"blue": up("3"), "green": ColorState(version="4", replicas=1)}
+    result = plan_invalid(spec(), observe(in_preview(), colors=colors), NOW, WHY)
+    assert without_events(result) == []
+    assert emitted(result) == [("Warning", R.INVALID_SPEC)]
+    s = result.status
+    assert (s.phase, s.message, s.active_version) == ("Degraded", WHY, "3")
+    assert condition(result, R.DEGRADED) == ("True", R.INVALID_SPEC)
+    assert condition(result, R.PROGRESSING) == ("True", R.INVALID_SPEC)
+    again = plan_invalid(spec(), observe(s, colors=colors), NOW + timedelta(seconds=5), WHY)
+    assert again.actions == () and again.status == s  # no second event, no status write
+
+
+def test_abort_and_rollback_work_whatever_the_spec_says() -> None:
+    colors = {"blue": up("3"), "green": ColorState(version="4", replicas=1)}
+    aborted = plan_invalid(spec(), observe(in_preview(), colors=colors, annotations={ABORT: ""}),
+                           NOW, WHY)  # fmt: skip
+    assert RemoveAnnotation(ABORT) in aborted.actions
+    assert PointService("preview", "blue") in aborted.actions
+    assert not any(isinstance(a, DeployColor | SmokeTest) for a in aborted.actions)
+    s = aborted.status
+    assert (s.rollout, s.rejected_versions, s.phase) == (None, ["4"], "Degraded")
+    assert s.scale_downs == [ScaleDown(color="green", version="4",
+                                       at=timestamp(NOW + timedelta(seconds=30)), after="Abort")]  # fmt: skip
+    # ... and the aborted preview is scaled down when due, the spec still invalid
+    later = plan_invalid(spec(), observe(s, colors=colors), NOW + timedelta(seconds=31), WHY)
+    assert ScaleColor("green", 0) in later.actions
+
+    warm = {"blue": up("3"), "green": up("4")}
+    rolled = plan_invalid(spec(), observe(promoted_4_with_3_warm(), colors=warm,
+                                          annotations={ROLLBACK: ""}), NOW, WHY)  # fmt: skip
+    assert PointService("active", "blue") in rolled.actions
+    assert (rolled.status.active_version, rolled.status.active_color) == ("3", "blue")
+    assert not any(isinstance(a, DeployColor | SmokeTest) for a in rolled.actions)

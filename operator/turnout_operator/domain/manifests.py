@@ -189,7 +189,7 @@ def _container(
         "name": "server",
         "image": spec.template.image or defaults.image,
         "command": ["turnout-serve"],
-        "env": [*env, *spec.template.env],
+        "env": [*env, *(e.to_api() for e in spec.template.env)],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=3),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),

@@ -39,6 +39,7 @@ class Pass:
         self.healthy_again = False  # a promotion or a retry clears a sticky Degraded
         self.progress: tuple[str, str] = (R.NO_ROLLOUT, "")  # Progressing reason and message
         self.waiting_for_promotion = False
+        self.invalid: str | None = None  # the spec cannot be acted on: why, naming the field
 
     def uri(self, version: str) -> str:
         return f"models:/{self.spec.model.name}/{version}"

@@ -44,7 +44,7 @@ from turnout_operator.domain.spec import COLORS, ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, set_condition, timestamp
 from turnout_operator.domain.summary import summarize
 
-__all__ = ["Plan", "last_good_version", "plan"]
+__all__ = ["Plan", "last_good_version", "plan", "plan_invalid"]
 
 MIN_REQUEUE_SECONDS = 1.0
 
@@ -68,9 +68,34 @@ def plan(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Plan:
             rollout.advance(p)
     keep_services_and_colors(p)
     summarize(p)
+    return _result(p)
+
+
+def plan_invalid(spec: ModelDeploymentSpec, observed: Observed, now: datetime, why: str) -> Plan:
+    """The plan for a ModelDeployment whose spec cannot be acted on (`why` names the field):
+    Degraded with reason InvalidSpec and a Warning Event when that is news. Nothing is deployed
+    from such a spec, but the annotations still work: abort and rollback only point Services
+    and schedule scale-downs, so they never depend on the spec being right (`spec` is what
+    could be salvaged from it: its delays, or their defaults). Scale-downs that fall due still
+    happen."""
+    p = Pass(spec, observed, now)
+    handle_annotations(p)
+    settle_scale_downs(p)
+    previous = p.status.condition(R.DEGRADED)
+    if previous is None or (previous.reason, previous.message) != (R.INVALID_SPEC, why):
+        p.emit(True, R.INVALID_SPEC, why)
+    p.invalid = why
+    if p.status.rollout is not None:
+        version = p.status.rollout.version
+        p.progress = (R.INVALID_SPEC, f"the rollout of version {version} waits for a valid spec")
+    summarize(p)
+    return _result(p)
+
+
+def _result(p: Pass) -> Plan:
     requeue = None
     if p.wakeups:
-        requeue = max(MIN_REQUEUE_SECONDS, (min(p.wakeups) - now).total_seconds())
+        requeue = max(MIN_REQUEUE_SECONDS, (min(p.wakeups) - p.now).total_seconds())
     return Plan(actions=tuple(p.actions), status=p.status, requeue_after=requeue)
 
 

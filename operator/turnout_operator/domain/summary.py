@@ -37,7 +37,7 @@ def summarize(p: Pass) -> None:
     conditions = status.conditions
     for type_, verdict in ((R.READY, ready), (R.PROGRESSING, progressing), (R.DEGRADED, degraded)):
         conditions = set_condition(conditions, type_, *verdict, p.now, generation)
-    if not any(c.type == R.MODEL_RESOLVED for c in conditions):
+    if p.invalid is None and not any(c.type == R.MODEL_RESOLVED for c in conditions):
         conditions = set_condition(
             conditions, R.MODEL_RESOLVED, "Unknown", "Resolving",
             f"resolving {p.spec.model.reference}", p.now, generation,
@@ -66,6 +66,8 @@ def _ready(p: Pass) -> Verdict:
 
 def _degraded(p: Pass, ready: bool) -> Verdict:
     status = p.status
+    if p.invalid is not None:
+        return ("True", R.INVALID_SPEC, p.invalid)
     if p.degraded is not None:
         return ("True", *p.degraded)
     resolved = status.condition(R.MODEL_RESOLVED)
@@ -85,6 +87,8 @@ def _degraded(p: Pass, ready: bool) -> Verdict:
 
 
 def _phase(p: Pass, ready: Verdict, degraded: Verdict) -> tuple[Phase, str]:
+    if p.invalid is not None:
+        return "Degraded", p.invalid
     if p.spec.paused:
         return "Paused", "spec.paused is true: rollouts are frozen"
     if p.status.rollout is not None:

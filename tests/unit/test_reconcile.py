@@ -1,0 +1,129 @@
+"""The order of one reconcile, against a recording stand-in for the Kubernetes adapter.
+
+What users rely on: a reconcile never asks the registry itself (it hands the question back, so a
+registry that hangs holds no reconcile); an annotation is removed only after the status recording
+what it did is written; an object the API server refuses anyway ends Degraded/InvalidSpec with the
+server's reason instead of a silent retry loop.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from turnout_operator.domain.observed import ColorState, Resolved
+from turnout_operator.kube import Rejected
+from turnout_operator.metrics import OperatorMetrics
+from turnout_operator.reconcile import Answer, Reconciler
+from turnout_operator.settings import OperatorSettings
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+class RecordingKube:
+    """Answers reads from `objects` and records every write, in order."""
+
+    def __init__(self, body: dict[str, Any], refuse: str | None = None) -> None:
+        self.body = body
+        self.refuse = refuse
+        self.writes: list[tuple[str, Any]] = []
+        self.colors_: dict[str, ColorState] = {}
+
+    def model_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.body
+
+    def colors(self, namespace: str, name: str) -> dict[str, ColorState]:
+        return self.colors_
+
+    def selectors(self, namespace: str, name: str) -> tuple[None, None]:
+        return None, None
+
+    def apply_deployment(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        if self.refuse:
+            raise Rejected(f"Deployment {body['metadata']['name']}: {self.refuse}")
+        self.writes.append(("deployment", body["metadata"]["name"]))
+
+    def point_service(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        self.writes.append(("service", body["metadata"]["name"]))
+
+    def scale(self, namespace: str, name: str, replicas: int) -> None:
+        self.writes.append(("scale", name))
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.writes.append(("status", status))
+        self.body = {**self.body, "status": status}
+
+    def remove_annotation(self, namespace: str, name: str, key: str) -> None:
+        self.writes.append(("remove-annotation", key))
+
+    def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.writes.append(("event", (type_, reason, message)))
+
+
+class Untouchable:
+    """A registry a reconcile may hand to the tag writer, but never call."""
+
+    def __init__(self, uri: str, credentials: Any) -> None:
+        self.tracking_uri = uri
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a reconcile must not ask the registry ({name})")
+
+
+class Tags:
+    def __init__(self) -> None:
+        self.wanted: list[tuple[str, str]] = []
+
+    def put(self, registry: Any, model: str, version: str, key: str, state: str) -> None:
+        self.wanted.append((version, state))
+
+
+def reconciler(kube: RecordingKube) -> Reconciler:
+    return Reconciler(
+        kube=kube,  # type: ignore[arg-type]
+        registries=Untouchable,
+        settings=OperatorSettings(),
+        metrics=OperatorMetrics(CollectorRegistry()),
+        tags=Tags(),  # type: ignore[arg-type]
+        clock=lambda: NOW,
+    )
+
+
+def model_deployment(spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "turnout.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "bikes", "namespace": "ml", "uid": "u1", "generation": 1, **meta},
+        "spec": spec,
+    }  # fmt: skip
+
+
+SPEC = {"model": {"name": "bikes", "version": "3"}, "replicas": 1}
+
+
+def test_a_due_resolution_is_handed_back_not_asked() -> None:
+    kube = RecordingKube(model_deployment(SPEC))
+    outcome = reconciler(kube).reconcile("ml", "bikes")
+    assert outcome.ask is not None and outcome.ask.generation == 1
+    [(kind, status)] = kube.writes  # the status is written before any answer comes
+    assert (kind, status["phase"], status["observedGeneration"]) == ("status", "Pending", 1)
+
+
+def test_an_annotation_is_removed_only_after_the_status_is_written() -> None:
+    kube = RecordingKube(model_deployment(SPEC, annotations={"turnout.dev/promote": "now"}))
+    reconciler(kube).reconcile("ml", "bikes", Answer(1, Resolved("3", "models:/bikes/3")))
+    kinds = [kind for kind, _ in kube.writes]
+    assert kinds.index("remove-annotation") > max(i for i, k in enumerate(kinds) if k == "status")
+
+
+def test_an_object_the_api_server_refuses_ends_invalid_with_its_reason() -> None:
+    refusal = 'spec.template.spec.containers[0].resources.requests[cpu]: Invalid value: "lots"'
+    kube = RecordingKube(model_deployment(SPEC), refuse=refusal)
+    outcome = reconciler(kube).reconcile("ml", "bikes", Answer(1, Resolved("3", "models:/bikes/3")))
+    why = f"the API server rejected Deployment bikes-blue: {refusal}"
+    assert kube.writes[0] == ("event", ("Warning", "InvalidSpec", why))
+    status = kube.writes[-1][1]
+    assert (status["phase"], status["message"]) == ("Degraded", why)
+    assert [w for w in kube.writes if w[0] in ("deployment", "service")] == []
+    assert outcome.ask is None
