@@ -151,6 +151,8 @@ def same_values(a: np.ndarray, b: np.ndarray) -> bool:
         return False
     if a.dtype.kind in "fc":
         return bool(np.array_equal(a, b, equal_nan=True))
+    if a.dtype.kind in "mM":  # NaT never equals NaT; as int64 both are the same sentinel
+        return bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
     if a.dtype.kind == "O":
         return all(deep_equal(x, y) for x, y in zip(a.ravel(), b.ravel(), strict=True))
     return bool(np.array_equal(a, b))
