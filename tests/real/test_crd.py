@@ -167,13 +167,13 @@ def test_unknown_fields_are_pruned_with_a_warning_except_where_the_schema_keeps_
         }  # fmt: skip
         assert stored["spec"]["template"] == {
             "resources": {"limits": {"memory": "1Gi"}, "anything": {"kept": 1}},
-            "env": [{"name": "A", "value": "1", "custom": "kept"}],
+            "env": [{"name": "A", "value": "1"}],  # an EnvVar has a schema: `custom` is pruned
         }
         assert "unknownTopLevel" not in stored["spec"]
         assert sorted(answer.headers.get_list("warning")) == sorted(
             f'299 - "unknown field \\"{path}\\""'
             for path in ("extraRoot", "spec.model.color", "spec.strategy.blueGreen.bogus",
-                         "spec.unknownTopLevel")
+                         "spec.template.env[0].custom", "spec.unknownTopLevel")
         )  # fmt: skip
         strict = server.post(collection(), params={"fieldValidation": "Strict"},
                           json=manifest("strict", spec))  # fmt: skip
