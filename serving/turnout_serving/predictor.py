@@ -12,6 +12,7 @@ the request id, with the traceback only in the log.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import logging
@@ -20,7 +21,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,6 @@ import pandas as pd
 import sklearn
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
-from mlflow.utils.proto_json_utils import _get_jsonable_obj
 
 from turnout_serving.domain.payload import NumericBatch, numeric_frame, read_numeric
 from turnout_serving.errors import (
@@ -44,6 +44,11 @@ from turnout_serving.model_source import LoadedModel
 log = logging.getLogger("turnout_serving.predict")
 
 CONTENT_TYPES = ("application/json", "text/csv", "application/vnd.apache.parquet")
+# MLflow's words when the model raises on the input; we add the reason instead of a traceback.
+MODEL_REJECTED = (
+    "Encountered an unexpected error while evaluating the model. Verify that the serialized "
+    "input Dataframe is compatible with the model for inference."
+)
 _DUMP = orjson.OPT_SERIALIZE_NUMPY
 QUICK_SECONDS = 0.002
 
@@ -56,6 +61,7 @@ class Scored:
     rows: int
     columns: Mapping[str, np.ndarray]
     predictions: np.ndarray | None  # one value per row, or None when not a flat vector
+    unified: bool = False  # answered as the model's output alone (unified LLM input)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class Parsed:
     batch: NumericBatch | None = None
     data: Any = None
     params: Any = None
+    unified: bool = False  # MLflow's `is_unified_llm_input`: {"messages"|"prompt"|"input": ...}
 
 
 class Predictor:
@@ -97,13 +104,13 @@ class Predictor:
             batch = read_numeric(document, self.model.input_schema) if self._fast else None
             if batch is not None:
                 return Parsed(batch=batch)
-            data, params = self._mlflow_call(
+            data, params, unified = self._mlflow_call(
                 scoring_server._parse_json_data,
                 document,
                 self.model.pyfunc.metadata,
                 self.model.mlflow_schema,
-            )[0:2]
-            return Parsed(data=data, params=params)
+            )
+            return Parsed(data=data, params=params, unified=unified)
         if mime == "text/csv":
             return Parsed(data=self._parse_csv(body))
         return Parsed(data=self._mlflow_call(scoring_server.parse_parquet_input, io.BytesIO(body)))
@@ -111,7 +118,8 @@ class Predictor:
     def score_parsed(self, parsed: Parsed, request_id: str) -> Scored:
         if parsed.batch is not None:
             return self._score_fast(parsed.batch, request_id)
-        return self._score_general(parsed.data, parsed.params, request_id)
+        scored = self._score_general(parsed.data, parsed.params, request_id)
+        return replace(scored, unified=True, rows=1) if parsed.unified else scored
 
     def score_frame(self, frame: pd.DataFrame, request_id: str) -> Scored:
         """Score an in-memory frame (warm-up, Open Inference Protocol)."""
@@ -145,7 +153,9 @@ class Predictor:
                 raw = pyfunc.predict(data)
         except MlflowException as exc:
             if exc.get_http_status_code() < 500:
-                raise SchemaMismatch(exc.message, error_code=exc.error_code) from exc
+                # MLflow's own wording: the input it could not predict on, then why.
+                message = f"Failed to predict data '{data}'. \nError: {exc.message}"
+                raise SchemaMismatch.wrapping(exc, message) from exc
             raise self._failure(exc, request_id, data) from exc
         except Exception as exc:
             raise self._failure(exc, request_id, data) from exc
@@ -158,7 +168,8 @@ class Predictor:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise BadRequest(
-                f"Ensure that input is a valid UTF-8 encoded string. Error: {exc}"
+                "Invalid input. Ensure that input is a valid UTF-8 encoded string. "
+                f"Error: '{exc!r}'"
             ) from exc
         return self._mlflow_call(
             scoring_server.parse_csv_input, io.StringIO(text), self.model.mlflow_schema
@@ -170,7 +181,7 @@ class Predictor:
         try:
             return fn(*args)
         except MlflowException as exc:
-            raise BadRequest(exc.message, error_code=exc.error_code) from exc
+            raise BadRequest.wrapping(exc) from exc
 
     def _failure(self, exc: Exception, request_id: str, data: Any) -> ServingError:
         """The model raised: the input's fault (400, saying why) or the model's (500, request id).
@@ -182,11 +193,11 @@ class Predictor:
         columns = _missing_columns(data)
         if columns:
             return BadRequest(
-                f"The model cannot predict on missing values, found in columns {columns}: "
-                f"{type(exc).__name__}: {str(exc)[:200]}"
+                f"{MODEL_REJECTED} The model cannot predict on missing values, found in columns "
+                f"{columns}: {type(exc).__name__}: {str(exc)[:200]}"
             )
         if _raised_by_input_validation(exc):
-            return BadRequest(f"The model rejected the input: {str(exc)[:300]}")
+            return BadRequest(f"{MODEL_REJECTED} The model rejected the input: {str(exc)[:300]}")
         log.error("prediction failed for request %s", request_id, exc_info=exc)
         return PredictionFailed(request_id)
 
@@ -228,40 +239,41 @@ def _fast_predict_fn(model: LoadedModel) -> Callable[[np.ndarray], Any] | None:
 def _check_content_type(content_type: str | None) -> str:
     """MLflow's content-type rules: a known type, utf-8 only, no other parameters."""
     if not content_type:
-        raise UnsupportedMediaType(
-            f"This predictor only supports the following content types: {list(CONTENT_TYPES)}. "
-            "Got no Content-Type header."
-        )
+        raise UnsupportedMediaType(_unsupported_type("no Content-Type header"))
     mime, *parameters = (part.strip() for part in content_type.split(";"))
     values = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parameters)}
     if values.get("charset", "utf-8").lower() != "utf-8":
         raise UnsupportedMediaType("The scoring server only supports UTF-8")
     if set(values) - {"charset"}:
         raise UnsupportedMediaType(
-            f"Unrecognized content type parameters: {', '.join(sorted(set(values) - {'charset'}))}."
+            "Unrecognized content type parameters: "
+            f"{', '.join(sorted(set(values) - {'charset'}))}. "
+            f"{scoring_server.SCORING_PROTOCOL_CHANGE_INFO}"
         )
     if mime.lower() not in CONTENT_TYPES:
-        raise UnsupportedMediaType(
-            f"This predictor only supports the following content types: {list(CONTENT_TYPES)}. "
-            f"Got '{content_type}'."
-        )
+        raise UnsupportedMediaType(_unsupported_type(f"'{content_type}'"))
     return mime.lower()
 
 
+def _unsupported_type(got: str) -> str:
+    return (
+        "This predictor only supports the following content types: "
+        f"Types: {scoring_server.CONTENT_TYPES}. Got {got}."
+    )
+
+
 def decode_json(body: bytes) -> dict[str, Any]:
-    """A request body that must be a JSON object (MLflow's message for anything else)."""
+    """A request body that must be a JSON object. orjson reads the usual ones; anything else goes
+    to MLflow's own reader, which takes what orjson refuses (NaN, huge integers, UTF-16 bodies)
+    and words the refusals as MLflow does."""
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(
-            f"Ensure that input is a valid JSON formatted string. Error: {exc}"
-        ) from exc
-    if not isinstance(document, dict):
-        raise BadRequest(
-            "The request body must be a JSON object with one of the keys dataframe_split, "
-            f"dataframe_records, instances or inputs. Received a {type(document).__name__}."
-        )
-    return document
+    except orjson.JSONDecodeError:
+        document = None
+    if isinstance(document, dict):
+        return document
+    decoded: dict[str, Any] = Predictor._mlflow_call(scoring_server._decode_json_input, body)
+    return decoded
 
 
 def _scored(raw: Any, rows: int, columns: Mapping[str, np.ndarray]) -> Scored:
@@ -271,12 +283,44 @@ def _scored(raw: Any, rows: int, columns: Mapping[str, np.ndarray]) -> Scored:
     return Scored(raw=raw, rows=rows, columns=columns, predictions=flat)
 
 
-def predictions_body(raw: Any) -> bytes:
-    """`{"predictions": ...}` exactly as MLflow's scoring server writes it (pandas as records)."""
-    if isinstance(raw, np.ndarray) and raw.dtype.kind in "iufb":
-        return orjson.dumps({"predictions": raw}, option=_DUMP)
-    jsonable = _get_jsonable_obj(raw, pandas_orient="records")
-    return orjson.dumps({"predictions": jsonable}, option=_DUMP | orjson.OPT_NON_STR_KEYS)
+def predictions_body(scored: Scored) -> bytes:
+    """The response body exactly as MLflow's scoring server writes it: `{"predictions": ...}`,
+    or the model's output alone for unified LLM input, pandas as records, NaN as MLflow writes it.
+
+    A plain finite float64/integer/boolean array is written by orjson (same numbers, a fraction
+    of the time); everything else by MLflow's own writers, so every type reads back the same.
+    """
+    raw = scored.raw
+    if (
+        not scored.unified
+        and isinstance(raw, np.ndarray)
+        and raw.dtype in _ORJSON_EXACT
+        and (raw.dtype.kind != "f" or np.isfinite(raw).all())
+    ):
+        with contextlib.suppress(orjson.JSONEncodeError):  # e.g. not C-contiguous
+            return orjson.dumps({"predictions": raw}, option=_DUMP)
+    writer = (
+        scoring_server.unwrapped_predictions_to_json
+        if scored.unified
+        else scoring_server.predictions_to_json
+    )
+    out = io.StringIO()
+    try:
+        writer(raw, out)
+    except (TypeError, ValueError) as exc:
+        log.error("the model's output cannot be written as JSON", exc_info=exc)
+        raise ServingError(
+            f"The model returned {type(raw).__name__} output that cannot be written as JSON: {exc}"
+        ) from exc
+    return out.getvalue().encode()
+
+
+# dtypes whose values orjson writes as the numbers Python's json writes (float32 is not: MLflow
+# widens it to a Python float first, which prints more digits)
+_ORJSON_EXACT = frozenset(
+    np.dtype(t) for t in ("float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                          "uint32", "uint64", "bool")
+)  # fmt: skip
 
 
 def _frame_columns(data: Any) -> Mapping[str, np.ndarray]:

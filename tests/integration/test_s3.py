@@ -204,7 +204,7 @@ def test_first_start_downloads_from_s3_and_serves_the_model(
     model_file = f"GET /{BUCKET}/artifacts/models/{logged['model_id']}/artifacts/MLmodel "
     assert any(model_file in line for line in s3.requests)
     assert predict(first, logged) == logged["predictions"]
-    described = httpx.get(f"{first.url}/version").json()
+    described = httpx.get(f"{first.url}/info").json()
     assert described["model_version"] == logged["version"]
     assert described["resolved_uri"] == f"models:/{NAME}/{logged['version']}"
     assert described["run_id"] == logged["run_id"]
@@ -226,7 +226,7 @@ def test_a_restart_on_the_same_cache_serves_without_touching_s3(
     assert s3.requests[seen:] == []
     assert download_seconds(second) == 0.0
     assert predict(second, logged) == logged["predictions"]
-    assert httpx.get(f"{second.url}/version").json()["drift"] == f"on: reference {logged['digest']}"
+    assert httpx.get(f"{second.url}/info").json()["drift"] == f"on: reference {logged['digest']}"
 
 
 def test_an_unreachable_endpoint_keeps_the_server_unready_retrying_and_says_why(
