@@ -40,7 +40,7 @@ class ServingError(Exception):
         message unless one is given); never its stack trace."""
         return cls(
             exc.message if message is None else message,
-            exc.error_code,
+            error_code=exc.error_code,
             error_class=getattr(exc, "error_class", None),
             sqlstate=getattr(exc, "sqlstate", None),
         )

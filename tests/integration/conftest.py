@@ -5,6 +5,7 @@ processes, next to the MLflow registry of tests/conftest.py (re-exported here wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,14 +22,16 @@ def serve_factory(
     cache = tmp_path_factory.mktemp("cache")
 
     def serve(model_uri: str, *flags: str, env: dict[str, str] | None = None,
-              ready: bool = True) -> Process:  # fmt: skip
+              ready: bool = True, home: Path | None = None) -> Process:  # fmt: skip
+        """`home` is the working directory (a fresh one if not given)."""
         port = free_port()
-        home = tmp_path_factory.mktemp("serve")
+        home = home or tmp_path_factory.mktemp("serve")
         argv = [str(BIN / "turnout-serve"), "-m", model_uri, "-p", str(port),
                 "--cache-dir", str(cache), *flags]  # fmt: skip
         proc = Process(f"http://127.0.0.1:{port}",
-                       start(argv, home / "serve.log", {**mlflow_registry.env, **(env or {})}),
-                       home / "serve.log")  # fmt: skip
+                       start(argv, home / f"serve-{port}.log",
+                             {**mlflow_registry.env, **(env or {})}),
+                       home / f"serve-{port}.log")  # fmt: skip
         started.append(proc)
         if ready:
             wait_for_ready(proc)
@@ -44,3 +47,33 @@ def wait_for_ready(proc: Process, timeout: float = 120) -> None:
         lambda: proc.alive() and httpx.get(f"{proc.url}/v2/health/ready").status_code == 200,
         timeout=timeout, interval=0.2, what=f"{proc.url} to be ready",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mlflow_serve(
+    mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Process]]:
+    """`mlflow models serve` on a model URI, as MLflow users run it (local env manager); one
+    server per URI, flags, environment and working directory, reused until stopped."""
+    running: dict[tuple[object, ...], Process] = {}
+
+    def serve(uri: str, *flags: str, env: dict[str, str] | None = None, ready: bool = True,
+              home: Path | None = None) -> Process:  # fmt: skip
+        key = (uri, flags, tuple(sorted((env or {}).items())), home)
+        if key not in running or running[key].popen.poll() is not None:
+            port = free_port()
+            cwd = home or tmp_path_factory.mktemp("mlflow-serve")
+            argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "-p", str(port),
+                    "-h", "127.0.0.1", "--env-manager", "local", *flags]  # fmt: skip
+            log = cwd / f"mlflow-serve-{port}.log"
+            proc = Process(f"http://127.0.0.1:{port}",
+                           start(argv, log, {**mlflow_registry.env, **(env or {})}), log)  # fmt: skip
+            running[key] = proc
+            if ready:
+                wait_until(lambda: proc.alive() and httpx.get(f"{proc.url}/ping").status_code == 200,
+                           timeout=180, interval=0.3, what=f"mlflow models serve {uri}")  # fmt: skip
+        return running[key]
+
+    yield serve
+    for proc in running.values():
+        proc.stop()
