@@ -109,7 +109,7 @@ def test_metrics_carry_model_version_color_and_count_requests(champion: Process)
     ("headers", "body", "status", "fragment"),
     [
         ({"content-type": "application/json"}, b"{not json", 400, "valid JSON"),
-        ({"content-type": "application/json"}, b"[1, 2]", 400, "JSON object"),
+        ({"content-type": "application/json"}, b"[1, 2]", 400, "JSON dictionary"),
         ({"content-type": "application/xml"}, b"<a/>", 415, "content types"),
         ({}, b"{}", 415, "Content-Type"),
         ({"content-type": "application/json; charset=latin-1"}, b"{}", 415, "UTF-8"),

@@ -37,8 +37,9 @@ PROTOCOL: list[Difference] = [
         "scikit-learn model",
         mlflow="400 BAD_REQUEST, 'Encountered an unexpected error while evaluating the model...' "
         "with the traceback",
-        turnout="400 BAD_REQUEST, the same words followed by the model's reason (e.g. 'X has 1 "
-        "features, but ... is expecting 2'), no traceback",
+        turnout="400 BAD_REQUEST, the same words followed by the reason (e.g. 'The model rejected "
+        "the input: X has 1 features, but ... is expecting 2', or the columns holding missing "
+        "values), no traceback",
         why="the caller learns what to fix without reading a traceback",
     ),
     Difference(
