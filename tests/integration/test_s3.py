@@ -243,6 +243,21 @@ def test_an_unreachable_endpoint_keeps_the_server_unready_retrying_and_says_why(
     assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
 
 
+def test_an_endpoint_that_stays_away_ends_the_server_with_status_3_and_the_reason(
+    serve: Serve, s3_env: dict[str, str], logged: dict[str, Any], tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    proc = serve({**s3_env, "MLFLOW_S3_ENDPOINT_URL": nowhere,
+                  "TURNOUT_ARTIFACT_TIMEOUT_SECONDS": "4"}, tmp_path / "cache")  # fmt: skip
+    assert proc.popen.wait(90) == 3  # 4 s of retries, each attempt as long as boto3 takes
+    log = proc.output()
+    assert "(retrying in 2s)" in log
+    last = log.strip().splitlines()[-1]
+    assert "exiting: the model cannot be served: Cannot download" in last
+    assert f'Could not connect to the endpoint URL: "{nowhere}' in last
+    assert last.endswith("(gave up after 4s: see --artifact-timeout)")
+
+
 def _failed(proc: Process) -> dict[str, Any] | None:
     """The /ping body once a download has failed; a server that exited fails the test."""
     proc.alive()
