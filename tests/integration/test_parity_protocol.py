@@ -317,13 +317,30 @@ MLFLOW_SUITE: list[tuple[str, str, str | None, bytes]] = [
     ("named tensors, instances", "pair_sums", *as_json({"instances": [{"a": [1.0, 2.0], "b": [3.0, 4.0]}, {"a": [5.0, 6.0], "b": [7.0, 8.0]}]})),
     ("named tensors, inputs", "pair_sums", *as_json({"inputs": {"a": [[1.0, 2.0]], "b": [[3.0, 4.0]]}})),
 ]  # fmt: skip
+# ... and what else a client may send that the generated requests do not
+PARQUET = "application/vnd.apache.parquet"
+MORE: list[tuple[str, str, str | None, bytes]] = [
+    ("two unknown content type parameters", "knn", f"{JSON}; a=1; b=2", json.dumps(SPLIT).encode()),
+    ("parquet", "knn", PARQUET, DF.rename(columns=str).to_parquet()),
+    ("not parquet", "knn", PARQUET, b"PAR1 nope"),
+    ("csv", "knn", "text/csv", DF.to_csv(index=False).encode()),
+    ("csv, not UTF-8", "knn", "text/csv", "0,1\n\u00e9,1\n".encode("latin-1")),
+    ("NaN in JSON", "echo", JSON, b'{"inputs": [NaN, Infinity, -Infinity]}'),
+    ("an integer past 64 bits", "echo", JSON, b'{"inputs": [123456789012345678901234567890]}'),
+    ("UTF-16 JSON", "echo", JSON, json.dumps({"inputs": [1, "\u00e9"]}).encode("utf-16")),
+    ("not UTF-8 JSON", "echo", JSON, b'{"inputs": ["\xe9"]}'),
+    ("empty body", "echo", JSON, b""),
+    ("an empty object", "echo", JSON, b"{}"),
+    ("params only", "echo", *as_json({"params": {"a": 1}})),
+    ("unified input and a format key", "echo", *as_json({"prompt": "p", "inputs": [1]})),
+]  # fmt: skip
 BY_MODEL: dict[str, list[tuple[str, str | None, bytes]]] = {}
-for _name, _key, _type, _body in MLFLOW_SUITE:
+for _name, _key, _type, _body in [*MLFLOW_SUITE, *MORE]:
     BY_MODEL.setdefault(_key, []).append((_name, _type, _body))
 
 
 @pytest.mark.parametrize("key", list(BY_MODEL))
-def test_mlflow_suite_requests_get_the_same_response(pair, key: str) -> None:  # type: ignore[no-untyped-def]
+def test_listed_requests_get_the_same_response(pair, key: str) -> None:  # type: ignore[no-untyped-def]
     with pair(key) as both:
         for name, content_type, body in BY_MODEL[key]:
             theirs, ours = both.send(content_type, body)
