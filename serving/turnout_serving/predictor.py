@@ -277,7 +277,12 @@ def decode_json(body: bytes) -> dict[str, Any]:
         document = None
     if isinstance(document, dict):
         return document
-    decoded: dict[str, Any] = Predictor._mlflow_call(scoring_server._decode_json_input, body)
+    try:
+        decoded: dict[str, Any] = Predictor._mlflow_call(scoring_server._decode_json_input, body)
+    except RecursionError as exc:  # nested deeper than Python's reader goes (MLflow: a 500)
+        raise BadRequest(
+            f"Invalid input. Ensure that input is a valid JSON formatted string. Error: '{exc!r}'"
+        ) from exc
     return decoded
 
 

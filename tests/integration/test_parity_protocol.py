@@ -505,6 +505,18 @@ def test_difference_unwritable_output(pair) -> None:  # type: ignore[no-untyped-
                                       "JSON: Object of type set is not JSON serializable")  # fmt: skip
 
 
+def test_difference_deep_json(pair) -> None:  # type: ignore[no-untyped-def]
+    with pair("echo") as both:
+        theirs, ours = both.send(JSON, b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert (theirs.status_code, theirs.text) == (500, "Internal Server Error")
+    assert ours.status_code == 400
+    assert ours.json() == {
+        "error_code": "BAD_REQUEST", "error_class": "INVALID_PARAMETER_VALUE", "sqlstate": "KAM00",
+        "message": "Invalid input. Ensure that input is a valid JSON formatted string. Error: "
+                   "'RecursionError('maximum recursion depth exceeded while decoding a JSON array "
+                   "from a unicode string')'"}  # fmt: skip
+
+
 def test_difference_ignored_flags(pair) -> None:  # type: ignore[no-untyped-def]
     flags = ("-w", "2", "--no-conda", "--install-mlflow")
     with pair("text", *flags) as both:

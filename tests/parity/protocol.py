@@ -70,6 +70,14 @@ PROTOCOL: list[Difference] = [
         why="the operator learns what the model returned without a debugger",
     ),
     Difference(
+        key="deep_json",
+        topic="JSON nested deeper than Python's reader goes",
+        example="POST /invocations with 100,000 nested lists",
+        mlflow="500 'Internal Server Error' (text/plain): the RecursionError escapes",
+        turnout="400 BAD_REQUEST in MLflow's words for invalid JSON, naming the RecursionError",
+        why="a malformed body is the caller's to fix, and must not look like a server fault",
+    ),
+    Difference(
         key="ignored_flags",
         topic="flags for MLflow's environments and workers",
         example="-w 2, --env-manager virtualenv, --no-conda, --install-mlflow",
