@@ -4,13 +4,20 @@ processes, next to the MLflow registry of tests/conftest.py (re-exported here wi
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BIN, Process, Registry, free_port, start, wait_until
+from tests.conftest import BIN, ROOT, Process, Registry, free_port, start, wait_until
+from tests.integration.parity_pair import SEED, Models, Pair
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +84,34 @@ def mlflow_serve(
     yield serve
     for proc in running.values():
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def protocol_models(mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """The models of protocol_models.py, logged to the test registry (or saved beside it)."""
+    home = tmp_path_factory.mktemp("protocol-models")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.protocol_models", str(home)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+        env={**os.environ, **mlflow_registry.env},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return Models(home, json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def pair(protocol_models: Models, mlflow_serve, serve_factory) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
+    """`pair(KEY, *flags)`: both servers on one of `protocol_models`, stopped on leaving."""
+
+    @contextmanager
+    def serving(key: str, *flags: str, home: Path | None = None) -> Iterator[Pair]:
+        uri = protocol_models.uris[key]
+        both = Pair(mlflow_serve(uri, *flags, env=SEED, home=home),
+                    serve_factory(uri, *flags, env=SEED, home=home))  # fmt: skip
+        try:
+            yield both
+        finally:  # one pair at a time: two servers per model would not fit in memory
+            both.mlflow.stop()
+            both.turnout.stop()
+
+    return serving
