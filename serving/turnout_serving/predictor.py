@@ -17,7 +17,6 @@ import inspect
 import io
 import logging
 import os
-import re
 import time
 import traceback
 import warnings
@@ -262,9 +261,15 @@ def _unsupported_type(got: str) -> str:
     )
 
 
-# orjson reads an integer past 64 bits as a float; Python's reader keeps it whole. No float that
-# Python or JavaScript writes has 20 digits in a row, so only such bodies take the slower reader.
-_LONG_DIGITS = re.compile(rb"\d{20}")
+# orjson reads an integer past 64 bits (20 digits or more) as a float; Python's reader keeps it
+# whole. Bodies with 20 digits in a row take Python's reader: the same answer, more slowly; floats
+# rarely have that many (0.000 then 17 digits). Found by mapping digits to b"1" (C speed).
+_DIGITS = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+_LONG_RUN = b"1" * 20
+
+
+def _has_long_number(body: bytes) -> bool:
+    return _LONG_RUN in body.translate(_DIGITS)
 
 
 def decode_json(body: bytes) -> dict[str, Any]:
@@ -272,7 +277,7 @@ def decode_json(body: bytes) -> dict[str, Any]:
     to MLflow's own reader, which takes what orjson refuses (NaN, huge integers, UTF-16 bodies)
     and words the refusals as MLflow does."""
     try:
-        document = None if _LONG_DIGITS.search(body) else orjson.loads(body)
+        document = None if _has_long_number(body) else orjson.loads(body)
     except orjson.JSONDecodeError:
         document = None
     if isinstance(document, dict):
