@@ -652,7 +652,7 @@ def run(plan: Plan, tmp: Path) -> dict[str, Any]:
                 stack.enter_context(running(server, one_row))
         answers = {name: s.post(bodies[100].read_bytes())[1] for name, s in servers.items()}
         print(f"predictions agree (100 rows): {predictions_agree(*answers.values())}")
-        about = servers["turnout"].get_json("/version") or {}
+        about = servers["turnout"].get_json("/info") or {}
         drift_status = str(about.get("drift"))
         print(f"turnout: fast path {about.get('fast_path')}; drift {drift_status}")
         print("\nload", flush=True)

@@ -91,7 +91,7 @@ def main() -> None:
                 str(serve_port), "--color", "blue", "--cache-dir", str(WORK / "cache")],
                "turnout-serve.log")  # fmt: skip
         wait_ok(f"{url}/v2/health/ready", "turnout-serve")
-        print(json.dumps(httpx.get(f"{url}/version").json(), indent=1)[:900])
+        print(json.dumps(httpx.get(f"{url}/info").json(), indent=1)[:900])
 
         X, y = load_diabetes(return_X_y=True, as_frame=True)
         rows = X.iloc[:3]

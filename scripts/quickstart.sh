@@ -182,7 +182,7 @@ demo() {
   k get deployments -l turnout.dev/model-deployment=diabetes
   cat <<EOF
 
-Done. http://127.0.0.1:$NODE_PORT serves Diabetes@champion (POST /invocations, GET /version).
+Done. http://127.0.0.1:$NODE_PORT serves Diabetes@champion (POST /invocations, GET /info).
 The previous color stays warm for scaleDownDelaySeconds (60 s): try
   kubectl annotate mdep diabetes turnout.dev/rollback=now
   kubectl get mdep diabetes -w

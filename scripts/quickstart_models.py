@@ -79,12 +79,12 @@ def predict(url: str, version: str | None = None, timeout: float = 60) -> dict[s
     `version`, once that version answers (a switched Service reaches the new pods a moment after
     the switch)."""
     deadline = time.monotonic() + timeout
-    served = httpx.get(f"{url}/version", timeout=10).json()
+    served = httpx.get(f"{url}/info", timeout=10).json()
     while version is not None and served["model_version"] != version:
         if time.monotonic() > deadline:
             raise SystemExit(f"{url} still answers from version {served['model_version']}")
         time.sleep(1)
-        served = httpx.get(f"{url}/version", timeout=10).json()
+        served = httpx.get(f"{url}/info", timeout=10).json()
     answer = httpx.post(f"{url}/invocations", json=payload(), timeout=30)
     answer.raise_for_status()
     return {

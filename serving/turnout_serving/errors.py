@@ -1,11 +1,16 @@
 """One error hierarchy for the server, each error carrying its HTTP status.
 
-Domain code raises these; `app.py` maps them to responses in one place. The JSON body matches
-`mlflow models serve` (`{"error_code": ..., "message": ...}`) so clients written against MLflow
-parse our errors too; we never put a stack trace in it.
+Domain code raises these; `http.error_response` turns them into responses in one place. The body
+is MLflow's (`MlflowException.serialize_as_json`: `error_code`, `message`, `error_class`,
+`sqlstate`) so clients written against `mlflow models serve` parse our errors too; it never holds
+a stack trace. This module imports nothing from MLflow (the domain raises these): `error_class`
+and `sqlstate` are kept when an MLflow exception is wrapped, and otherwise derived from the
+error code by `error_response` with MLflow's own classification.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ServingError(Exception):
@@ -14,9 +19,31 @@ class ServingError(Exception):
     status_code = 500
     error_code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        error_code: str | None = None,
+        *,
+        error_class: str | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
+        if error_code is not None:
+            self.error_code = error_code
+        self.error_class = error_class
+        self.sqlstate = sqlstate
+
+    @classmethod
+    def wrapping(cls, exc: Any, message: str | None = None) -> ServingError:
+        """This error for an `MlflowException`, keeping its code, class and SQL state (and its
+        message unless one is given); never its stack trace."""
+        return cls(
+            exc.message if message is None else message,
+            error_code=exc.error_code,
+            error_class=getattr(exc, "error_class", None),
+            sqlstate=getattr(exc, "sqlstate", None),
+        )
 
 
 class BadRequest(ServingError):
@@ -29,19 +56,18 @@ class BadRequest(ServingError):
     status_code = 400
     error_code = "BAD_REQUEST"
 
-    def __init__(self, message: str, error_code: str | None = None) -> None:
-        super().__init__(message)
-        if error_code is not None:
-            self.error_code = error_code
-
 
 class SchemaMismatch(BadRequest):
     """The payload is well-formed but does not match the model signature."""
 
     def __init__(
-        self, message: str, field: str | None = None, error_code: str | None = None
+        self,
+        message: str,
+        field: str | None = None,
+        error_code: str | None = None,
+        **classification: str | None,
     ) -> None:
-        super().__init__(message, error_code)
+        super().__init__(message, error_code, **classification)
         self.field = field
 
 
@@ -75,6 +101,8 @@ class RequestTimeout(ServingError):
 
 
 class UnsupportedMediaType(ServingError):
+    """Answered as MLflow answers it: the message alone, as text/plain."""
+
     status_code = 415
     error_code = "UNSUPPORTED_MEDIA_TYPE"
 
@@ -87,9 +115,10 @@ class ModelNotReady(ServingError):
 class PredictionFailed(ServingError):
     """The model raised. The client sees only the request id; the log has the traceback."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, message: str | None = None) -> None:
         super().__init__(
-            "The model failed to predict on this input; "
+            message
+            or "The model failed to predict on this input; "
             f"quote request id {request_id} to the server's operators."
         )
         self.request_id = request_id

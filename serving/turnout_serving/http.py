@@ -32,6 +32,7 @@ from turnout_serving.errors import (
     RequestTimeout,
     ServingError,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from turnout_serving.settings import ServingSettings
 
@@ -88,7 +89,13 @@ def oip_error_response(error: ServingError, request_id: str | None = None) -> Re
 
 
 def error_response(error: ServingError, request_id: str | None = None) -> Response:
+    """MLflow's error body (`MlflowException.serialize_as_json` less the stack trace), or for a
+    415 MLflow's bare text/plain message; a failed prediction adds its `request_id`."""
+    if isinstance(error, UnsupportedMediaType):
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+        return Response(error.message, error.status_code, headers=headers, media_type="text/plain")
     content: dict[str, Any] = {"error_code": error.error_code, "message": error.message}
+    content.update(_classification(error))
     if isinstance(error, PredictionFailed):
         content["request_id"] = error.request_id
     return _json_error(content, error, request_id)
@@ -103,6 +110,24 @@ def _json_error(content: dict[str, Any], error: ServingError, request_id: str | 
     return Response(
         orjson.dumps(content), error.status_code, headers=headers, media_type="application/json"
     )
+
+
+def _classification(error: ServingError) -> dict[str, str]:
+    """`sqlstate` and `error_class` as MLflow derives them from the error code, unless the error
+    wrapped an MLflow exception that carried its own; absent for codes MLflow does not know."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import ErrorCode
+
+    error_class, sqlstate = error.error_class, error.sqlstate
+    if (
+        error_class is None
+        and sqlstate is None
+        and error.error_code in ErrorCode.DESCRIPTOR.values_by_name
+    ):
+        derived = MlflowException("", error_code=ErrorCode.Value(error.error_code))
+        error_class, sqlstate = derived.error_class, derived.sqlstate
+    found = {"sqlstate": sqlstate, "error_class": error_class}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 class AuthConfigError(ValueError):

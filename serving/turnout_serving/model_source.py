@@ -5,29 +5,38 @@ store. Credentials come from the standard `MLFLOW_*` / `AWS_*` environment that 
 read themselves (S3 stores honour `MLFLOW_S3_ENDPOINT_URL`); nothing here copies them.
 
 Artifacts land in `cache_dir/<key>/`, where the key names an immutable model version
-(`registry/NAME/VERSION`, `runs/RUN_ID/PATH`), so a restarted server finds them and does not
-download again. A folder is published by an atomic rename only once complete, so a crash mid
+(`registry/NAME/VERSION`, `logged/MODEL_ID`, `runs/RUN_ID/PATH`), so a restarted server finds them
+and does not download again (other artifact URIs, whose content may change, are downloaded anew
+at each start). A folder is published by an atomic rename only once complete, so a crash mid
 download never leaves a half model that a restart would trust.
+
+Resolving a URI asks the registry; `resolve_within` bounds that by a total time, retrying what
+may pass (no answer, a 5xx) and failing at once on what will not (no such alias or version).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
-import re
+import math
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from turnout_serving.domain.backoff import Backoff
 from turnout_serving.domain.schema import Column, InputSchema
 
 log = logging.getLogger("turnout_serving.model")
 
 REFERENCE_ARTIFACT = "turnout/reference.json"
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ref>[^/]+))/?$")
 
 
 class ModelSourceError(Exception):
@@ -38,6 +47,10 @@ class ArtifactsUnavailable(ModelSourceError):
     """The artifact store did not answer (network, endpoint, credentials): worth retrying."""
 
 
+class RegistryUnavailable(ModelSourceError):
+    """The registry did not answer, or answered 5xx: worth retrying until the time is up."""
+
+
 @dataclass(frozen=True)
 class ResolvedSource:
     """What a model URI pointed at when it was resolved."""
@@ -46,8 +59,9 @@ class ResolvedSource:
     download_uri: str  # immutable: models:/NAME/VERSION, runs:/..., or a local path
     cache_key: str | None  # None for local paths: nothing to download
     name: str = ""
-    version: str = ""
+    version: str = ""  # registry version, or the logged model's id
     run_id: str = ""
+    immutable: bool = True  # False: the URI's content may change, so the cache is not trusted
 
 
 @dataclass
@@ -76,39 +90,112 @@ class LoadedModel:
         return self.source.version or self.source.run_id[:8] or "local"
 
 
-def resolve(uri: str) -> ResolvedSource:
-    """Pin a model URI to one immutable version (aliases and stages move; versions do not)."""
-    match = _MODELS_URI.match(uri)
-    if match:
-        return _resolve_registry(uri, match["name"], match["alias"], match["ref"])
-    if uri.startswith("runs:/"):
+def resolve_within(
+    uri: str,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ResolvedSource:
+    """`resolve`, retrying with backoff while the registry does not answer, for `seconds` in
+    all (each request bounded by the time left); what the registry refuses fails at once."""
+    backoff, started = Backoff(seconds), clock()
+    attempt = 0
+    while True:
+        try:
+            return resolve(uri, backoff.remaining(clock() - started))
+        except RegistryUnavailable as exc:
+            delay = backoff.delay(attempt, clock() - started)
+            if delay is None:
+                raise RegistryUnavailable(
+                    f"{exc} (gave up after {seconds:g}s: see --registry-timeout)"
+                ) from exc
+            log.warning("%s; retrying in %.0fs", exc, delay)
+            sleep(delay)
+            attempt += 1
+
+
+def resolve(uri: str, request_seconds: float | None = None) -> ResolvedSource:
+    """Pin a model URI to one immutable version (aliases and stages move; versions do not).
+    `request_seconds` bounds each registry request (and turns off MLflow's own retries)."""
+    scheme = urlparse(uri).scheme
+    if scheme == "models":
+        return _resolve_models_uri(uri, request_seconds)
+    if scheme == "runs":
         run_id, _, path = uri.removeprefix("runs:/").partition("/")
         return ResolvedSource(uri, uri, f"runs/{run_id}/{path or 'model'}", run_id=run_id)
     local = Path(uri.removeprefix("file://"))
     if local.is_dir():
         return ResolvedSource(uri, str(local), None, name=local.name)
+    if len(scheme) > 1 and scheme in _artifact_schemes():
+        digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        name = Path(urlparse(uri).path.rstrip("/")).name or "model"
+        return ResolvedSource(uri, uri, f"uri/{digest}", name=name, immutable=False)
     raise ModelSourceError(
         f"Cannot serve {uri!r}: expected models:/NAME/VERSION, models:/NAME@ALIAS, "
-        "models:/NAME/STAGE, runs:/RUN_ID/PATH or an existing local model directory."
+        "models:/NAME/STAGE, models:/MODEL_ID, runs:/RUN_ID/PATH, an artifact URI "
+        f"({', '.join(sorted(_artifact_schemes() - {'', 'models', 'runs'}))}) "
+        "or an existing local model directory."
     )
 
 
-def _resolve_registry(uri: str, name: str, alias: str | None, ref: str | None) -> ResolvedSource:
+def _artifact_schemes() -> set[str]:
+    """The URI schemes MLflow can download from (its artifact-repository registry)."""
+    from mlflow.store.artifact.artifact_repository_registry import (
+        _artifact_repository_registry,
+    )
+
+    return set(_artifact_repository_registry._registry)
+
+
+@contextlib.contextmanager
+def _registry_requests(seconds: float | None) -> Iterator[None]:
+    """MLflow's HTTP client, for the registry requests made here, waits at most `seconds` and
+    does not retry by itself (it would, for minutes): `resolve_within` owns the retries."""
+    if seconds is None:
+        yield
+        return
+    bounded = {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, math.ceil(seconds))),
+               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # fmt: skip
+    saved = {key: os.environ.get(key) for key in bounded}
+    os.environ.update(bounded)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _resolve_models_uri(uri: str, request_seconds: float | None) -> ResolvedSource:
+    """models:/NAME/VERSION, @ALIAS, /STAGE, /latest, and MLflow 3's models:/MODEL_ID, parsed by
+    MLflow's own parser."""
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.utils.models import _parse_model_uri
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient()
     try:
-        if alias is not None:
-            mv = client.get_model_version_by_alias(name, alias)
-        elif ref is not None and ref.isdigit():
-            mv = client.get_model_version(name, ref)
-        else:
-            mv = _latest_in_stage(client, name, ref or "")
+        parsed = _parse_model_uri(uri)
     except MlflowException as exc:
-        raise ModelSourceError(
-            f"Cannot resolve {uri!r} in the MLflow registry: {exc.message}"
-        ) from exc
+        raise ModelSourceError(f"Cannot serve {uri!r}: {exc.message}") from exc
+    client, name = MlflowClient(), str(parsed.name)
+    try:
+        with _registry_requests(request_seconds):
+            if parsed.model_id is not None:
+                return _logged_model(uri, client.get_logged_model(parsed.model_id))
+            if parsed.alias is not None:
+                mv = client.get_model_version_by_alias(name, parsed.alias)
+            elif parsed.version is not None:
+                mv = client.get_model_version(name, parsed.version)
+            else:
+                mv = _latest_in_stage(client, name, parsed.stage or "latest")
+    except MlflowException as exc:
+        where = "in the MLflow registry" if parsed.model_id is None else "in MLflow"
+        message = f"Cannot resolve {uri!r} {where}: {exc.message}"
+        if exc.get_http_status_code() >= 500:
+            raise RegistryUnavailable(message) from exc
+        raise ModelSourceError(message) from exc
     version = str(mv.version)
     log.info("resolved %s to %s version %s (run %s)", uri, name, version, mv.run_id)
     return ResolvedSource(
@@ -118,6 +205,20 @@ def _resolve_registry(uri: str, name: str, alias: str | None, ref: str | None) -
         name=name,
         version=version,
         run_id=mv.run_id or "",
+    )
+
+
+def _logged_model(uri: str, logged: Any) -> ResolvedSource:
+    """A logged model (what `log_model(...).model_uri` names in MLflow 3): immutable once
+    logged; named by its own name, versioned by its id, tied to the run that logged it."""
+    log.info("resolved %s to logged model %r (run %s)", uri, logged.name, logged.source_run_id)
+    return ResolvedSource(
+        uri,
+        f"models:/{logged.model_id}",
+        f"logged/{logged.model_id}",
+        name=str(logged.name or logged.model_id),
+        version=str(logged.model_id),
+        run_id=logged.source_run_id or "",
     )
 
 
@@ -131,8 +232,12 @@ def _latest_in_stage(client: Any, name: str, stage: str) -> Any:
         versions = client.get_latest_versions(name, stages=stages)
     if not versions:
         from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
-        raise MlflowException(f"Registered model {name!r} has no version in stage {stage!r}.")
+        raise MlflowException(
+            f"Registered model {name!r} has no version in stage {stage!r}.",
+            error_code=RESOURCE_DOES_NOT_EXIST,
+        )
     return max(versions, key=lambda mv: int(mv.version))
 
 
@@ -141,7 +246,7 @@ def fetch(source: ResolvedSource, cache_dir: Path) -> tuple[Path, float]:
     if source.cache_key is None:
         return Path(source.download_uri), 0.0
     target = cache_dir / source.cache_key
-    if (target / "MLmodel").is_file():
+    if source.immutable and (target / "MLmodel").is_file():
         log.info("using cached artifacts for %s at %s", source.download_uri, target)
         return target, 0.0
     import mlflow.artifacts
@@ -157,6 +262,8 @@ def fetch(source: ResolvedSource, cache_dir: Path) -> tuple[Path, float]:
             )
         )
         _fetch_reference(source, local)
+        if not source.immutable:
+            shutil.rmtree(target, ignore_errors=True)
         local.rename(target)
     except MlflowException as exc:
         raise ArtifactsUnavailable(f"Cannot download {source.download_uri}: {exc.message}") from exc

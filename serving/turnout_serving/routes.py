@@ -1,8 +1,8 @@
-"""MLflow scoring-protocol endpoints, health, version and feedback.
+"""MLflow scoring-protocol endpoints, health, version, what is served, and feedback.
 
-`/invocations`, `/ping`, `/health` answer as `mlflow models serve` does, so a client can switch
-servers by changing a host name. `/version` returns a JSON description of what is served (MLflow
-returns only its own version string there; ours includes it as `mlflow_version`).
+`/invocations`, `/ping`, `/health` and `/version` answer as `mlflow models serve` does (`/version`
+is MLflow's bare version string), so a client can switch servers by changing a host name.
+`/info` describes what this server serves (model, resolved version, run, flavor, color, drift).
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
 
     @router.get("/version")
     async def version() -> Response:
+        # MLflow's answer, byte for byte: its version, labelled JSON though it is not.
+        return Response(mlflow.version.VERSION, media_type="application/json")
+
+    @router.get("/info")
+    async def info() -> Response:
         return Response(orjson.dumps(describe(runtime)), media_type="application/json")
 
     @router.post("/invocations")
@@ -58,12 +63,12 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
                 parsed = predictor.parse(body, content_type)
                 if parsed.batch is not None:
                     scored = runtime.score_parsed(parsed, request_id)
-                    return Response(predictions_body(scored.raw), media_type="application/json")
+                    return Response(predictions_body(scored), media_type="application/json")
 
             def work() -> bytes:
                 if parsed is not None:
-                    return predictions_body(runtime.score_parsed(parsed, request_id).raw)
-                return predictions_body(runtime.score(body, content_type, request_id).raw)
+                    return predictions_body(runtime.score_parsed(parsed, request_id))
+                return predictions_body(runtime.score(body, content_type, request_id))
 
             return Response(await asyncio.to_thread(work), media_type="application/json")
 
@@ -84,7 +89,7 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:
-    """What this server serves, for `/version` and `/v2/models/{name}`."""
+    """What this server serves (`/info`)."""
     model, source = runtime.model, runtime.provider.source
     return {
         "turnout_version": __version__,

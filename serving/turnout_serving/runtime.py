@@ -4,6 +4,11 @@
 store) and the order of a request's side effects: score, then count rows, feed drift, keep the
 predictions for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to these calls.
 Scoring runs in worker threads, so the shared parts are guarded by one lock each.
+
+A model that cannot be loaded (or fails its warm-up) is final: the state says why and
+`on_failure` is called, which `cli.py` answers by ending the process with status 3, so a
+Kubernetes pod shows the reason instead of staying unready. Only an artifact store that does not
+answer is retried, with backoff, for `artifact_timeout_seconds` in all.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Protocol
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
+from turnout_serving.domain.backoff import Backoff
 from turnout_serving.domain.feedback import (
     FeedbackResult,
     PredictionStore,
@@ -65,6 +71,8 @@ class Runtime:
         self.provider = provider
         self.registry = registry
         self.state = Readiness()
+        self.on_failure: Callable[[str], None] | None = None  # told why the model cannot serve
+        self._clock = clock
         self._stopping = threading.Event()
         source = provider.source
         self.metrics = ServingMetrics(
@@ -91,18 +99,25 @@ class Runtime:
 
     def _load_with_retries(self) -> LoadedModel | None:
         """The model, retrying with capped backoff while the artifact store does not answer
-        (a pod restarted while MLflow or S3 is briefly down comes up by itself); None when
-        stopped. Other failures are not retried."""
-        delay = RETRY_FIRST_SECONDS
+        (a pod restarted while MLflow or S3 is briefly down comes up by itself), for
+        `artifact_timeout_seconds` in all; None when stopped. Other failures are not retried."""
+        budget = self.settings.artifact_timeout_seconds
+        backoff = Backoff(budget, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS)
+        started, attempt = self._clock(), 0
         while True:
             try:
                 return self.provider.load()
             except ArtifactsUnavailable as exc:
+                delay = backoff.delay(attempt, self._clock() - started)
+                if delay is None:
+                    raise ArtifactsUnavailable(
+                        f"{exc} (gave up after {budget:g}s: see --artifact-timeout)"
+                    ) from exc
                 self.state.error = f"{exc} (retrying in {delay:.0f}s)"
                 log.warning("%s", self.state.error)
             if self._stopping.wait(delay):
                 return None
-            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            attempt += 1
 
     def load(self) -> None:
         """Load, wire drift and feedback, warm up; readiness turns true only if all succeed."""
@@ -122,8 +137,10 @@ class Runtime:
             self._wire_quality(model)
             self._warm_up(model, predictor)
         except Exception as exc:
-            log.exception("model failed to load; the server stays unready")
+            log.exception("the model cannot be served: %s", exc)
             self.state = Readiness(ready=False, loading=False, error=str(exc))
+            if self.on_failure is not None:
+                self.on_failure(str(exc))
             return
         self.state.ready, self.state.loading = True, False
         self.metrics.ready.set(1)

@@ -1,8 +1,11 @@
 """One typed settings object per server process.
 
 Every knob of `turnout-serve` lives here, read from `TURNOUT_*` environment variables and overridden
-by command-line flags (see `cli.py`). Nothing else in the package reads the environment for its own
-configuration; MLflow and boto3 keep reading their standard `MLFLOW_*` / `AWS_*` variables.
+by command-line flags (see `cli.py`, whose `--help` is built from these fields). Port, host and
+timeout also read the variables `mlflow models serve` reads (`MLFLOW_PORT`, `MLFLOW_HOST`,
+`MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`), after their `TURNOUT_*` name, and default as MLflow's do.
+Nothing else in the package reads the environment for its own configuration; MLflow and boto3 keep
+reading their standard `MLFLOW_*` / `AWS_*` variables.
 """
 
 from __future__ import annotations
@@ -10,22 +13,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ServingSettings(BaseSettings):
     """Configuration of one `turnout-serve` process."""
 
-    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TURNOUT_", extra="ignore", populate_by_name=True)
 
     model_uri: str = Field(
         "",
         description="What to serve: models:/NAME/VERSION, models:/NAME@ALIAS, models:/NAME/STAGE, "
-        "runs:/RUN_ID/PATH or a local directory.",
+        "models:/MODEL_ID (a logged model), runs:/RUN_ID/PATH, another artifact URI or a local "
+        "directory.",
     )
-    host: str = Field("127.0.0.1", description="Address to listen on.")
-    port: int = Field(8080, ge=0, le=65535, description="Port to listen on.")
+    host: str = Field(
+        "127.0.0.1",
+        validation_alias=AliasChoices("TURNOUT_HOST", "MLFLOW_HOST"),
+        description="Address to listen on.",
+    )
+    port: int = Field(
+        5000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("TURNOUT_PORT", "MLFLOW_PORT"),
+        description="Port to listen on.",
+    )
     color: str = Field(
         "none", description="Blue-green color of this server (label on every metric)."
     )
@@ -38,7 +52,24 @@ class ServingSettings(BaseSettings):
         10 * 1024 * 1024, gt=0, description="Largest request body accepted (413 above it)."
     )
     request_timeout_seconds: float = Field(
-        60.0, gt=0, description="A request still running after this long gets a 504."
+        60.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "TURNOUT_REQUEST_TIMEOUT_SECONDS", "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"
+        ),
+        description="A request still running after this many seconds gets a 504.",
+    )
+    registry_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds, in all, to resolve the model URI while the registry does not "
+        "answer (refused, or silent), retrying with backoff; then exit with status 2.",
+    )
+    artifact_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds, in all, to keep retrying (with backoff) an artifact store that "
+        "does not answer; then exit with status 3.",
     )
     graceful_shutdown_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."

@@ -94,7 +94,7 @@ def failure(text: str, synopsis: bool = False) -> str:
         ("turnout-serve -m models:/M/1 --drift-window 5",
          "docs/guide.md:7: `turnout-serve` has no --drift-window (in `turnout-serve -m models:/M/1 --drift-window 5`)"),
         ("turnout-serve -p eighty",
-         "docs/guide.md:7: `turnout-serve -p eighty`: usage: turnout-serve [--help] [-m MODEL_URI] [-p PORT] [-h HOST]"),
+         "docs/guide.md:7: `turnout-serve -p eighty`: usage: turnout-serve [--help] [-m MODEL_URI] [-p PORT] [-h HOST] [-t TIMEOUT]"),
         ("turnout-operator run --namespaces ml",
          "docs/guide.md:7: `turnout-operator` has no --namespaces (in `turnout-operator run --namespaces ml`)"),
         ("python scripts/demo_models.py --tracking http://x diabetes",

@@ -177,7 +177,7 @@ def test_moving_the_alias_switches_colors_behind_the_same_url(
                        activeColor="green")  # fmt: skip
     assert conditions(found) == HEALTHY
     assert selector(kube, "diabetes") == "green"
-    wait_until(lambda: httpx.get(f"{url}/version", timeout=5).json()["color"] == "green",
+    wait_until(lambda: httpx.get(f"{url}/info", timeout=5).json()["color"] == "green",
                timeout=60, interval=1, what="the NodePort answering from green")  # fmt: skip
     assert answer_at(url) == {
         "model": "Diabetes", "version": diabetes.second, "color": "green",

@@ -4,12 +4,20 @@ processes, next to the MLflow registry of tests/conftest.py (re-exported here wi
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BIN, Process, Registry, free_port, start, wait_until
+from tests.conftest import BIN, ROOT, Process, Registry, free_port, start, wait_until
+from tests.integration.parity_pair import SEED, Models, Pair
 
 
 @pytest.fixture(scope="session")
@@ -21,14 +29,16 @@ def serve_factory(
     cache = tmp_path_factory.mktemp("cache")
 
     def serve(model_uri: str, *flags: str, env: dict[str, str] | None = None,
-              ready: bool = True) -> Process:  # fmt: skip
+              ready: bool = True, home: Path | None = None) -> Process:  # fmt: skip
+        """`home` is the working directory (a fresh one if not given)."""
         port = free_port()
-        home = tmp_path_factory.mktemp("serve")
+        home = home or tmp_path_factory.mktemp("serve")
         argv = [str(BIN / "turnout-serve"), "-m", model_uri, "-p", str(port),
                 "--cache-dir", str(cache), *flags]  # fmt: skip
         proc = Process(f"http://127.0.0.1:{port}",
-                       start(argv, home / "serve.log", {**mlflow_registry.env, **(env or {})}),
-                       home / "serve.log")  # fmt: skip
+                       start(argv, home / f"serve-{port}.log",
+                             {**mlflow_registry.env, **(env or {})}),
+                       home / f"serve-{port}.log")  # fmt: skip
         started.append(proc)
         if ready:
             wait_for_ready(proc)
@@ -44,3 +54,64 @@ def wait_for_ready(proc: Process, timeout: float = 120) -> None:
         lambda: proc.alive() and httpx.get(f"{proc.url}/v2/health/ready").status_code == 200,
         timeout=timeout, interval=0.2, what=f"{proc.url} to be ready",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mlflow_serve(
+    mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Process]]:
+    """`mlflow models serve` on a model URI, as MLflow users run it (local env manager); one
+    server per URI, flags, environment and working directory, reused until stopped."""
+    running: dict[tuple[object, ...], Process] = {}
+
+    def serve(uri: str, *flags: str, env: dict[str, str] | None = None, ready: bool = True,
+              home: Path | None = None) -> Process:  # fmt: skip
+        key = (uri, flags, tuple(sorted((env or {}).items())), home)
+        if key not in running or running[key].popen.poll() is not None:
+            port = free_port()
+            cwd = home or tmp_path_factory.mktemp("mlflow-serve")
+            argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "-p", str(port),
+                    "-h", "127.0.0.1", "--env-manager", "local", *flags]  # fmt: skip
+            log = cwd / f"mlflow-serve-{port}.log"
+            proc = Process(f"http://127.0.0.1:{port}",
+                           start(argv, log, {**mlflow_registry.env, **(env or {})}), log)  # fmt: skip
+            running[key] = proc
+            if ready:
+                wait_until(lambda: proc.alive() and httpx.get(f"{proc.url}/ping").status_code == 200,
+                           timeout=180, interval=0.3, what=f"mlflow models serve {uri}")  # fmt: skip
+        return running[key]
+
+    yield serve
+    for proc in running.values():
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def protocol_models(mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Models:
+    """The models of protocol_models.py, logged to the test registry (or saved beside it)."""
+    home = tmp_path_factory.mktemp("protocol-models")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.protocol_models", str(home)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+        env={**os.environ, **mlflow_registry.env},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return Models(home, json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture(scope="module")
+def pair(protocol_models: Models, mlflow_serve, serve_factory) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
+    """`pair(KEY, *flags)`: both servers on one of `protocol_models`, stopped on leaving."""
+
+    @contextmanager
+    def serving(key: str, *flags: str, home: Path | None = None) -> Iterator[Pair]:
+        uri = protocol_models.uris[key]
+        both = Pair(mlflow_serve(uri, *flags, env=SEED, home=home),
+                    serve_factory(uri, *flags, env=SEED, home=home))  # fmt: skip
+        try:
+            yield both
+        finally:  # one pair at a time: two servers per model would not fit in memory
+            both.mlflow.stop()
+            both.turnout.stop()
+
+    return serving

@@ -14,15 +14,16 @@ MLflow's server (500) is a 4xx.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
+import mlflow
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.types import ColSpec, Schema
 
-from tests.conftest import BIN, Process, Registry, free_port, start, wait_until
+from tests.conftest import Process
 from tests.parity.inprocess import CSV, JSON, mlflow_reads
 from tests.parity.payloads import Payload, csv_payloads, json_payloads, refused_cells
 
@@ -61,31 +62,6 @@ CONTENT_TYPES = st.sampled_from(
     [JSON] * 8 + ["application/json; charset=utf-8", "text/plain",
                   "application/json; charset=latin-1", "application/json; format=pandas-split"]
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def mlflow_serve(
-    mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], Process]]:
-    """`mlflow models serve` on a model URI, as MLflow users run it (local env manager)."""
-    running: dict[str, Process] = {}
-
-    def serve(uri: str) -> Process:
-        if uri not in running:
-            port = free_port()
-            home = tmp_path_factory.mktemp("mlflow-serve")
-            argv = [str(BIN / "mlflow"), "models", "serve", "-m", uri, "-p", str(port),
-                    "-h", "127.0.0.1", "--env-manager", "local"]  # fmt: skip
-            proc = Process(f"http://127.0.0.1:{port}",
-                           start(argv, home / "serve.log", mlflow_registry.env), home / "serve.log")  # fmt: skip
-            running[uri] = proc
-            wait_until(lambda: proc.alive() and httpx.get(f"{proc.url}/ping").status_code == 200,
-                       timeout=180, interval=0.3, what=f"mlflow models serve {uri}")  # fmt: skip
-        return running[uri]
-
-    yield serve
-    for proc in running.values():
-        proc.stop()
 
 
 _servers: dict[str, Process] = {}
@@ -180,7 +156,7 @@ def test_bike_sharing_tutorial_curl_predicts_as_mlflow(mlflow_serve, serve_facto
 
 @pytest.mark.parametrize("name", [n for n, s in MODELS.items() if s is not None])
 def test_signatures_are_the_served_ones(serve_factory, name: str) -> None:  # type: ignore[no-untyped-def]
-    served = httpx.get(f"{_turnout(serve_factory, f'models:/{name}/1').url}/version").json()
+    served = httpx.get(f"{_turnout(serve_factory, f'models:/{name}/1').url}/info").json()
     schema = MODELS[name]
     assert schema is not None
     assert served["signature"] == [
@@ -193,9 +169,7 @@ def test_mlflow_and_turnout_agree_on_health_endpoints(mlflow_serve, serve_factor
         mlflow_serve("models:/Diabetes/1").url,
         _turnout(serve_factory, "models:/Diabetes/1").url,
     )
-    for path in ("/ping", "/health"):
+    for path, body in (("/ping", "\n"), ("/health", "\n"), ("/version", mlflow.__version__)):
         a, b = httpx.get(theirs + path), httpx.get(ours + path)
-        assert (a.status_code, a.text) == (b.status_code, b.text) == (200, "\n")
-    assert (
-        httpx.get(ours + "/version").json()["mlflow_version"] == httpx.get(theirs + "/version").text
-    )
+        assert (a.status_code, a.text, a.headers["content-type"]) == (
+            b.status_code, b.text, b.headers["content-type"]) == (200, body, "application/json")  # fmt: skip

@@ -236,7 +236,7 @@ def test_a_drift_window_the_operator_sets_to_1001_rows_serves_and_fills(
     window = {e["name"]: e["value"] for e in container["env"]}["TURNOUT_DRIFT_WINDOW_ROWS"]
     assert window == "1001"
     proc = serve_factory("models:/Diabetes/1", env={"TURNOUT_DRIFT_WINDOW_ROWS": window})
-    assert httpx.get(f"{proc.url}/version").json()["drift"].startswith("on: reference ")
+    assert httpx.get(f"{proc.url}/info").json()["drift"].startswith("on: reference ")
     split = {"dataframe_split": {"columns": DIABETES_COLUMNS, "data": [[0.01] * 10] * 1001}}
     assert httpx.post(f"{proc.url}/invocations", json=split).status_code == 200
     assert drift_window_rows(proc) == 1001

@@ -204,7 +204,7 @@ def test_first_start_downloads_from_s3_and_serves_the_model(
     model_file = f"GET /{BUCKET}/artifacts/models/{logged['model_id']}/artifacts/MLmodel "
     assert any(model_file in line for line in s3.requests)
     assert predict(first, logged) == logged["predictions"]
-    described = httpx.get(f"{first.url}/version").json()
+    described = httpx.get(f"{first.url}/info").json()
     assert described["model_version"] == logged["version"]
     assert described["resolved_uri"] == f"models:/{NAME}/{logged['version']}"
     assert described["run_id"] == logged["run_id"]
@@ -226,7 +226,7 @@ def test_a_restart_on_the_same_cache_serves_without_touching_s3(
     assert s3.requests[seen:] == []
     assert download_seconds(second) == 0.0
     assert predict(second, logged) == logged["predictions"]
-    assert httpx.get(f"{second.url}/version").json()["drift"] == f"on: reference {logged['digest']}"
+    assert httpx.get(f"{second.url}/info").json()["drift"] == f"on: reference {logged['digest']}"
 
 
 def test_an_unreachable_endpoint_keeps_the_server_unready_retrying_and_says_why(
@@ -241,6 +241,21 @@ def test_an_unreachable_endpoint_keeps_the_server_unready_retrying_and_says_why(
     assert nowhere in failed["message"] and "MLFLOW_S3_ENDPOINT_URL" in failed["message"]
     assert failed["message"].endswith("(retrying in 2s)")
     assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+
+
+def test_an_endpoint_that_stays_away_ends_the_server_with_status_3_and_the_reason(
+    serve: Serve, s3_env: dict[str, str], logged: dict[str, Any], tmp_path: Path
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    proc = serve({**s3_env, "MLFLOW_S3_ENDPOINT_URL": nowhere,
+                  "TURNOUT_ARTIFACT_TIMEOUT_SECONDS": "4"}, tmp_path / "cache")  # fmt: skip
+    assert proc.popen.wait(90) == 3  # 4 s of retries, each attempt as long as boto3 takes
+    log = proc.output()
+    assert "(retrying in 2s)" in log
+    last = log.strip().splitlines()[-1]
+    assert "exiting: the model cannot be served: Cannot download" in last
+    assert f'Could not connect to the endpoint URL: "{nowhere}' in last
+    assert last.endswith("(gave up after 4s: see --artifact-timeout)")
 
 
 def _failed(proc: Process) -> dict[str, Any] | None:

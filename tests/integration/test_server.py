@@ -58,7 +58,7 @@ def test_registry_uris_resolve_to_the_version_they_name(
 ) -> None:  # type: ignore[no-untyped-def]
     assert mlflow_registry.models["Diabetes"]["versions"] == ["1", "2", "3"]
     proc = serve_factory(uri)
-    info = httpx.get(f"{proc.url}/version").json()
+    info = httpx.get(f"{proc.url}/info").json()
     assert (info["model_name"], info["model_version"], info["ready"]) == ("Diabetes", version, True)
     assert info["model_uri"] == uri
     assert info["resolved_uri"] == f"models:/Diabetes/{version}"
@@ -69,11 +69,11 @@ def test_registry_uris_resolve_to_the_version_they_name(
 
 
 def test_runs_uri_and_local_path_serve_the_same_model(serve_factory, champion: Process) -> None:  # type: ignore[no-untyped-def]
-    info = httpx.get(f"{champion.url}/version").json()
+    info = httpx.get(f"{champion.url}/info").json()
     by_run = serve_factory(f"runs:/{info['run_id']}/model")
     expected = httpx.post(f"{champion.url}/invocations", json=split(DIABETES_ROW)).json()
     assert httpx.post(f"{by_run.url}/invocations", json=split(DIABETES_ROW)).json() == expected
-    assert httpx.get(f"{by_run.url}/version").json()["run_id"] == info["run_id"]
+    assert httpx.get(f"{by_run.url}/info").json()["run_id"] == info["run_id"]
 
 
 def test_a_restart_reuses_the_artifact_cache(serve_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ def test_metrics_carry_model_version_color_and_count_requests(champion: Process)
     assert after == before + 1  # type: ignore[operator]
     assert metric(champion.url, "turnout_inference_rows_total", **labels) == rows_before + 3  # type: ignore[operator]
     assert metric(champion.url, "turnout_model_info", run_id=httpx.get(
-        f"{champion.url}/version").json()["run_id"], flavor="sklearn", **labels) == 1  # fmt: skip
+        f"{champion.url}/info").json()["run_id"], flavor="sklearn", **labels) == 1  # fmt: skip
     assert metric(champion.url, "turnout_model_ready", **labels) == 1
     # label sets exist before first use: a dashboard reads 0, not "no data"
     assert metric(champion.url, "turnout_inference_requests_total", endpoint="v2_infer",
@@ -109,7 +109,7 @@ def test_metrics_carry_model_version_color_and_count_requests(champion: Process)
     ("headers", "body", "status", "fragment"),
     [
         ({"content-type": "application/json"}, b"{not json", 400, "valid JSON"),
-        ({"content-type": "application/json"}, b"[1, 2]", 400, "JSON object"),
+        ({"content-type": "application/json"}, b"[1, 2]", 400, "JSON dictionary"),
         ({"content-type": "application/xml"}, b"<a/>", 415, "content types"),
         ({}, b"{}", 415, "Content-Type"),
         ({"content-type": "application/json; charset=latin-1"}, b"{}", 415, "UTF-8"),

@@ -112,7 +112,7 @@ PARSING: list[Difference] = [
     Difference(
         key="deep-nesting",
         topic="JSON nested past Python's recursion limit",
-        example='`{"inputs": [[[[...]]]]}` nested 5,000 deep',
+        example='`{"inputs": [[[[...]]]]}` nested 5,000 deep (or 100,000, past the JSON reader)',
         mlflow="500: `RecursionError` escapes the scoring server",
         turnout="400: the payload is nested too deeply to read",
         why="The client's payload is at fault; a 500 pages the model's operators for nothing.",

@@ -526,7 +526,11 @@ def test_the_variables_left_to_users_are_turnout_serves_tunables() -> None:
     served = {f"TURNOUT_{field.upper()}" for field in ServingSettings.model_fields}
     assert served >= TUNABLE_ENV_NAMES
     # The pod's terminationGracePeriodSeconds is sized for the drain and the keep-alive close.
-    governed = {"TURNOUT_AUTH_TOKENS", "TURNOUT_GRACEFUL_SHUTDOWN_SECONDS", "TURNOUT_KEEP_ALIVE_SECONDS"}
+    governed = {
+        "TURNOUT_AUTH_TOKENS",
+        "TURNOUT_GRACEFUL_SHUTDOWN_SECONDS",
+        "TURNOUT_KEEP_ALIVE_SECONDS",
+    }
     assert served - TUNABLE_ENV_NAMES == governed | {
         e["name"] for e in operator_env(auth=True) if e["name"].startswith("TURNOUT_")
     }
