@@ -192,7 +192,7 @@ class Predictor:
                 f"Error: '{exc!r}'"
             ) from exc
         if self.model.input_schema is not None:
-            refused = corrupted_text_cell(_csv_text_columns(text), self.model.input_schema)
+            refused = corrupted_text_cell(csv_text_columns(text), self.model.input_schema)
             if refused is not None:
                 raise SchemaMismatch(refused.message, field=refused.column)
         return self._mlflow_call(
@@ -375,7 +375,7 @@ _ORJSON_EXACT = frozenset(
 )  # fmt: skip
 
 
-def _csv_text_columns(text: str) -> dict[str, list[str | None]]:
+def csv_text_columns(text: str) -> dict[str, list[str | None]]:
     """A CSV payload's cells as the text sent (None where empty); {} if pandas cannot read it
     (MLflow's own reading then says why)."""
     try:

@@ -4,6 +4,7 @@ recorded-difference tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import Process
-from turnout_serving.predictor import MODEL_REJECTED
+from turnout_serving.domain.schema import Column, InputSchema
+from turnout_serving.domain.values import corrupted_cell, corrupted_text_cell
+from turnout_serving.predictor import MODEL_REJECTED, csv_text_columns
 
 # MLflow writes a set of field names into one message; the same hash seed gives both servers the
 # same order.
@@ -43,7 +46,41 @@ class Pair:
 
     def same(self, content_type: str | None, body: bytes) -> None:
         theirs, ours = self.send(content_type, body)
+        refused = reading_refusal(self.turnout.url, content_type, body)
+        if refused is not None:  # a recorded reading difference (tests/parity/parsing.py)
+            assert ours.status_code == 400, ours.text[:300]
+            assert ours.json()["message"] == refused, ours.text[:300]
+            return
         assert_same(theirs, ours)
+
+
+_SCHEMAS: dict[str, InputSchema | None] = {}
+
+
+def reading_refusal(url: str, content_type: str | None, body: bytes) -> str | None:
+    """The message of turnout's reading rule for this request, when the rule refuses one of its
+    cells: MLflow would have changed that value silently (the rule itself is checked against
+    MLflow's code in tests/unit/test_parse_parity.py). None when the rule lets it through."""
+    if url not in _SCHEMAS:
+        described = httpx.get(f"{url}/info", timeout=10).json()["signature"]
+        _SCHEMAS[url] = described and InputSchema(
+            tuple(Column(c["name"], c["type"], c["required"]) for c in described)
+        )
+    schema, mime = _SCHEMAS[url], (content_type or "").split(";")[0].strip().lower()
+    if schema is None:
+        return None
+    refused = None
+    if mime == "application/json":
+        try:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        if isinstance(document, dict):
+            refused = corrupted_cell(document, schema)
+    elif mime == "text/csv":
+        with contextlib.suppress(UnicodeDecodeError):
+            refused = corrupted_text_cell(csv_text_columns(body.decode()), schema)
+    return refused.message if refused is not None else None
 
 
 def view(response: httpx.Response, mlflow_side: bool) -> tuple[int, str, Any]:
