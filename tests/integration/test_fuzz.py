@@ -88,7 +88,8 @@ def check_error_form(answer: httpx.Response) -> None:
         assert list(error) == ["error"] and isinstance(error["error"], str), error
     else:
         assert isinstance(error["error_code"], str) and isinstance(error["message"], str), error
-        assert set(error) <= {"error_code", "message", "error_class", "sqlstate", "request_id"}, error
+        allowed = {"error_code", "message", "error_class", "sqlstate", "request_id"}
+        assert set(error) <= allowed, error
 
 
 def answers_counted(proc: Process) -> Counter[tuple[str, str]]:
