@@ -14,7 +14,6 @@ must be documented, or this script fails naming it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from generated_section import apply, parser, with_section  # scripts/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = ROOT / "charts" / "turnout" / "values.yaml"
@@ -95,34 +95,12 @@ def table(text: str) -> str:
 
 
 def with_table(doc: str, generated: str) -> str:
-    """`doc` with the text between the markers replaced by `generated`."""
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    return f"{doc[:start]}\n{generated}{doc[end:]}"
+    return with_section(doc, generated, BEGIN, END)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    action = parser.add_mutually_exclusive_group()
-    names = " and ".join(str(doc.relative_to(ROOT)) for doc in DOCS)
-    action.add_argument("--write", action="store_true", help=f"update {names}")
-    action.add_argument("--check", action="store_true", help="exit 1 if one is stale")
-    args = parser.parse_args()
-    generated = table(VALUES.read_text())
-    if not (args.write or args.check):
-        print(generated, end="")
-        return 0
-    stale = []
-    for path in DOCS:
-        doc = path.read_text()
-        current = with_table(doc, generated)
-        if args.write:
-            path.write_text(current)
-        elif current != doc:
-            stale.append(str(path.relative_to(ROOT)))
-    if stale:
-        print(f"stale: {', '.join(stale)}: run python scripts/helm_values_doc.py --write")
-        return 1
-    return 0
+    args = parser(__doc__.split("\n\n")[0], DOCS, ROOT).parse_args()
+    return apply(args, table(VALUES.read_text()), DOCS, ROOT, BEGIN, END, "helm_values_doc.py")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ own code, so the table lists only differences that exist.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,6 +19,8 @@ END = "<!-- differences:end -->"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from generated_section import apply, parser, with_section  # noqa: E402  (scripts/ is on sys.path)
 
 from tests.parity.differences import Difference, all_differences  # noqa: E402
 
@@ -40,30 +41,12 @@ def _cell(text: str) -> str:
 
 
 def with_table(doc: str, generated: str) -> str:
-    """`doc` with the text between the markers replaced by `generated`."""
-    start, end = doc.index(BEGIN) + len(BEGIN), doc.index(END)
-    return f"{doc[:start]}\n{generated}{doc[end:]}"
+    return with_section(doc, generated, BEGIN, END)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
-    action.add_argument("--check", action="store_true", help="exit 1 if it is stale")
-    args = parser.parse_args()
-    generated = table(all_differences())
-    if not (args.write or args.check):
-        print(generated, end="")
-        return 0
-    doc = DOC.read_text()
-    current = with_table(doc, generated)
-    if args.write:
-        DOC.write_text(current)
-        return 0
-    if current != doc:
-        print(f"{DOC.relative_to(ROOT)} is stale: run python scripts/parity_table.py --write")
-        return 1
-    return 0
+    args = parser(__doc__.split("\n\n")[0], [DOC], ROOT).parse_args()
+    return apply(args, table(all_differences()), [DOC], ROOT, BEGIN, END, "parity_table.py")
 
 
 if __name__ == "__main__":

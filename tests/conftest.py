@@ -4,6 +4,7 @@ tests/integration and tests/chart both use, started once per run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 import httpx
@@ -25,6 +27,17 @@ IN_CI = os.environ.get("CI") == "true"
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOOLS = ROOT / ".tools" / "bin"  # helm and kubectl, pinned (scripts/install-k8s-tools.sh)
+
+
+def load_script(name: str) -> ModuleType:
+    """A script of scripts/ as a module (scripts/ on sys.path, as when it runs), for its tests."""
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_until(

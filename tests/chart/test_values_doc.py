@@ -4,24 +4,17 @@ helm-docs comments the way the chart writes them, and `helm show readme` prints 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 from tests.manifests import CHART, Helm
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "helm_values_doc", ROOT / "scripts" / "helm_values_doc.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("helm_values_doc")
 
 
 def test_both_tables_are_generated() -> None:

@@ -3,21 +3,14 @@ generates from the `Difference` records now, and the generator writes records as
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_script
 from tests.parity.differences import Difference, all_differences
 
 
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "parity_table", ROOT / "scripts" / "parity_table.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("parity_table")
 
 
 def test_readme_table_is_current() -> None:
