@@ -259,8 +259,9 @@ class Kube:
                 header_params={**headers, "Accept": "application/json"},
                 auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
             )  # fmt: skip
-        except ApiException as exc:
-            return int(exc.status or 0), str(exc.body or exc.reason)
+        except ApiException as exc:  # the body of an unread answer comes as bytes
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+            return int(exc.status or 0), str(body or exc.reason)
         raw = response[0] if isinstance(response, tuple) else response
         return int(raw.status), raw.data.decode(errors="replace")
 

@@ -4,13 +4,19 @@ server's service proxy), anything else is a 401 that names both."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.requests import Request
 
+from turnout_operator.domain.manifests import TOKEN_HEADER as OPERATOR_HEADER
+from turnout_operator.domain.manifests import TOKENS_KEY, first_token
 from turnout_serving.errors import Unauthorized
 from turnout_serving.http import TOKEN_HEADER, TokenCheck
+from turnout_serving.settings import ServingSettings
 
 TOKEN = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12)
 
@@ -77,3 +83,36 @@ def test_a_missing_or_wrong_token_is_refused_naming_both_headers(headers: dict[s
 def test_without_tokens_every_request_passes() -> None:
     assert passes(TokenCheck([]), {})
     assert passes(TokenCheck([""]), {TOKEN_HEADER: ""})
+
+
+# --- the operator's side: which token its smoke test sends, in which header ---------------------
+
+
+@given(
+    lines=st.lists(
+        st.tuples(st.sampled_from(["", " ", "\t"]), st.none() | TOKEN, st.sampled_from(["", "  "])),
+        min_size=1, max_size=5,
+    ),
+    newline=st.sampled_from(["\n", "\r\n"]),
+)  # fmt: skip
+def test_the_token_the_smoke_test_sends_is_one_the_server_accepts(
+    lines: list[tuple[str, str | None, str]], newline: str
+) -> None:
+    """The operator picks a token from the Secret's `tokens` key, the server reads the same
+    text as its token file: the server must accept what the operator sends."""
+    text = newline.join(f"{pad}{token or ''}{tail}" for pad, token, tail in lines)
+    chosen = first_token(text)
+    written = [token for _, token, _ in lines if token]
+    if not written:
+        assert chosen is None
+        return
+    assert chosen == written[0]
+    with tempfile.TemporaryDirectory() as home:
+        path = Path(home) / TOKENS_KEY
+        path.write_text(text)
+        server = TokenCheck.from_settings(ServingSettings(auth_token_file=path))
+    assert passes(server, {OPERATOR_HEADER: chosen})
+
+
+def test_the_operator_sends_the_token_in_the_header_the_server_reads() -> None:
+    assert OPERATOR_HEADER == TOKEN_HEADER == "X-Turnout-Token"
