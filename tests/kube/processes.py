@@ -93,11 +93,12 @@ def _rewrite(value: str, ports: Mapping[int, int], mounts: Mapping[str, Path] | 
     value = value.replace("0.0.0.0", "127.0.0.1")
     for declared, local in ports.items():
         value = re.sub(rf"(?<!\d){declared}(?!\d)", str(local), value)
-    for mount_path, host in sorted(
-        (mounts or {}).items(), key=lambda m: -len(m[0])
-    ):  # deepest first
-        pattern = rf"(?<![\w./-]){re.escape(mount_path)}(?=/|$|[^\w.-])"
-        value = re.sub(pattern, lambda _, to=str(host): to, value)
+    if mounts:
+        # One pass, the deepest mount path first where several match: a path already rewritten
+        # is not rewritten again (the pod's directory may itself lie under a mount path, /tmp).
+        paths = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+        pattern = rf"(?<![\w./-])({paths})(?=/|$|[^\w.-])"
+        value = re.sub(pattern, lambda match: str(mounts[match[1]]), value)
     return value
 
 
