@@ -24,7 +24,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.conftest import BIN, ROOT, Registry, wait_until
+from tests.conftest import BIN, ROOT, Registry, require_tool, wait_until
 from tests.integration.outage import Forwarder
 from tests.real import controlplane as cp
 from tests.real import netns
@@ -209,3 +209,45 @@ def test_the_token_secret_is_read_with_the_operators_rbac_only_in_its_namespace(
     with pytest.raises(client.ApiException) as forbidden:
         preview.operator.auth_token("default", SECRET)
     assert forbidden.value.status == 403
+
+
+def test_the_documented_kubectl_proxy_call_reaches_the_model_with_the_token(
+    control_plane: cp.ControlPlane, preview: Preview
+) -> None:
+    """docs/operations.md, "Calling a model that requires a token": `kubectl proxy`, the token
+    read with the documented `kubectl get secret ... go-template`, sent in X-Turnout-Token."""
+    kubectl = require_tool("kubectl")
+    config = ["--kubeconfig", str(control_plane.kubeconfig)]
+    with control_plane.http() as admin:
+        single = {
+            "metadata": {"name": "diabetes-tokens"},
+            "stringData": {"tokens": "second-token\n"},
+        }
+        assert (
+            admin.post(f"/api/v1/namespaces/{preview.namespace}/secrets", json=single).status_code
+            == 201
+        )
+    read = subprocess.run([kubectl, *config, "get", "secret", "diabetes-tokens", "-n", preview.namespace,
+                           "-o", "go-template={{.data.tokens | base64decode}}"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    token = read.stdout.rstrip("\n")  # as $(...) strips it
+    proxy = subprocess.Popen([kubectl, *config, "proxy", "--port", "0"], stdout=subprocess.PIPE,
+                             text=True, preexec_fn=cp.die_with_parent)  # fmt: skip
+    try:
+        assert proxy.stdout is not None
+        started = proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+        assert started.startswith("Starting to serve on 127.0.0.1:"), started
+        url = f"http://{started.split()[-1]}{preview.proxy}/invocations"
+        headers = {"Content-Type": "application/json"}
+        sent = httpx.post(
+            url, content=preview.payload, headers={**headers, "X-Turnout-Token": token}
+        )
+        bearer = httpx.post(
+            url, content=preview.payload, headers={**headers, "Authorization": f"Bearer {token}"}
+        )
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    assert sent.status_code == 200, sent.text
+    assert len(sent.json()["predictions"]) == 5
+    assert (bearer.status_code, bearer.text) == (401, UNAUTHORIZED)
