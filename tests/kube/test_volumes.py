@@ -129,6 +129,4 @@ def test_a_path_is_rewritten_once_even_when_the_pods_directory_lies_under_a_moun
     rewrite = lambda value: _rewrite(value, {8080: 41234}, mounts)  # noqa: E731
     assert rewrite("/etc/turnout/auth/tokens") == f"{pod_dir}/fs/etc/turnout/auth/tokens"
     assert rewrite("/tmp/cache:/etc/turnout") == f"{pod_dir}/fs/tmp/cache:{pod_dir}/fs/etc/turnout"
-    assert (
-        rewrite("--port=8080 /etc/turnouts /tmpfs") == "--port=41234 /etc/turnouts /tmpfs"
-    )
+    assert rewrite("--port=8080 /etc/turnouts /tmpfs") == "--port=41234 /etc/turnouts /tmpfs"

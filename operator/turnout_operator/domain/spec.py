@@ -158,7 +158,8 @@ class Auth(_Model):
     token_secret: str = Field(
         "",
         description="Secret whose `tokens` key (one per line) holds the tokens turnout-serve "
-        "requires, in `Authorization: Bearer` or `X-Turnout-Token`; the smoke test sends the first.",
+        "requires, in `Authorization: Bearer` or `X-Turnout-Token`; the smoke test sends the "
+        "first.",
     )
 
 
