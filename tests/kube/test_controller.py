@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from kubernetes.client import CoreV1Api as Core
 from tests.conftest import wait_until
 from tests.kube.conftest import deployment
 from tests.kube.emulator import KubeEmulator
+from tests.kube.processes import Probe, _probe
 
 Obj = dict[str, Any]
 
@@ -263,3 +267,36 @@ def test_the_service_proxy_forwards_the_headers_the_real_api_server_forwards(
         "x-forwarded-uri": path,
         "x-turnout-probe": "checked",
     }
+
+
+class _SlowReady(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(1.2)  # a server starved of CPU on a busy machine
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_readiness_probe_waits_its_timeout_seconds() -> None:
+    """As the kubelet: an answer within `timeoutSeconds` (1 s unless set) passes, a later one
+    fails, so a slow but healthy server is not taken out of its Service."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowReady)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        probe = {
+            "httpGet": {"path": "/ready", "port": 8080},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        }
+        default = _probe({"readinessProbe": probe}, {8080: port}, {})
+        patient = _probe({"readinessProbe": {**probe, "timeoutSeconds": 2}}, {8080: port}, {})
+        assert default == Probe(port, "/ready", 1.0, 3, 1.0)
+        assert patient == Probe(port, "/ready", 1.0, 3, 2.0)
+        assert (default.check(), patient.check()) == (False, True)
+    finally:
+        server.shutdown()
+        server.server_close()
