@@ -369,7 +369,11 @@ class ApiHandler(kmock.KubernetesScaffold):
         if target is None:
             raise unavailable
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Idle connections are dropped after 1 s, well before a pod's server closes them
+            # (uvicorn: 5 s): reusing one the server is closing at that moment fails the request
+            # with ServerDisconnectedError, a race no test is about.
+            connector = aiohttp.TCPConnector(keepalive_timeout=1.0)
+            self._session = aiohttp.ClientSession(connector=connector)
         url = f"http://127.0.0.1:{target}{api.subpath or '/'}"
         try:
             async with self._session.request(
@@ -380,8 +384,11 @@ class ApiHandler(kmock.KubernetesScaffold):
                 payload = await upstream.read()
                 content_type = upstream.headers.get("Content-Type")
                 return reply(payload, upstream.status, content_type or "application/octet-stream")
-        except aiohttp.ClientConnectionError:
-            raise unavailable from None
+        except aiohttp.ClientConnectionError as exc:  # as k8s.io/apimachinery's proxy Transport
+            raise KubernetesError(
+                status=503, reason="ServiceUnavailable", details={},
+                message=f"error trying to reach service: {exc!r}",
+            ) from None  # fmt: skip
 
 
 def forwarded_headers(received: Mapping[str, str], path: str) -> dict[str, str]:
