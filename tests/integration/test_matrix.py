@@ -29,6 +29,7 @@ import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Registry, wait_until
 from tests.integration.cluster import (
@@ -305,20 +306,18 @@ class Scenario:
         answer = self.predict(self.name, self.token)
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == self.expected[version]
-        # the active Service's color serves `version`: its pods' /version (read from the pod, not
-        # through the proxy, so the calls the RBAC test checks are the operator's alone)
+        # the active Service's color serves `version`, with drift on or off as asked: its pod's
+        # metrics (read from the pod, not through the proxy: the calls the RBAC test checks are
+        # the operator's alone)
         assert self.cluster.selector(self.name) == color
         endpoint = self.cluster.kube.controller.endpoint("default", f"{self.name}-{color}")
-        about = httpx.get(f"{endpoint}/version", timeout=30).json()
-        assert (about["model_name"], about["model_version"], about["color"]) == (
-            self.model,
-            version,
-            color,
-        )
-        if self.row.drift_off:
-            assert about["drift"] == "off: disabled by settings"
-        else:
-            assert about["drift"].startswith("on: reference "), about["drift"]
+        metrics = httpx.get(f"{endpoint}/metrics", timeout=30).text
+        families = {family.name: family for family in text_string_to_metric_families(metrics)}
+        served = [(s.labels["model"], s.labels["version"], s.labels["color"], s.value)
+                  for s in families["turnout_model_info"].samples]  # fmt: skip
+        assert served == [(self.model, version, color, 1.0)]
+        reference = families.get("turnout_drift_reference_info")
+        assert bool(reference and reference.samples) is not self.row.drift_off
         if self.token is not None:
             for refused in (self.predict(self.name, None), self.predict(self.name, "not-a-token"),
                             self.predict(self.name, None, Authorization=f"Bearer {self.token}")):  # fmt: skip
