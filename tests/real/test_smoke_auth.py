@@ -88,7 +88,10 @@ def serve(pod: netns.Pod, tracking_uri: str, tokens: Path, home: Path) -> subpro
     with (home / "serve.log").open("wb") as log:
         return subprocess.Popen(pod.exec(argv), stdout=log, stderr=subprocess.STDOUT,
                                 env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home),
-                                     "MLFLOW_TRACKING_URI": tracking_uri},
+                                     "MLFLOW_TRACKING_URI": tracking_uri,
+                                     # the API server keeps its connection to the pod open: a
+                                     # test server need not drain it for the default 30 s
+                                     "TURNOUT_GRACEFUL_SHUTDOWN_SECONDS": "2"},
                                 preexec_fn=cp.die_with_parent)  # fmt: skip
 
 
@@ -146,7 +149,11 @@ def preview(
                     yield Preview(namespace, proxy, Kube(api), payload)
             finally:
                 process.terminate()
-                process.wait(30)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
                 pod_network.remove_pod("smoke")
                 core.delete_namespaced_pod("smoke-green", namespace, grace_period_seconds=0)
                 core.delete_namespace(namespace)
