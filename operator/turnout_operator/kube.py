@@ -22,8 +22,11 @@ from kubernetes.client.exceptions import ApiException
 from turnout_operator.domain.manifests import (
     HASH_ANNOTATION,
     NAME_LABEL,
+    TOKEN_HEADER,
+    TOKENS_KEY,
     VERSION_LABEL,
     deployment_name,
+    first_token,
     service_name,
 )
 from turnout_operator.domain.observed import ColorState, SmokeResult
@@ -129,6 +132,17 @@ class Kube:
             raise LookupError(f"secret {namespace}/{name} not found")
         data = secret.get("data") or {}
         return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    def auth_token(self, namespace: str, name: str) -> str:
+        """A token of the Secret `name` (its TOKENS_KEY, as the pods mount it) for the smoke
+        test; LookupError, saying what is missing, when there is none."""
+        tokens = self.secret(namespace, name).get(TOKENS_KEY)
+        if tokens is None:
+            raise LookupError(f"secret {namespace}/{name} has no {TOKENS_KEY!r} key")
+        token = first_token(tokens)
+        if token is None:
+            raise LookupError(f"secret {namespace}/{name} holds no token in {TOKENS_KEY!r}")
+        return token
 
     def _get(self, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -236,35 +250,44 @@ class Kube:
 
     def smoke(
         self, namespace: str, service: str, version: str, payload: bytes, direct: bool,
-        timeout: float,
+        timeout: float, token: str | None = None,
     ) -> SmokeResult:  # fmt: skip
         """POST the input example to `service` (cluster DNS when `direct`, else through the API
-        server's service proxy) and check the answer is a 200 with predictions."""
+        server's service proxy) and check the answer is a 200 with predictions.
+
+        A `token` goes in `TOKEN_HEADER` on both paths: the proxy deletes `Authorization`
+        (k8s.io/apiserver/pkg/endpoints/filters/authentication.go), and one header on both
+        keeps the in-cluster request the same as the one tested through a real API server."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers[TOKEN_HEADER] = token
         try:
             if direct:
                 answer = requests.post(
                     f"http://{service}.{namespace}.svc/invocations", data=payload,
-                    headers={"Content-Type": "application/json"}, timeout=timeout,
+                    headers=headers, timeout=timeout,
                 )  # fmt: skip
                 code, text = answer.status_code, answer.text
             else:
-                code, text = self._proxy_post(namespace, service, payload, timeout)
+                code, text = self._proxy_post(namespace, service, payload, headers, timeout)
         except (requests.RequestException, OSError) as exc:
             return SmokeResult(version, False, f"smoke test could not reach {service}: {exc}")
         return _judge(version, code, text)
 
     def _proxy_post(
-        self, namespace: str, service: str, payload: bytes, timeout: float
-    ) -> tuple[int, str]:
+        self, namespace: str, service: str, payload: bytes, headers: dict[str, str],
+        timeout: float,
+    ) -> tuple[int, str]:  # fmt: skip
         path = f"/api/v1/namespaces/{namespace}/services/{service}:http/proxy/invocations"
         try:
             response = self.api.call_api(
                 path, "POST", body=json.loads(payload),
-                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                header_params={**headers, "Accept": "application/json"},
                 auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
             )  # fmt: skip
-        except ApiException as exc:
-            return int(exc.status or 0), str(exc.body or exc.reason)
+        except ApiException as exc:  # the body of an unread answer comes as bytes
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+            return int(exc.status or 0), str(body or exc.reason)
         raw = response[0] if isinstance(response, tuple) else response
         return int(raw.status), raw.data.decode(errors="replace")
 

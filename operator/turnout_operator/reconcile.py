@@ -296,13 +296,19 @@ class _Acts:
             return None
         if payload is None:
             return SmokeResult(version, True, "no input example logged: smoke test skipped")
+        token = None
+        if self.spec.auth.token_secret:  # the preview wants a token: the one its pods mount
+            try:
+                token = self.r.kube.auth_token(self.namespace, self.spec.auth.token_secret)
+            except LookupError as exc:
+                return SmokeResult(version, False, f"smoke test has no token to send: {exc}")
         settings = self.r.settings
         direct = settings.smoke_via == "direct" or (
             settings.smoke_via == "auto" and self.r.in_cluster
         )
         return self.r.kube.smoke(
             self.namespace, service_name(self.name, "preview"), version, payload, direct,
-            settings.smoke_timeout_seconds,
+            settings.smoke_timeout_seconds, token,
         )  # fmt: skip
 
 

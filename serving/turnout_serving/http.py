@@ -39,6 +39,10 @@ from turnout_serving.settings import ServingSettings
 log = logging.getLogger("turnout_serving.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+# The token may also come in this header: the Kubernetes API server's service proxy deletes
+# `Authorization` before forwarding (it authenticated the caller with it), so a client going
+# through `kubectl proxy` or the operator's smoke test cannot send the token there.
+TOKEN_HEADER = "X-Turnout-Token"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OIP_PREFIX = "/v2"
 INLINE_CHECK_BYTES = 64 * 1024
@@ -174,16 +178,22 @@ class TokenCheck:
         return bool(self._tokens)
 
     def check(self, request: Request) -> None:
+        """A request passes with a valid token in `Authorization: Bearer` or in `TOKEN_HEADER`."""
         if not self._tokens:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        offered = given.strip().encode()
+        bearer = given.strip().encode() if scheme.lower() == "bearer" else b""
+        offered = (bearer, request.headers.get(TOKEN_HEADER, "").strip().encode())
         # Compare against every token, so the time taken does not tell which one nearly matched.
         matched = False
         for token in self._tokens:
-            matched |= hmac.compare_digest(offered, token)
-        if scheme.lower() != "bearer" or not matched:
-            raise Unauthorized("A valid bearer token is required (Authorization: Bearer <token>).")
+            for candidate in offered:
+                matched |= hmac.compare_digest(candidate, token)
+        if not matched:
+            raise Unauthorized(
+                f"A valid bearer token is required (Authorization: Bearer <token>, or "
+                f"{TOKEN_HEADER}: <token>)."
+            )
 
 
 class Instrumented:

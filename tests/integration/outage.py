@@ -3,6 +3,9 @@ registry as one ModelDeployment sees it, while the rest of the session keeps usi
 
 Cutting it closes the listening socket and every open connection, so new requests are refused at
 once (as with a stopped server) and kept-alive connections fail, as they would.
+
+It listens on 127.0.0.1 unless told another address of this host: the bridge address of
+tests/real/netns.py makes a server on the host's loopback reachable from a pod's network namespace.
 """
 
 from __future__ import annotations
@@ -17,16 +20,17 @@ CHUNK = 65536
 
 
 class Forwarder:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
         self.port = free_port()
         self.target_port = target_port
+        self.host = host
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> Forwarder:
         self.up()
@@ -38,7 +42,7 @@ class Forwarder:
     def up(self) -> None:
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         listener.settimeout(0.1)  # the accept loop notices a cut within this long
         self._listener = listener

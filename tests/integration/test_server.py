@@ -213,6 +213,14 @@ def test_bearer_tokens_guard_inference_but_not_health_or_metrics(
     for token in ("s3cret", "other-token"):
         ok = httpx.post(url, json=split(DIABETES_ROW), headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200
+        # the header that survives the API server's service proxy (which deletes Authorization)
+        ok = httpx.post(url, json=split(DIABETES_ROW), headers={"X-Turnout-Token": token})
+        assert ok.status_code == 200
+    wrong = httpx.post(url, json=split(DIABETES_ROW), headers={"X-Turnout-Token": "nope"})
+    assert (wrong.status_code, wrong.json()["message"]) == (
+        401, "A valid bearer token is required (Authorization: Bearer <token>, or "
+        "X-Turnout-Token: <token>).",
+    )  # fmt: skip
     assert (
         httpx.post(f"{proc.url}/feedback", json={"request_id": "x", "label": 1}).status_code == 401
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,14 @@ from tests.kube.watching import watch_stream
 
 # (namespace, service name, port from the URL) -> the local TCP port to forward to, or None.
 ProxyResolver = Callable[[str, str, str], int | None]
+# What the service proxy does not pass on, as kube-apiserver: `Authorization`, deleted once the
+# caller is authenticated (k8s.io/apiserver/pkg/endpoints/filters/authentication.go:
+# `req.Header.Del("Authorization")`), and the hop-by-hop headers Go's httputil.ReverseProxy
+# removes (its `hopHeaders`); Content-Length is set again for the body sent.
+NOT_FORWARDED = frozenset({
+    "authorization", "connection", "proxy-connection", "keep-alive", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "content-length",
+})  # fmt: skip
 
 
 @dataclass
@@ -361,17 +369,37 @@ class ApiHandler(kmock.KubernetesScaffold):
         if target is None:
             raise unavailable
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            # Idle connections are dropped after 1 s, well before a pod's server closes them
+            # (uvicorn: 5 s): reusing one the server is closing at that moment fails the request
+            # with ServerDisconnectedError, a race no test is about.
+            connector = aiohttp.TCPConnector(keepalive_timeout=1.0)
+            self._session = aiohttp.ClientSession(connector=connector)
         url = f"http://127.0.0.1:{target}{api.subpath or '/'}"
-        forwarded = {k: v for k, v in request.headers.items()
-                     if k.lower() in ("content-type", "accept", "content-encoding")}  # fmt: skip
         try:
             async with self._session.request(
                 request.method.value, url, params=dict(request.params), data=request.body,
-                headers=forwarded, timeout=aiohttp.ClientTimeout(total=60),
+                headers=forwarded_headers(request.headers, request.url.raw_path),
+                skip_auto_headers=("Content-Type",), timeout=aiohttp.ClientTimeout(total=60),
             ) as upstream:  # fmt: skip
                 payload = await upstream.read()
                 content_type = upstream.headers.get("Content-Type")
                 return reply(payload, upstream.status, content_type or "application/octet-stream")
-        except aiohttp.ClientConnectionError:
-            raise unavailable from None
+        except aiohttp.ClientConnectionError as exc:  # as k8s.io/apimachinery's proxy Transport
+            raise KubernetesError(
+                status=503, reason="ServiceUnavailable", details={},
+                message=f"error trying to reach service: {exc!r}",
+            ) from None  # fmt: skip
+
+
+def forwarded_headers(received: Mapping[str, str], path: str) -> dict[str, str]:
+    """The headers a service proxy request reaches the pod with, as the real API server sends
+    them (tests/real/test_proxy.py shows them): the caller's own, Host included (the API
+    server's host:port), less NOT_FORWARDED; plus `X-Forwarded-For` (the emulator listens on
+    127.0.0.1 only) and `X-Forwarded-Uri`, the path the caller asked for
+    (k8s.io/apimachinery/pkg/util/proxy/transport.go)."""
+    headers = {k: v for k, v in received.items() if k.lower() not in NOT_FORWARDED}
+    before = next((v for k, v in received.items() if k.lower() == "x-forwarded-for"), None)
+    headers = {k: v for k, v in headers.items() if k.lower() != "x-forwarded-for"}
+    headers["X-Forwarded-For"] = f"{before}, 127.0.0.1" if before else "127.0.0.1"
+    headers["X-Forwarded-Uri"] = path
+    return headers

@@ -8,8 +8,9 @@ the test can reach it. The environment is the pod's own plus PATH (this venv's b
 and TMPDIR: nothing else leaks in from the test process, as nothing would in a cluster.
 
 Readiness follows the container's `readinessProbe` (`httpGet` or `tcpSocket`; 200-399 is success;
-`failureThreshold` consecutive failures make it unready); with no probe, the first declared port
-accepting connections counts as ready. `initialDelaySeconds` is ignored and periods are capped at 1 s.
+`failureThreshold` consecutive failures make it unready; each waits `timeoutSeconds`, 1 s unless
+set); with no probe, the first declared port accepting connections counts as ready.
+`initialDelaySeconds` is ignored and periods are capped at 1 s.
 A process that exits is restarted with exponential backoff (1, 2, 4, 8 s), at most `max_restarts`
 times; meanwhile its pod reports `CrashLoopBackOff`.
 """
@@ -57,13 +58,15 @@ class Probe:
     path: str | None  # None: a TCP connect probe
     period: float
     failure_threshold: int
+    timeout: float = 1.0  # the probe's timeoutSeconds (the API server defaults it to 1)
 
     def check(self) -> bool:
         try:
             if self.path is None:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout):
                     return True
-            with _NO_PROXY.open(f"http://127.0.0.1:{self.port}{self.path}", timeout=0.5) as rsp:
+            url = f"http://127.0.0.1:{self.port}{self.path}"
+            with _NO_PROXY.open(url, timeout=self.timeout) as rsp:
                 return 200 <= int(rsp.status) < 400
         except urllib.error.HTTPError as exc:
             return 200 <= exc.code < 400
@@ -93,11 +96,12 @@ def _rewrite(value: str, ports: Mapping[int, int], mounts: Mapping[str, Path] | 
     value = value.replace("0.0.0.0", "127.0.0.1")
     for declared, local in ports.items():
         value = re.sub(rf"(?<!\d){declared}(?!\d)", str(local), value)
-    for mount_path, host in sorted(
-        (mounts or {}).items(), key=lambda m: -len(m[0])
-    ):  # deepest first
-        pattern = rf"(?<![\w./-]){re.escape(mount_path)}(?=/|$|[^\w.-])"
-        value = re.sub(pattern, lambda _, to=str(host): to, value)
+    if mounts:
+        # One pass, the deepest mount path first where several match: a path already rewritten
+        # is not rewritten again (the pod's directory may itself lie under a mount path, /tmp).
+        paths = "|".join(re.escape(path) for path in sorted(mounts, key=len, reverse=True))
+        pattern = rf"(?<![\w./-])({paths})(?=/|$|[^\w.-])"
+        value = re.sub(pattern, lambda match: str(mounts[match[1]]), value)
     return value
 
 
@@ -165,16 +169,17 @@ def _probe(container: Obj, launch_ports: dict[int, int], named: dict[str, int]) 
     spec = container.get("readinessProbe") or {}
     period = min(float(spec.get("periodSeconds", 10)), 1.0)
     threshold = int(spec.get("failureThreshold", 3))
+    # A busy machine answers slower: a probe waits as long as the pod's spec lets the kubelet.
+    timeout = float(spec.get("timeoutSeconds", 1))
     action = spec.get("httpGet") or spec.get("tcpSocket")
     if action is not None:
         port = action.get("port", 0)
         number = named.get(port, 0) if isinstance(port, str) and not port.isdigit() else int(port)
         local = launch_ports.get(number, number)
-        return Probe(
-            local, action.get("path", "/") if "httpGet" in spec else None, period, threshold
-        )
+        path = action.get("path", "/") if "httpGet" in spec else None
+        return Probe(local, path, period, threshold, timeout)
     if launch_ports:
-        return Probe(next(iter(launch_ports.values())), None, period, threshold)
+        return Probe(next(iter(launch_ports.values())), None, period, threshold, timeout)
     return None
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from kubernetes.client import CoreV1Api as Core
 from tests.conftest import wait_until
 from tests.kube.conftest import deployment
 from tests.kube.emulator import KubeEmulator
+from tests.kube.processes import Probe, _probe
 
 Obj = dict[str, Any]
 
@@ -226,3 +230,73 @@ def test_a_process_that_exits_crash_loops(kube: KubeEmulator) -> None:
     assert (container["ready"], container["state"]["waiting"]["reason"], container["lastState"]["terminated"]["exitCode"]) == (
         False, "CrashLoopBackOff", 3)  # fmt: skip
     assert "boom" in kube.controller.log_path("default", "dies").read_text()
+
+
+ECHO = Path(__file__).parents[1] / "real" / "echo.py"
+
+
+def test_the_service_proxy_forwards_the_headers_the_real_api_server_forwards(
+    kube: KubeEmulator,
+) -> None:
+    """The request of tests/real/test_proxy.py, answered by the same echo server: the same
+    headers arrive (order aside). `Authorization` never does, whoever it was meant for: the real
+    API server deletes it after authenticating the caller, so a client of a pod that wants a
+    token must send it in a header of its own, and the emulator must not hide that."""
+    kube.controller.behave("default", "echo", "process")
+    kube.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "default"},
+                 "spec": {"selector": {"app": "echo"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})  # fmt: skip
+    kube.create(deployment("echo", command=["python", str(ECHO)], args=["0.0.0.0", "8080"],
+                           ports=[{"containerPort": 8080}]))  # fmt: skip
+    settled(kube, "echo", 1, availableReplicas=1)
+    path = "/api/v1/namespaces/default/services/echo:http/proxy/invocations"
+    headers = {"X-Turnout-Probe": "checked", "X-Api-Key": "preview-key", "Accept": "application/json",
+               "Authorization": "Bearer token-for-the-preview", "Connection": "keep-alive"}  # fmt: skip
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        answer = http.post(f"{kube.url}{path}?a=1", headers=headers, content=b"{}")
+    assert answer.status_code == 200, answer.text
+    echoed = answer.json()
+    assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/invocations?a=1", "{}")
+    assert {name.lower(): value for name, value in echoed["headers"]} == {
+        "host": kube.url.removeprefix("http://"),
+        "user-agent": f"python-httpx/{httpx.__version__}",
+        "content-length": "2",
+        "accept": "application/json",
+        "accept-encoding": "gzip, deflate",
+        "x-api-key": "preview-key",
+        "x-forwarded-for": "127.0.0.1",
+        "x-forwarded-uri": path,
+        "x-turnout-probe": "checked",
+    }
+
+
+class _SlowReady(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        time.sleep(1.2)  # a server starved of CPU on a busy machine
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_readiness_probe_waits_its_timeout_seconds() -> None:
+    """As the kubelet: an answer within `timeoutSeconds` (1 s unless set) passes, a later one
+    fails, so a slow but healthy server is not taken out of its Service."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowReady)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        probe = {
+            "httpGet": {"path": "/ready", "port": 8080},
+            "periodSeconds": 2,
+            "failureThreshold": 3,
+        }
+        default = _probe({"readinessProbe": probe}, {8080: port}, {})
+        patient = _probe({"readinessProbe": {**probe, "timeoutSeconds": 2}}, {8080: port}, {})
+        assert default == Probe(port, "/ready", 1.0, 3, 1.0)
+        assert patient == Probe(port, "/ready", 1.0, 3, 2.0)
+        assert (default.check(), patient.check()) == (False, True)
+    finally:
+        server.shutdown()
+        server.server_close()

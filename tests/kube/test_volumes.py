@@ -5,6 +5,7 @@ the kubelet's FailedMount while the container waits in ContainerCreating."""
 from __future__ import annotations
 
 import stat
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 from tests.conftest import wait_until
 from tests.kube.conftest import deployment
 from tests.kube.emulator import KubeEmulator
+from tests.kube.processes import _rewrite
+from tests.kube.volumes import path_table
 
 Obj = dict[str, Any]
 # Records what the container sees (its env value and working directory) in the emptyDir, then
@@ -112,3 +115,18 @@ def test_a_missing_secret_is_a_failed_mount(kube: KubeEmulator, optional: bool) 
     wait_until(
         lambda: kube.controller.endpoint("default", "app"), what="the process started once mounted"
     )
+
+
+def test_a_path_is_rewritten_once_even_when_the_pods_directory_lies_under_a_mount_path(
+    tmp_path: Path,
+) -> None:
+    """A turnout-serve pod mounts an emptyDir at /tmp and its tokens at /etc/turnout/auth, and
+    the pod's directory on this machine lies under /tmp: the token file's path must become the
+    pod's view of it, not that path with /tmp rewritten a second time."""
+    pod_dir = Path("/tmp") / "pods" / "default.web-abc"
+    mounts = path_table({"/etc/turnout/auth": pod_dir / "fs/etc/turnout/auth",
+                         "/tmp": pod_dir / "fs/tmp"}, pod_dir)  # fmt: skip
+    rewrite = lambda value: _rewrite(value, {8080: 41234}, mounts)  # noqa: E731
+    assert rewrite("/etc/turnout/auth/tokens") == f"{pod_dir}/fs/etc/turnout/auth/tokens"
+    assert rewrite("/tmp/cache:/etc/turnout") == f"{pod_dir}/fs/tmp/cache:{pod_dir}/fs/etc/turnout"
+    assert rewrite("--port=8080 /etc/turnouts /tmpfs") == "--port=41234 /etc/turnouts /tmpfs"

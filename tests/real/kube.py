@@ -1,11 +1,12 @@
 """What the tests of the real control plane do to it that a kubelet or an operator would: register a
-Node, report a Pod running and ready, get a ServiceAccount token. The node agent to come does the
+Node, report a Pod running and ready, get a ServiceAccount token, write an EndpointSlice. The node agent to come does the
 first two for real; until then the tests play its part through the same API calls.
 """
 
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from kubernetes import client
 
@@ -52,3 +53,19 @@ def service_account_token(core: client.CoreV1Api, namespace: str, name: str) -> 
         name, namespace, {"spec": {"expirationSeconds": 3600}}
     )
     return str(request.status.token)
+
+
+def endpoint_slice(
+    service: str, ip: str, port: int, target: dict[str, str] | None
+) -> dict[str, Any]:
+    """A ready endpoint of a selector-less Service at `ip:port`; the service proxy only goes to
+    it when `target` names a Pod whose status.podIPs holds `ip`."""
+    endpoint: dict[str, Any] = {"addresses": [ip], "conditions": {"ready": True}}
+    if target:
+        endpoint["targetRef"] = target
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "endpoints": [endpoint],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }  # fmt: skip

@@ -21,7 +21,7 @@ from kubernetes import client
 from tests.conftest import wait_until
 from tests.real import controlplane as cp
 from tests.real.conftest import PodServer
-from tests.real.kube import report_pod, service_account_token
+from tests.real.kube import endpoint_slice, report_pod, service_account_token
 
 pytestmark = pytest.mark.real
 
@@ -37,20 +37,6 @@ class Proxied:
     namespace: str
     base: str  # .../services/echo:http/proxy
     token: str  # a ServiceAccount allowed services/proxy get + create
-
-
-def endpoint_slice(
-    service: str, ip: str, port: int, target: dict[str, str] | None
-) -> dict[str, Any]:
-    endpoint: dict[str, Any] = {"addresses": [ip], "conditions": {"ready": True}}
-    if target:
-        endpoint["targetRef"] = target
-    return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": f"{service}-1", "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4", "endpoints": [endpoint],
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
-    }  # fmt: skip
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ from turnout_operator.domain.spec import Color, ModelDeploymentSpec
 PORT = 8080
 CACHE_DIR = "/var/cache/turnout"
 TOKENS_DIR = "/etc/turnout/auth"
+TOKENS_KEY = "tokens"  # the key of spec.auth.tokenSecret that the pods read as their token file
+# The header turnout-serve also takes a token in (its TOKEN_HEADER): the API server's service
+# proxy deletes `Authorization` before forwarding, so the smoke test sends the token here.
+TOKEN_HEADER = "X-Turnout-Token"
 NAME_LABEL = "turnout.dev/model-deployment"
 COLOR_LABEL = "turnout.dev/color"
 VERSION_LABEL = "turnout.dev/model-version"
@@ -113,6 +117,12 @@ def build_service(name: str, namespace: str, role: str, color: Color) -> dict[st
     }
 
 
+def first_token(tokens: str) -> str | None:
+    """The token the smoke test sends: the first of the token file's lines, read as
+    turnout-serve reads it (one token a line, surrounding blanks and empty lines skipped)."""
+    return next((line.strip() for line in tokens.splitlines() if line.strip()), None)
+
+
 def template_hash(template: dict[str, Any]) -> str:
     """Stable digest of a pod template: an unchanged hash means nothing to patch."""
     canonical = json.dumps(template, sort_keys=True, separators=(",", ":"))
@@ -183,7 +193,7 @@ def _container(
         {"name": "tmp", "mountPath": "/tmp"},
     ]
     if spec.auth.token_secret:
-        env.append({"name": "TURNOUT_AUTH_TOKEN_FILE", "value": f"{TOKENS_DIR}/tokens"})
+        env.append({"name": "TURNOUT_AUTH_TOKEN_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})
         mounts.append({"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True})
     container: dict[str, Any] = {
         "name": "server",

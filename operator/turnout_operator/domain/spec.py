@@ -313,8 +313,9 @@ class Monitoring(_Model):
 class Auth(_Model):
     token_secret: ObjectName = Field(
         "",
-        description="Secret whose `tokens` key (one per line) holds the bearer tokens "
-        "turnout-serve requires.",
+        description="Secret whose `tokens` key (one per line) holds the tokens turnout-serve "
+        "requires, in `Authorization: Bearer` or `X-Turnout-Token`; the smoke test sends the "
+        "first.",
     )
 
 
