@@ -102,6 +102,14 @@ PARSING: list[Difference] = [
         "naming it, not a model failure.",
     ),
     Difference(
+        key="empty-list-into-number",
+        topic="An empty list as one cell's value in a `double` or `float` column",
+        example='`{"instances": [{"temp": []}]}`, `temp` double',
+        mlflow="200: the model gets `temp` = NaN, a missing value the client never sent",
+        turnout="400 naming column `temp` and row 0",
+        why=_CHANGED + " (MLflow refuses other lists in number columns itself.)",
+    ),
+    Difference(
         key="csv-boolean-into-number",
         topic="`true` or `false` in a number column of a CSV payload",
         example="`season,temp\\ntrue,0.3` as text/csv, `season` long",

@@ -100,6 +100,9 @@ CASES = {
         gets("sex", ["f", "m"]),
         "sex",
     ),
+    "empty-list-into-number": Case(
+        schema(temp="double"), b'{"instances": [{"temp": []}]}', gets("temp", math.nan), "temp"
+    ),
     "csv-boolean-into-number": Case(
         schema(season="long", temp="double"),
         b"season,temp\ntrue,0.3\n",

@@ -66,6 +66,9 @@ def test_integral_floats_in_long_columns_are_their_integers(document: dict) -> N
         ({"dataframe_split": {"columns": ["a", "b"], "data": [[0.5, 2**53 + 1], [1, 2.0]]}}, "b",
          "Column 'b' (long) cannot take row 0's value 9007199254740993: beside numbers written as "
          "floats it would be rounded to a float64."),
+        ({"inputs": {"a": [[1.0]], "b": [1]}}, "a",
+         "Column 'a' (double) cannot take row 0's value [...]: a list or an object is not a "
+         "single value."),
     ],
 )  # fmt: skip
 def test_values_mlflow_would_change_are_refused_naming_column_and_row(
@@ -89,7 +92,6 @@ def test_values_mlflow_would_change_are_refused_naming_column_and_row(
         {"inputs": {"a": ["1.0"], "b": [1]}},  # MLflow reads "1.0" as 1.0 in a double column
         {"inputs": {"a": [1.0], "b": ["x"]}},  # ... and refuses "x" with its own message
         {"inputs": {"a": [1.0], "b": [float("nan")]}},  # ... and NaN in a long column
-        {"inputs": {"a": [[1.0]], "b": [1]}},  # ... and a list in a double column
         {"dataframe_split": {"columns": [["a"], "b"], "data": [[1.0, 2]]}},  # unhashable name
         {"dataframe_split": {"columns": [1, "b"], "data": [[1.0, 2]]}},
         {"instances": [[1.0, 2]]},  # tensors

@@ -65,7 +65,11 @@ def read_numeric(document: Any, schema: InputSchema | None) -> NumericBatch | No
         table = _split_table(body, schema)
     elif formats[0] == "inputs" and isinstance(body, dict):
         table = _column_table(body, schema)
-    elif formats[0] in ("dataframe_records", "instances") and _is_records(body):
+    elif formats[0] == "dataframe_records" and _is_records(body):
+        table = _records_table(body, schema)
+    elif formats[0] == "instances" and _is_records(body) and len({frozenset(r) for r in body}) == 1:
+        # MLflow turns instance records into one array per key: records with different keys
+        # make arrays of different lengths, which it refuses. Only alike records are a table.
         table = _records_table(body, schema)
     else:
         return None

@@ -3,7 +3,8 @@
 MLflow's scoring server casts every cell to its column's type with numpy and pandas, and some of
 those casts change the value without a word: 3.5 in a `long` column becomes 3, the string "3"
 becomes 3, `true` becomes 1, 2**63 becomes -9223372036854775808, 1e39 in a `float` column becomes
-inf, "false" in a `boolean` column becomes True, `null` becomes False or the string "None". The
+inf, "false" in a `boolean` column becomes True, `null` becomes False or the string "None", `[]`
+in a `double` column becomes NaN. The
 model then predicts on data the client never sent. `refusal` names those cases (the caller answers
 400, naming the column and the row); every other value is left to MLflow, which keeps it or refuses
 it itself, so turnout answers exactly as MLflow does.
@@ -29,6 +30,7 @@ INTEGER_RANGES = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
 EXACT_IN_DOUBLE = 2**53  # integers beyond this change when pandas stores them as float64
 TABLE_FORMATS = ("dataframe_split", "dataframe_records")
+SINGLE_VALUE_KINDS = (*INTEGER_RANGES, "double", "float", "boolean", "string", "binary", "datetime")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def refusal(kind: str, value: Any, *, table: bool) -> str | None:
     """Why MLflow would change `value` on its way into a `kind` column, or None when MLflow keeps
     it faithfully or refuses it itself. `table`: the value arrives in a dataframe format (pandas
     keeps a null as None there; `inputs`/`instances` turn it into the string "None")."""
+    if kind in SINGLE_VALUE_KINDS and not _scalar(value):
+        return _NESTED  # MLflow refuses most, but reads an empty list in a double column as NaN
     if kind in INTEGER_RANGES:
         return _integer_refusal(kind, value)
     if kind in ("double", "float"):
@@ -60,18 +64,14 @@ def refusal(kind: str, value: Any, *, table: bool) -> str | None:
     if kind == "boolean":
         if type(value) is bool or (type(value) in (int, float) and value in (0, 1)):
             return None
-        if not _scalar(value):
-            return _NESTED
         return f"{_article(value)} is not a boolean (true, false, 0 or 1)"
     if kind == "string":
         if type(value) is str or (value is None and table):
             return None
         if value is None:
             return 'a null would become the string "None"'
-        return f"{_article(value)} is not a string" if _scalar(value) else _NESTED
-    if kind in ("binary", "datetime"):  # MLflow's own reading of a single value
-        return None if _scalar(value) else _NESTED
-    return None  # arrays, objects, maps: MLflow's own reading
+        return f"{_article(value)} is not a string"
+    return None  # binary and datetime: MLflow's own reading; arrays, objects, maps: MLflow's own
 
 
 _NESTED = "a list or an object is not a single value"
@@ -96,7 +96,7 @@ def _integer_refusal(kind: str, value: Any) -> str | None:
         except ValueError:
             return None  # MLflow refuses it itself
         return "a string would be read as a number"
-    return None  # null, lists, objects: MLflow refuses them itself
+    return None  # null: MLflow refuses it itself
 
 
 def _real_refusal(kind: str, value: Any) -> str | None:
