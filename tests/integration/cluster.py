@@ -26,13 +26,16 @@ ROW = {"age": 0.03, "sex": 0.05, "bmi": 0.06, "bp": 0.02, "s1": -0.04, "s2": -0.
 
 @dataclass
 class Cluster:
-    kube: KubeEmulator
+    # tests/kube's KubeEmulator, or tests/real/objects.py's RealKube: the same direct access
+    # (create, get, list, patch, delete, events, url, http)
+    kube: Any
     operator: Process
     metrics: str
     registry: Registry
     argv: list[str] = field(default_factory=list)  # how the operator was started, for restarts
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
+    namespace: str = "default"
 
     def restart_operator(self) -> None:
         """Kill the operator with SIGKILL (no cleanup, as a node failure would) and start a new
@@ -45,7 +48,7 @@ class Cluster:
     def apply(self, name: str, model: dict[str, str], **spec: Any) -> None:
         self.kube.create({
             "apiVersion": API, "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": self.namespace},
             "spec": {"model": model, "replicas": 1, **spec},
         })  # fmt: skip
 
@@ -57,15 +60,17 @@ class Cluster:
         return 0.0
 
     def md(self, name: str) -> dict[str, Any]:
-        found = self.kube.get(API, "ModelDeployment", "default", name)
+        found = self.kube.get(API, "ModelDeployment", self.namespace, name)
         assert found is not None
         return found
 
     def status(self, name: str) -> dict[str, Any]:
         return self.md(name).get("status") or {}
 
-    def wait_phase(self, name: str, phase: str, timeout: float = 90, **fields: Any) -> dict:  # type: ignore[type-arg]
-        def reached() -> dict | None:  # type: ignore[type-arg]
+    def wait_phase(
+        self, name: str, phase: str, timeout: float = 90, **fields: Any
+    ) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
             self.operator.alive()
             status = self.status(name)
             ok = status.get("phase") == phase and all(status.get(k) == v for k, v in fields.items())
@@ -80,17 +85,19 @@ class Cluster:
                                  f"{self.operator.output()[-4000:]}") from None  # fmt: skip
 
     def selector(self, service: str) -> str | None:
-        found = self.kube.get("v1", "Service", "default", service)
+        found = self.kube.get("v1", "Service", self.namespace, service)
         return None if found is None else found["spec"]["selector"].get("turnout.dev/color")
 
     def predict(self, service: str) -> httpx.Response:
-        return httpx.post(
-            f"{self.kube.url}/api/v1/namespaces/default/services/{service}:http/proxy/invocations",
-            json={"dataframe_records": [ROW]}, timeout=30,
-        )  # fmt: skip
+        """A prediction through the API server's service proxy to `service`."""
+        with self.kube.http() as http:
+            return http.post(
+                f"/api/v1/namespaces/{self.namespace}/services/{service}:http/proxy/invocations",
+                json={"dataframe_records": [ROW]},
+            )
 
     def reasons(self, name: str) -> list[str]:
-        return [e.get("reason", "") for e in self.kube.events("default", involved_name=name)]
+        return [e.get("reason", "") for e in self.kube.events(self.namespace, involved_name=name)]
 
     def tag(self, model: str, version: str, name: str) -> str | None:
         client = MlflowClient(self.registry.uri)
@@ -100,10 +107,10 @@ class Cluster:
     # --- driving a rollout by hand, as a user does with kubectl -------------------------------
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
-        self.kube.patch(API, "ModelDeployment", "default", name, {"spec": spec})
+        self.kube.patch(API, "ModelDeployment", self.namespace, name, {"spec": spec})
 
     def annotate(self, name: str, key: str) -> None:
-        self.kube.patch(API, "ModelDeployment", "default", name,
+        self.kube.patch(API, "ModelDeployment", self.namespace, name,
                         {"metadata": {"annotations": {key: "true"}}})  # fmt: skip
 
     def annotations(self, name: str) -> dict[str, str]:
@@ -118,7 +125,7 @@ class Cluster:
     # --- reading and waiting --------------------------------------------------------------------
 
     def deployment(self, name: str) -> dict[str, Any] | None:
-        return self.kube.get("apps/v1", "Deployment", "default", name)
+        return self.kube.get("apps/v1", "Deployment", self.namespace, name)
 
     def replicas(self, deployment: str) -> int | None:
         found = self.deployment(deployment)

@@ -16,11 +16,13 @@ import json
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp.web
+import httpx
 
 from tests.kube import patches
 from tests.kube.api import ApiHandler, Call
@@ -100,6 +102,10 @@ class KubeEmulator:
     @property
     def url(self) -> str:
         return self._url
+
+    def http(self, timeout: float = 30) -> httpx.Client:
+        """An httpx client for this server (no credentials needed), e.g. for the service proxy."""
+        return httpx.Client(base_url=self.url, timeout=timeout)
 
     def write_kubeconfig(self, path: Path, *, namespace: str = "default") -> Path:
         """A kubeconfig for this server (token auth, accepted as is); JSON is valid YAML."""
@@ -182,15 +188,24 @@ class KubeEmulator:
     def events(
         self, namespace: str | None = None, involved_name: str | None = None
     ) -> builtins.list[Obj]:
-        """Events of both APIs (core v1 and events.k8s.io/v1), oldest first."""
-        found = []
-        for api_version, ref in (("v1", "involvedObject"), ("events.k8s.io/v1", "regarding")):
-            for event in self.list(api_version, "events", namespace):
-                if involved_name in (None, (event.get(ref) or {}).get("name")):
-                    found.append(event)
-        return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))
+        return events_about(self.list, namespace, involved_name)
 
     @property
     def requests(self) -> builtins.list[Call]:
         """Every resource API call so far (not discovery), as RBAC sees it."""
         return list(self.api.calls)
+
+
+def events_about(
+    lister: Callable[[str, str, str | None], list[Obj]],
+    namespace: str | None,
+    involved_name: str | None,
+) -> list[Obj]:
+    """Events of both APIs (core v1 and events.k8s.io/v1) about `involved_name` (any, if None),
+    oldest first; `lister(api_version, kind, namespace)` lists objects."""
+    found = []
+    for api_version, ref in (("v1", "involvedObject"), ("events.k8s.io/v1", "regarding")):
+        for event in lister(api_version, "Event", namespace):
+            if involved_name in (None, (event.get(ref) or {}).get("name")):
+                found.append(event)
+    return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))

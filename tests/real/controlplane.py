@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -132,6 +133,20 @@ class ControlPlane:
 
     def log(self, program: str) -> Path:
         return self.state / "logs" / f"{program}.log"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "logs" / "audit.log"
+
+    def audit(self, username: str) -> list[dict[str, Any]]:
+        """The API server's audit events (one per request, at its end) of one user, oldest
+        first: `verb`, `objectRef` (apiGroup, resource, subresource, namespace, name),
+        `responseStatus.code`. The control plane's own components are not recorded."""
+        if not self.audit_log.exists():
+            return []
+        with self.audit_log.open() as lines:
+            events = (json.loads(line) for line in lines if line.strip())
+            return [e for e in events if e["user"]["username"] == username]
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self, *, detach: bool = False, timeout: float = 180.0) -> float:
@@ -277,7 +292,25 @@ class ControlPlane:
             f"--proxy-client-cert-file={keys.front_proxy_client.cert}",
             f"--proxy-client-key-file={keys.front_proxy_client.key}",
             "--profiling=false",
+            # who asked for what and how it was answered (tests read it: RBAC refusals, calls)
+            f"--audit-policy-file={self._audit_policy()}", f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxbackup=0",
         ]  # fmt: skip
+
+    def _audit_policy(self) -> Path:
+        """Every request at the Metadata level, but the control plane's own and the nodes'."""
+        path = self.state / "audit-policy.yaml"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+            "rules": [
+                {"level": "None", "users": ["system:apiserver", "system:kube-controller-manager",
+                                            "system:kube-scheduler"]},
+                {"level": "None", "userGroups": ["system:nodes",
+                                                 "system:serviceaccounts:kube-system"]},
+                {"level": "Metadata"},
+            ],
+        }))  # fmt: skip
+        return path
 
     def _component_args(self, name: str, port: int, keys: pki_module.Pki) -> list[str]:
         kubeconfig = self.state / f"{name}.kubeconfig"

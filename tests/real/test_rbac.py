@@ -13,16 +13,11 @@ import httpx
 import pytest
 from kubernetes import client
 
-from tests.conftest import require_tool
-from tests.manifests import NAMESPACE as OPERATOR_NAMESPACE
-from tests.manifests import Helm, one
 from tests.real import controlplane as cp
-from tests.real.kube import service_account_token
+from tests.real.operator import USER, grant_operator_role, operator_token
 
 pytestmark = pytest.mark.real
 
-ACCOUNT = "turnout-operator"
-USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{ACCOUNT}"
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
@@ -40,25 +35,14 @@ class Operator:
 def operator(
     control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, Any], namespace: str
 ) -> Iterator[Operator]:
-    docs = Helm(require_tool("helm")).template(None, f"watchNamespaces={{{namespace}}}")
-    role = one(docs, "Role")
+    role = grant_operator_role(control_plane, namespace)
     assert role["metadata"]["namespace"] == namespace
     with control_plane.http() as admin:
-        admin.post("/api/v1/namespaces", json={"metadata": {"name": OPERATOR_NAMESPACE}})
-        admin.post(
-            f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/serviceaccounts",
-            json=one(docs, "ServiceAccount"),
-        )
-        for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
-            created = admin.post(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/{plural}",
-                                 json=one(docs, kind))  # fmt: skip
-            assert created.status_code == 201, created.text
         other = f"{namespace}-other"[:63]
         assert (
             admin.post("/api/v1/namespaces", json={"metadata": {"name": other}}).status_code == 201
         )
-        token = service_account_token(core, OPERATOR_NAMESPACE, ACCOUNT)
-        with control_plane.http(token=token) as http:
+        with control_plane.http(token=operator_token(core)) as http:
             yield Operator(http, admin, namespace, other, role["rules"])
         admin.delete(f"/api/v1/namespaces/{other}")
 

@@ -22,20 +22,19 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client
 
-from tests.conftest import BIN, ROOT, Registry, require_tool, wait_until
+from tests.conftest import BIN, Registry, require_tool, wait_until
 from tests.integration.outage import Forwarder
 from tests.real import controlplane as cp
 from tests.real import netns
-from tests.real.kube import endpoint_slice, register_node, report_pod, service_account_token
+from tests.real.kube import endpoint_slice, register_node, report_pod
+from tests.real.operator import grant_operator_role, operator_token
 from turnout_operator.kube import Kube
 from turnout_operator.registry import ModelRegistry
 
 pytestmark = pytest.mark.real
 
-ROLE = ROOT / "manifests" / "overlays" / "namespaced" / "rbac.yaml"
 SECRET, SERVICE, PORT = "serve-tokens", "smoke-preview", 8080
 TOKENS = "\n  s3cret-one  \nsecond-token\n"  # a blank first line: the operator skips it
 MESSAGE = (
@@ -60,23 +59,12 @@ class Preview:
 def operator_client(
     plane: cp.ControlPlane, core: client.CoreV1Api, namespace: str
 ) -> client.ApiClient:
-    """An API client as the operator: a ServiceAccount bound to the published namespaced Role."""
-    role, binding = [d for d in yaml.safe_load_all(ROLE.read_text()) if d]
-    subject = binding["subjects"][0]
-    with plane.http() as admin:
-        admin.post("/api/v1/namespaces", json={"metadata": {"name": subject["namespace"]}})
-        admin.post(f"/api/v1/namespaces/{subject['namespace']}/serviceaccounts",
-                   json={"metadata": {"name": subject["name"]}})  # fmt: skip
-        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
-        for plural, body in (("roles", role), ("rolebindings", binding)):
-            body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
-            created = admin.post(f"{rbac}/{plural}", json=body)
-            assert created.status_code == 201, created.text
+    """An API client as the operator: its ServiceAccount bound to the chart's namespaced Role."""
+    grant_operator_role(plane, namespace)
     config = client.Configuration()
     config.host = plane.server
     config.ssl_ca_cert = str(plane.ca)
-    token = service_account_token(core, subject["namespace"], subject["name"])
-    config.api_key = {"authorization": f"Bearer {token}"}
+    config.api_key = {"authorization": f"Bearer {operator_token(core)}"}
     return client.ApiClient(config)
 
 
