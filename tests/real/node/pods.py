@@ -74,6 +74,7 @@ class PodWorker(threading.Thread):
         self.pod_ip = ""
         self.start_time = ""
         self.volumes_ready = False
+        self.volumes_retry_at = 0.0
         self.terminal = False
         self.written: Obj | None = None
         spec = pod["spec"]
@@ -145,11 +146,13 @@ class PodWorker(threading.Thread):
         if self.terminal:
             return
         if not self.volumes_ready:
+            if now < self.volumes_retry_at:
+                return
             try:
                 self._set_up_volumes(pod)
             except plan.MountError as exc:
                 self.node.event(pod, "FailedMount", str(exc), warning=True)
-                self._wake.wait(2.0)  # the kubelet retries with a back-off of its own
+                self.volumes_retry_at = now + 2.0  # the kubelet retries with a back-off of its own
                 return
             self.volumes_ready = True
         for slot in self.slots:
