@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +28,7 @@ from tests.real.node.plan import Files, Launch
 Obj = dict[str, Any]
 LAUNCHER = Path(__file__).with_name("launcher.py")
 USER_AGENT = "kube-probe/1.37"
+log = logging.getLogger(__name__)
 
 
 def now_iso() -> str:
@@ -143,6 +145,7 @@ def stop(run: Run, grace: float, pre_stop: Obj | None, container: Obj, pod_ip: s
     container's process, SIGKILL to its process group once `grace` seconds have passed since the
     stop began. Returns once the process has exited."""
     deadline = time.monotonic() + grace
+    log.info("stopping %s (pid %d), grace %.1f s", container["name"], run.popen.pid, grace)
     if pre_stop and run.exit() is None:
         handler(pre_stop, run, container, pod_ip, timeout=max(grace, 0.0))
     with contextlib.suppress(ProcessLookupError):
@@ -154,6 +157,8 @@ def stop(run: Run, grace: float, pre_stop: Obj | None, container: Obj, pod_ip: s
 
 def kill(run: Run) -> None:
     """SIGKILL the container's process group at once; wait for it."""
+    if run.exit() is None:
+        log.info("SIGKILL to pid %d", run.popen.pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(run.popen.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
