@@ -88,7 +88,7 @@ images:
 	docker build -f serving/Dockerfile -t ghcr.io/turnout-dev/turnout-serve:$(IMAGE_TAG) .
 
 # --- a real control plane, built from Kubernetes' Go modules (docs/development.md) -------------
-.PHONY: controlplane cluster cluster-down
+.PHONY: controlplane cluster cluster-down cluster-status
 
 ## make controlplane: kube-apiserver, kube-controller-manager, kube-scheduler and etcd from the
 ## modules controlplane/go.mod pins, built once into ~/.cache/turnout/controlplane/ (needs Go 1.26;
@@ -99,11 +99,16 @@ controlplane:
 		echo "warning: no Go toolchain: the tests of tests/real will skip"; \
 	elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
-## make cluster: that control plane in the background on 127.0.0.1; admin kubeconfig in
-## .cluster/kubeconfig (kubectl --kubeconfig .cluster/kubeconfig get ns)
+## make cluster: that control plane in the background on 127.0.0.1 and a node agent that runs the
+## pods scheduled onto its Node (tests/real/node); admin kubeconfig in .cluster/kubeconfig
+## (kubectl --kubeconfig .cluster/kubeconfig get nodes)
 cluster: $(STAMP) controlplane
-	$(BIN)/python -m tests.real.controlplane up --state .cluster
+	$(BIN)/python -m tests.real.cluster up --state .cluster
 
-## make cluster-down: stop it and remove .cluster/
+## make cluster-down: stop both and remove .cluster/ (the pod network included)
 cluster-down: $(STAMP)
-	$(BIN)/python -m tests.real.controlplane down --state .cluster
+	$(BIN)/python -m tests.real.cluster down --state .cluster
+
+## make cluster-status: which of the control plane's programs and the node agent run
+cluster-status: $(STAMP)
+	$(BIN)/python -m tests.real.cluster status --state .cluster

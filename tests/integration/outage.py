@@ -20,8 +20,8 @@ CHUNK = 65536
 
 
 class Forwarder:
-    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
-        self.port = free_port()
+    def __init__(self, target_port: int, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = port or free_port()
         self.target_port = target_port
         self.host = host
         self._lock = threading.Lock()

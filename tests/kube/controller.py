@@ -28,11 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.kube.processes import ConfigError, ContainerProcess, Reaper, StartError, plan_launch
+from tests.kube.processes import ContainerProcess, Reaper, StartError, plan_launch
 from tests.kube.resources import Obj, ResourceType
 from tests.kube.selectors import selects
 from tests.kube.store import Store, now_iso
-from tests.kube.volumes import MountError
 from tests.kube.workloads import (
     MODES,
     Behaviour,
@@ -42,6 +41,7 @@ from tests.kube.workloads import (
     pod_status,
     template_hash,
 )
+from tests.podspec import ConfigError, MountError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ times; meanwhile its pod reports `CrashLoopBackOff`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import re
@@ -29,23 +28,18 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port
 from tests.kube.volumes import path_table, set_up
+from tests.podspec import Lookup, container_env, expand
 
 Obj = dict[str, Any]
-Lookup = Callable[[str, str, str], Obj | None]  # (kind: "secrets" | "configmaps", namespace, name)
 BIN = Path(sys.executable).parent
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-class ConfigError(Exception):
-    """The pod cannot start its container yet (reported as `CreateContainerConfigError`)."""
 
 
 class StartError(Exception):
@@ -105,64 +99,10 @@ def _rewrite(value: str, ports: Mapping[int, int], mounts: Mapping[str, Path] | 
     return value
 
 
-def _expand(value: str, env: Mapping[str, str]) -> str:
-    return _VAR.sub(lambda m: env.get(m[1], m[0]), value)
-
-
-def _ref_value(kind: str, ref: Obj, namespace: str, lookup: Lookup) -> str | None:
-    obj = lookup(kind, namespace, ref["name"])
-    what = "secret" if kind == "secrets" else "configmap"
-    if obj is None:
-        if ref.get("optional"):
-            return None
-        raise ConfigError(f'{what} "{ref["name"]}" not found')
-    data = obj.get("data") or {}
-    if ref["key"] not in data:
-        if ref.get("optional"):
-            return None
-        raise ConfigError(
-            f"couldn't find key {ref['key']} in {what.title()} {namespace}/{ref['name']}"
-        )
-    value = data[ref["key"]]
-    return base64.b64decode(value).decode() if kind == "secrets" else str(value)
-
-
-def _env_from(container: Obj, namespace: str, lookup: Lookup) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        kind, ref = ("secrets", source["secretRef"]) if "secretRef" in source else (
-            "configmaps", source.get("configMapRef", {}))  # fmt: skip
-        obj = lookup(kind, namespace, ref.get("name", ""))
-        if obj is None and not ref.get("optional"):
-            raise ConfigError(
-                f'{"secret" if kind == "secrets" else "configmap"} "{ref.get("name")}" not found'
-            )
-        for key, value in ((obj or {}).get("data") or {}).items():
-            text = base64.b64decode(value).decode() if kind == "secrets" else str(value)
-            env[source.get("prefix", "") + key] = text
-    return env
-
-
 def _env(container: Obj, namespace: str, pod_name: str, lookup: Lookup) -> dict[str, str]:
-    env = _env_from(container, namespace, lookup)
     fields = {"metadata.name": pod_name, "metadata.namespace": namespace,
               "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}  # fmt: skip
-    for item in container.get("env", []):
-        source = item.get("valueFrom")
-        value: str | None
-        if source is None:
-            value = _expand(str(item.get("value", "")), env)
-        elif "secretKeyRef" in source:
-            value = _ref_value("secrets", source["secretKeyRef"], namespace, lookup)
-        elif "configMapKeyRef" in source:
-            value = _ref_value("configmaps", source["configMapKeyRef"], namespace, lookup)
-        elif "fieldRef" in source:
-            value = fields.get(source["fieldRef"].get("fieldPath", ""), "")
-        else:
-            raise ConfigError(f"unsupported valueFrom for {item['name']}: {sorted(source)}")
-        if value is not None:
-            env[item["name"]] = value
-    return env
+    return container_env(container, namespace, lookup, fields)
 
 
 def _probe(container: Obj, launch_ports: dict[int, int], named: dict[str, int]) -> Probe | None:
@@ -203,7 +143,7 @@ def plan_launch(
     command = [*container.get("command", []), *container.get("args", [])]
     if not container.get("command"):
         raise StartError("the process behaviour needs the container's `command` (no image here)")
-    argv = [_rewrite(_expand(str(arg), env), ports, mounts) for arg in command]
+    argv = [_rewrite(expand(str(arg), env), ports, mounts) for arg in command]
     search = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     executable = shutil.which(argv[0], path=search)
     if executable is None:

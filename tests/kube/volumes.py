@@ -17,56 +17,26 @@ are ignored (no directory). Files are plain files (no `..data` symlinks); `readO
 
 from __future__ import annotations
 
-import base64
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.podspec import Lookup, source_files
+
 Obj = dict[str, Any]
-Lookup = Callable[[str, str, str], Obj | None]  # (kind: "secrets" | "configmaps", namespace, name)
-DEFAULT_MODE = 0o644
-
-
-class MountError(Exception):
-    """A volume cannot be set up: the kubelet's FailedMount (the pod stays ContainerCreating)."""
 
 
 def _payload(volume: Obj, namespace: str, lookup: Lookup) -> dict[str, tuple[bytes, int]] | None:
     """File name -> (content, mode) of a Secret or ConfigMap volume; None for other volume types."""
     if "secret" in volume:
-        source, kind, name_key = volume["secret"], "secrets", "secretName"
-    elif "configMap" in volume:
-        source, kind, name_key = volume["configMap"], "configmaps", "name"
-    else:
-        return None
-    name = source.get(name_key, "")
-    obj = lookup(kind, namespace, name)
-    optional = bool(source.get("optional"))
-    if obj is None and not optional:
-        raise MountError(
-            f'MountVolume.SetUp failed for volume "{volume["name"]}" : {kind} "{name}" not found'
-        )
-    data: dict[str, bytes] = {}
-    for key, value in ((obj or {}).get("data") or {}).items():
-        data[key] = base64.b64decode(value) if kind == "secrets" else str(value).encode()
-    for key, value in ((obj or {}).get("binaryData") or {}).items():
-        data[key] = base64.b64decode(value)
-    mode = int(source.get("defaultMode", DEFAULT_MODE))
-    items = source.get("items") or []
-    if not items:
-        return {key: (content, mode) for key, content in data.items()}
-    files = {}
-    for item in items:
-        if item["key"] not in data:
-            if optional:
-                continue
-            missing = "references non-existent secret key" if kind == "secrets" else (
-                "configmap references non-existent config key")  # fmt: skip
-            raise MountError(f'MountVolume.SetUp failed for volume "{volume["name"]}" : {missing}: '
-                             f"{item['key']}")  # fmt: skip
-        files[item["path"]] = (data[item["key"]], int(item.get("mode", mode)))
-    return files
+        source = volume["secret"]
+        return source_files("secrets", source, source.get("secretName", ""), volume["name"],
+                            namespace, lookup)  # fmt: skip
+    if "configMap" in volume:
+        source = volume["configMap"]
+        return source_files("configmaps", source, source.get("name", ""), volume["name"],
+                            namespace, lookup)  # fmt: skip
+    return None
 
 
 def set_up(

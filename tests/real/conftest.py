@@ -1,6 +1,7 @@
 """Fixtures of the `real` suite: one real control plane for the session (built before the first
 test if the cache lacks it), the admin's Kubernetes client, a namespace per test, the project's CRD
-applied once, and a pod network (bridge + network namespaces) for servers the API server proxies to.
+applied once, a pod network (bridge + network namespaces) for servers the API server proxies to,
+and one node agent for the session (`node_agent`) that runs the pods scheduled onto its Node.
 
 Without Go the suite skips, saying so; under CI=true it fails instead (nothing may skip in CI).
 """
@@ -21,9 +22,11 @@ import yaml
 from kubernetes import client, config
 
 from tests.conftest import IN_CI, ROOT, wait_until
+from tests.integration.outage import Forwarder
+from tests.real import cluster, netns
 from tests.real import controlplane as cp
-from tests.real import netns
 from tests.real.kube import register_node
+from tests.real.node import NodeAgent
 
 CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
 ECHO = Path(__file__).with_name("echo.py")
@@ -94,6 +97,51 @@ def namespace(request: pytest.FixtureRequest, core: client.CoreV1Api) -> Iterato
                interval=0.1, what=f"ServiceAccount {name}/default")  # fmt: skip
     yield name
     core.delete_namespace(name)
+
+
+@dataclass
+class RunningNode:
+    """The session's node agent: its Node's name, the bridge address where pods reach the host
+    (and the API server), the agent's state (pods' files and logs)."""
+
+    agent: NodeAgent
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    @property
+    def host_ip(self) -> str:
+        return self.agent.host_ip
+
+    def pod_dir(self, pod: client.V1Pod) -> Path:
+        meta = pod.metadata
+        return self.agent.state / "pods" / f"{meta.namespace}_{meta.name}_{meta.uid}"
+
+    def netns(self, pod: client.V1Pod) -> str:
+        return f"{netns.PREFIX}{self.agent.info['pid']:x}-{pod.metadata.uid[:8]}"
+
+    def expose(self, port: int) -> Forwarder:
+        """Forward host_ip:port to 127.0.0.1:port (a server of the test that pods must reach);
+        use as a context manager."""
+        return Forwarder(port, host=self.host_ip, port=port)
+
+
+# The longest CrashLoopBackOff of the session's node: the kubelet's is 300 s; back-offs of 10 s,
+# 20 s, 20 s, ... keep the crash-loop tests short.
+MAX_BACKOFF = 20.0
+
+
+@pytest.fixture(scope="session")
+def node_agent(control_plane: cp.ControlPlane) -> Iterator[RunningNode]:
+    """One node agent for the session (what `make cluster` starts, from the same code)."""
+    reason = netns.available()
+    if reason:
+        unavailable(reason)
+    agent = cluster.node_agent(control_plane, max_backoff=MAX_BACKOFF)
+    agent.start()
+    yield RunningNode(agent)
+    agent.stop()
 
 
 @pytest.fixture

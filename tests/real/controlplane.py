@@ -42,6 +42,7 @@ import httpx
 import yaml
 
 from tests.conftest import ROOT, free_port, wait_until
+from tests.real import netns
 from tests.real import pki as pki_module
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-controlplane.sh"
@@ -131,6 +132,12 @@ class ControlPlane:
         return httpx.Client(base_url=self.server, verify=self.tls(None if token else user),
                             headers=headers, timeout=30)  # fmt: skip
 
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig for a kubelet of Node `node` (`system:node:<node>` in `system:nodes`)."""
+        path = self.state / f"node-{node}.kubeconfig"
+        client = pki_module.node_client(self.pki_dir, node)
+        return write_kubeconfig(path, self.server, self.ca, client)
+
     def log(self, program: str) -> Path:
         return self.state / "logs" / f"{program}.log"
 
@@ -164,7 +171,8 @@ class ControlPlane:
         ports = Ports.free()
         (self.state / "cluster.json").write_text(json.dumps(
             {"ports": asdict(ports), "bin": str(self.bin_dir)}, indent=2))  # fmt: skip
-        keys = pki_module.create(self.pki_dir, service_ip=KUBERNETES_SERVICE_IP)
+        keys = pki_module.create(self.pki_dir, service_ip=KUBERNETES_SERVICE_IP,
+                                 pod_gateways=netns.gateways())  # fmt: skip
         for name, pair in keys.clients.items():
             path = self.kubeconfig if name == "admin" else self.state / f"{name}.kubeconfig"
             write_kubeconfig(path, self.server_for(ports), keys.ca.cert, pair)
@@ -283,6 +291,8 @@ class ControlPlane:
             f"--service-account-signing-key-file={keys.service_account_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
+            # as kubeadm: a node's credentials write only its own Node, Lease and pods' status
+            "--enable-admission-plugins=NodeRestriction",
             # the aggregation layer's identity (as kubeadm configures it)
             f"--requestheader-client-ca-file={keys.front_proxy_ca.cert}",
             "--requestheader-allowed-names=front-proxy-client",

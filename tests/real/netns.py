@@ -108,7 +108,8 @@ class PodNetwork:
 
     def add_pod(self, name: str) -> Pod:
         assert self.subnet is not None, "setup() first"
-        index = len(self.pods)
+        taken = {int(pod.host_veth.rsplit("v", 1)[1]) for pod in self.pods.values()}
+        index = min(set(range(len(self.pods) + 1)) - taken)  # a removed pod's address is free again
         address = self.subnet.network_address + 2 + index
         assert address < self.subnet.broadcast_address, f"{self.subnet} is full"
         pod = Pod(name, f"{self.tag}-{name}", str(address), f"{self.tag}v{index}")
@@ -139,6 +140,11 @@ class PodNetwork:
 
     def __exit__(self, *exc: object) -> None:
         self.teardown()
+
+
+def gateways() -> tuple[str, ...]:
+    """Every bridge address a PodNetwork may take (the first address of each /24 of POD_RANGE)."""
+    return tuple(str(net.network_address + 1) for net in POD_RANGE.subnets(new_prefix=24))
 
 
 def _free_subnet() -> ipaddress.IPv4Network:

@@ -10,7 +10,14 @@ and the scheduler need to log in as themselves:
 - `front-proxy-ca` and `front-proxy-client`: the aggregation layer's request-header identity.
 - `sa.key` / `sa.pub`: the ServiceAccount token signing key pair.
 - one client certificate per identity (`admin` in `system:masters`, `system:kube-controller-manager`,
-  `system:kube-scheduler`), as kubeadm makes them.
+  `system:kube-scheduler`), as kubeadm makes them; and, on demand (`node_client`), a kubelet's:
+  `system:node:<name>` in `system:nodes`, the identity the Node authorizer and the NodeRestriction
+  admission plugin scope to that node.
+
+The serving certificate names every address a pod may reach the API server at: besides loopback
+and the `kubernetes` Service's, the bridge address of each pod network tests/real/netns.py can make
+(`10.244.X.1`, 256 of them), where the node agent forwards to the API server. The network is made
+after the control plane starts, and its /24 is chosen then, so the certificate names them all.
 
 EC P-256 keys throughout: generated in microseconds, where RSA-2048 takes tens of milliseconds each.
 Nothing here is fit for a cluster anyone else can reach: keys live unencrypted in the state dir.
@@ -55,6 +62,15 @@ class Pki:
 
 
 class _Authority:
+    @classmethod
+    def load(cls, pair: KeyPair) -> _Authority:
+        authority = cls.__new__(cls)
+        authority.cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        authority.key, authority.name = key, authority.cert.subject
+        return authority
+
     def __init__(self, name: str) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -129,15 +145,19 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )  # fmt: skip
 
 
-def create(directory: Path, *, service_ip: str, advertise_ip: str = "127.0.0.1") -> Pki:
+def create(
+    directory: Path, *, service_ip: str, advertise_ip: str = "127.0.0.1",
+    pod_gateways: tuple[str, ...] = (),
+) -> Pki:  # fmt: skip
     """Write a fresh PKI into `directory`; `service_ip` is the first address of the service range
-    (the `kubernetes` Service's ClusterIP), which the serving certificate must name too."""
+    (the `kubernetes` Service's ClusterIP), which the serving certificate must name too, as it
+    names `pod_gateways` (where pods reach the API server)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = _Authority("turnout-ca")
     front = _Authority("turnout-front-proxy-ca")
     ca_pair = _write(directory, "ca", ca.cert, ca.key)
     front_pair = _write(directory, "front-proxy-ca", front.cert, front.key)
-    ips = tuple(dict.fromkeys(("127.0.0.1", advertise_ip, service_ip)))
+    ips = tuple(dict.fromkeys(("127.0.0.1", advertise_ip, service_ip, *pod_gateways)))
     serving = _write(directory, "serving", *ca.sign("kube-apiserver", serving=True, ips=ips))
     front_client = _write(directory, "front-proxy-client", *front.sign("front-proxy-client"))
     clients = {
@@ -156,3 +176,11 @@ def create(directory: Path, *, service_ip: str, advertise_ip: str = "127.0.0.1")
         )
     )
     return Pki(ca_pair, front_pair, front_client, serving, sa_private, sa_public, clients)
+
+
+def node_client(directory: Path, node: str) -> KeyPair:
+    """A kubelet's client certificate for Node `node`, signed by the cluster CA of `directory`
+    (written there as `node-<node>.crt/.key`)."""
+    ca = _Authority.load(KeyPair(directory / "ca.crt", directory / "ca.key"))
+    signed = ca.sign(f"system:node:{node}", organizations=("system:nodes",))
+    return _write(directory, f"node-{node}", *signed)

@@ -26,10 +26,13 @@ def as_dict(api: client.ApiClient, obj: Any) -> dict[str, Any]:
     return api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
 
 
-def pod_template() -> dict[str, Any]:
+def pod_template(node: str) -> dict[str, Any]:
+    """Pods for the Node registered by hand (the scheduler picks it by its label; the session's
+    node agent, when one runs, would otherwise run them)."""
     return {
         "metadata": {"labels": LABELS},
-        "spec": {"containers": [{"name": "web", "image": "turnout-serve:dev",
+        "spec": {"nodeSelector": {"kubernetes.io/hostname": node},
+                 "containers": [{"name": "web", "image": "turnout-serve:dev",
                                  "ports": [{"name": "http", "containerPort": 8080}]}]},
     }  # fmt: skip
 
@@ -50,7 +53,7 @@ def test_a_deployment_becomes_a_replicaset_and_scheduled_pods_and_is_garbage_col
 ) -> None:
     apps.create_namespaced_deployment(namespace, {
         "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": LABELS}, "template": pod_template()},
+        "spec": {"replicas": 2, "selector": {"matchLabels": LABELS}, "template": pod_template(node)},
     })  # fmt: skip
     try:
         replicasets = wait_until(lambda: apps.list_namespaced_replica_set(namespace).items,
@@ -130,7 +133,7 @@ def test_endpointslices_follow_the_readiness_a_kubelet_reports(
         "spec": {"selector": LABELS, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
     })  # fmt: skip
     for name in ("a", "b"):
-        template = pod_template()
+        template = pod_template(node)
         core.create_namespaced_pod(
             namespace, {**template, "metadata": {**template["metadata"], "name": name}}
         )

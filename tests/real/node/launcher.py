@@ -1,0 +1,153 @@
+"""Inside a container's own mount and UTS namespaces (the agent starts it as `nsenter
+--net=/run/netns/<pod> unshare --mount --uts --propagation private python -I launcher.py SPEC`),
+lay the container's file system out and exec its command, so the command keeps this pid, the one
+the agent tracks and signals.
+
+What the container sees, without a change to the host's file system:
+- a tmpfs on /run (the host's /run, its network namespaces and locks, is not the pod's);
+- each volume at its mountPath, bind-mounted (read-only where the mount says so). Where the path
+  exists it is mounted over; where it does not, its nearest existing ancestor gets an overlay
+  (lowerdir the ancestor itself, upper and work dirs on a tmpfs of this namespace) and the path is
+  made in that overlay only. When that ancestor is `/`, the container gets a root of its own: an
+  overlay of `/` with every mount below `/` bind-mounted into it, and the command is chrooted
+  there. The volumes are bound from the host's paths before that, so containers of one pod share
+  their emptyDirs;
+- `workingDir` made the same way when it is missing.
+
+Standard library only: this runs before anything else in the container, and `-I` keeps the
+agent's environment out of it. Never forks: exec is its last act.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 1, 32, 4096, 16384
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    def raw(value: str | None) -> bytes | None:
+        return None if value is None else value.encode()
+
+    if _libc.mount(raw(source), raw(target), raw(fstype), flags, raw(data)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {source} on {target} ({fstype}, {data}): {os.strerror(error)}")
+
+
+class Layout:
+    def __init__(self, scratch: str) -> None:
+        self.scratch = scratch  # a directory of the pod's state: this namespace's tmpfs goes there
+        self.root = "/"
+        self.owned: set[int] = set()  # devices of file systems private to this container
+        self.overlays = 0
+
+    def tmpfs(self, target: str) -> None:
+        mount("tmpfs", target, "tmpfs", 0, "mode=755")
+        self.owned.add(os.stat(target).st_dev)
+
+    def resolve(self, path: str) -> str:
+        """`path` of the container's view as a path here: symlinks followed inside the root."""
+        parts = [p for p in path.split("/") if p]
+        current, hops = self.root, 0
+        while parts:
+            candidate = os.path.join(current, parts.pop(0))
+            if os.path.islink(candidate):
+                hops += 1
+                if hops > 40:
+                    raise OSError(f"too many levels of symbolic links in {path}")
+                link = os.readlink(candidate)
+                parts = [p for p in link.split("/") if p] + parts
+                if link.startswith("/"):
+                    current = self.root
+                continue
+            current = candidate
+        return current
+
+    def nearest(self, path: str) -> str:
+        while not os.path.lexists(path):
+            path = os.path.dirname(path)
+        return path
+
+    def needs_root(self, path: str) -> bool:
+        ancestor = self.nearest(self.resolve(path))
+        return ancestor == "/" and os.stat("/").st_dev not in self.owned
+
+    def own_root(self) -> None:
+        """An overlay of `/` with every mount below `/` bound into it; chrooted into at the end."""
+        new_root = self._overlay("/")
+        with open("/proc/self/mountinfo") as handle:
+            mountinfo = [line.split() for line in handle]
+        root_id = [fields[0] for fields in mountinfo if fields[4] == "/"][-1]
+        for fields in mountinfo:
+            point = fields[4]
+            ours = point == "/" or point.startswith(self.scratch)
+            if fields[1] == root_id and not ours and os.path.isdir(point):
+                mount(point, new_root + point, None, MS_BIND | MS_REC, None)
+        self.root = new_root
+
+    def _overlay(self, lower: str) -> str:
+        """An overlay of directory `lower` (writes go to this namespace's tmpfs); its mount point."""
+        self.overlays += 1
+        base = os.path.join(self.scratch, f"overlay{self.overlays}")
+        upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
+        os.makedirs(upper)
+        os.makedirs(work)
+        target = os.path.join(base, "root") if lower == "/" else lower
+        os.makedirs(target, exist_ok=True)
+        mount("overlay", target, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+        self.owned.add(os.stat(target).st_dev)
+        return target
+
+    def make(self, path: str, *, is_file: bool) -> str:
+        """The container's `path` here, made (as a directory, or an empty file) if missing."""
+        target = self.resolve(path)
+        if os.path.lexists(target):
+            return target
+        ancestor = self.nearest(target)
+        if os.stat(ancestor).st_dev not in self.owned:
+            self._overlay(ancestor)
+        os.makedirs(target if not is_file else os.path.dirname(target), exist_ok=True)
+        if is_file:
+            open(target, "a").close()
+        return target
+
+
+def main(spec_path: str) -> None:
+    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the container dies with its agent
+    with open(spec_path) as handle:
+        spec = json.load(handle)
+    socket.sethostname(spec["hostname"])
+    layout = Layout(spec["scratch"])
+    layout.tmpfs("/run")
+    os.makedirs(spec["scratch"], exist_ok=True)
+    layout.tmpfs(spec["scratch"])
+    targets = [m["target"] for m in spec["mounts"]] + [spec["cwd"]]
+    if any(layout.needs_root(path) for path in targets):
+        layout.own_root()
+    for item in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
+        source = item["source"]
+        target = layout.make(item["target"], is_file=not os.path.isdir(source))
+        mount(source, target, None, MS_BIND | MS_REC, None)
+        if item["read_only"]:
+            mount(source, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+    cwd = layout.make(spec["cwd"], is_file=False)
+    if layout.root != "/":
+        os.chroot(layout.root)
+        cwd = "/" + os.path.relpath(cwd, layout.root).lstrip(".")
+    os.chdir(cwd)
+    argv = spec["argv"]
+    try:
+        os.execvpe(argv[0], argv, spec["env"])
+    except OSError as exc:
+        print(f'exec: "{argv[0]}": {exc.strerror}', file=sys.stderr, flush=True)
+        os._exit(128)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
