@@ -126,12 +126,16 @@ class Agent:
 
     def write_status(self, pod: Obj, status: Obj) -> bool:
         meta = pod["metadata"]
+        # a JSON merge patch: lists (podIPs, conditions, containerStatuses) are replaced whole, as
+        # the kubelet's computed patch replaces them; the uid is a precondition
         try:
-            self.core.patch_namespaced_pod_status(
-                meta["name"],
-                meta["namespace"],
-                {"metadata": {"uid": meta["uid"]}, "status": status},
-            )
+            self.api.call_api(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", "PATCH",
+                header_params={"Content-Type": "application/merge-patch+json",
+                               "Accept": "application/json"},
+                body={"metadata": {"uid": meta["uid"]}, "status": status},
+                auth_settings=["BearerToken"], _preload_content=False,
+            )  # fmt: skip
         except ApiException as exc:
             log.info(
                 "status of %s/%s: %s %s", meta["namespace"], meta["name"], exc.status, exc.reason
