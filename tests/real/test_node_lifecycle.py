@@ -219,16 +219,19 @@ def final_status(core: client.CoreV1Api, namespace: str, name: str) -> Iterator[
 def test_deletion_runs_pre_stop_then_sigterm_and_sigkills_what_ignores_it(
     core: client.CoreV1Api, namespace: str, node_agent: RunningNode
 ) -> None:
-    polite = container("polite", ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
-                       lifecycle={"preStop": {"sleep": {"seconds": 2}}})  # fmt: skip
-    stubborn = container("stubborn", ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+    # ready once the trap is set: a SIGTERM before would end the shell at once
+    trapped = {"exec": {"command": ["test", "-e", "/run/trapped"]}, "periodSeconds": 1}
+    polite = container("polite", ["sh", "-c", "trap 'exit 0' TERM; touch /run/trapped; while true; do sleep 0.1; done"],
+                       lifecycle={"preStop": {"sleep": {"seconds": 2}}}, readinessProbe=trapped)  # fmt: skip
+    stubborn = container("stubborn", ["sh", "-c", "trap '' TERM; touch /run/trapped; while true; do sleep 0.1; done"],
+                         readinessProbe=trapped)  # fmt: skip
     core.create_namespaced_pod(namespace, pod("polite", polite, terminationGracePeriodSeconds=30))
     core.create_namespaced_pod(
         namespace, pod("stubborn", stubborn, terminationGracePeriodSeconds=3)
     )
     for name in ("polite", "stubborn"):
-        wait_until(lambda n=name: (s := status(core, namespace, n)) and s.state.running, timeout=60,
-                   what=f"{name} running")  # fmt: skip
+        wait_until(lambda n=name: (s := status(core, namespace, n)) and s.ready, timeout=60,
+                   what=f"{name} ready")  # fmt: skip
     follows = {name: final_status(core, namespace, name) for name in ("polite", "stubborn")}
     seen = {name: next(follow) for name, follow in follows.items()}
     asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
