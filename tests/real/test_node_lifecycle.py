@@ -263,3 +263,30 @@ def test_deletion_runs_pre_stop_then_sigterm_and_sigkills_what_ignores_it(
     )
     assert terminated.finished_at >= deadline
     assert not core.list_namespaced_pod(namespace).items
+
+
+def test_readiness_and_liveness_wait_for_the_startup_probe_whose_failure_restarts(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningNode
+) -> None:
+    started = {"exec": {"command": ["test", "-e", "/run/started"]}, "periodSeconds": 1}
+    slow = container(
+        "slow", ["sh", "-c", "sleep 3; touch /run/started; exec sleep 3600"],
+        startupProbe={**started, "failureThreshold": 30},
+        # would restart the container at once if it ran before the startup probe succeeded
+        livenessProbe={**started, "failureThreshold": 1},
+        readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1},
+    )  # fmt: skip
+    never = container("never", ["sleep", "3600"], startupProbe={**started, "failureThreshold": 2})
+    core.create_namespaced_pod(namespace, pod("slow", slow))
+    core.create_namespaced_pod(namespace, pod("never", never))
+    early = wait_until(lambda: (s := status(core, namespace, "slow")) and s.state.running and s,
+                       timeout=60, interval=0.1, what="the slow container running")  # fmt: skip
+    assert (early.started, early.ready) == (False, False)
+    late = wait_until(lambda: (s := status(core, namespace, "slow")) and s.ready and s, timeout=60,
+                      what="the slow container started and ready")  # fmt: skip
+    assert (late.started, late.restart_count, late.container_id) == (True, 0, early.container_id)
+    # a startup probe that never succeeds: killed after 2 failures, restarted
+    restarted = wait_until(lambda: (s := status(core, namespace, "never")) and s.restart_count >= 1 and s,
+                           timeout=60, what="the never-starting container restarted")  # fmt: skip
+    assert restarted.last_state.terminated.exit_code == 143
+    assert (restarted.started, restarted.ready) == (False, False)

@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 from tests.integration.outage import Forwarder
 from tests.podspec import MountError
 from tests.real import netns
-from tests.real.node import plan
+from tests.real.node import plan, runtime
 from tests.real.node.pods import PodWorker
 
 Obj = dict[str, Any]
@@ -167,7 +167,7 @@ class Agent:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
-        shutil.rmtree(self.state / "pods", ignore_errors=True)  # what a dead agent left
+        runtime.remove_tree(self.state / "pods")  # what a dead agent left
         self.state.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         self.network.setup()  # also removes the namespaces and links of dead agents
@@ -221,7 +221,7 @@ class Agent:
             forwarder.down()
         with self._net_lock:
             self.network.teardown()
-        shutil.rmtree(self.state / "pods", ignore_errors=True)
+        runtime.remove_tree(self.state / "pods")
         (self.state / "node.json").unlink(missing_ok=True)
 
     # --- Node, Lease -------------------------------------------------------------------------
