@@ -16,8 +16,8 @@ started by a test dies with the test process (PR_SET_PDEATHSIG), so a killed pyt
 behind; one started by `up` outlives it and `down` stops it by its pid files (each checked against
 the process's command line, so a reused pid is never signalled).
 
-There is no kubelet: Pods are scheduled onto Nodes registered by hand and stay Pending until a node
-agent runs them.
+The kubelet's part is played by the node agent of tests/real/node (tests/real/cluster.py starts
+both); a Node registered by hand (tests/real/kube.py) keeps its pods Pending.
 """
 
 from __future__ import annotations

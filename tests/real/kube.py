@@ -1,6 +1,7 @@
 """What the tests of the real control plane do to it that a kubelet or an operator would: register a
-Node, report a Pod running and ready, get a ServiceAccount token, write an EndpointSlice. The node agent to come does the
-first two for real; until then the tests play its part through the same API calls.
+Node, report a Pod running and ready, get a ServiceAccount token, write an EndpointSlice. The node
+agent (tests/real/node) does the first two for real; tests that need a Node without one (pods that
+stay Pending, a readiness they set themselves) play its part through the same API calls.
 """
 
 from __future__ import annotations

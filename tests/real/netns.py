@@ -197,4 +197,10 @@ def cleanup_stale() -> list[str]:
 
 def _owner_alive(name: str) -> bool:
     match = _OWNED.match(name)
-    return bool(match) and Path(f"/proc/{int(match.group(1), 16)}").exists()
+    if not match:
+        return False
+    try:  # a zombie (an owner killed but not reaped yet) counts as gone
+        stat = Path(f"/proc/{int(match.group(1), 16)}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -1,20 +1,23 @@
 """Who may do what: a pod reaches the API server in-cluster (kubernetes' load_incluster_config,
 with its mounted ServiceAccount token and CA, at KUBERNETES_SERVICE_HOST/PORT) and gets exactly
-what its ServiceAccount's Role grants; the node agent itself, as `system:node:<name>`, reads only
+what its ServiceAccount's Role grants, and a server of the host that is exposed on the bridge
+address; the node agent itself, as `system:node:<name>`, reads only
 the Secrets of pods bound to it (the Node authorizer) and writes only its own Node
 (NodeRestriction)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 import uuid
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.real.conftest import RunningNode
 from tests.real.kube import register_node
 
@@ -109,3 +112,36 @@ def test_the_node_reads_only_its_pods_secrets_and_writes_only_its_own_node(
             assert own.metadata.labels["turnout.dev/test"] == "yes"
     finally:
         core.delete_node(other)
+
+
+FETCH = textwrap.dedent("""
+    import os, sys, urllib.request
+    url = f"http://{os.environ['HOST_IP']}:{sys.argv[1]}/from-pod"
+    print(urllib.request.urlopen(url, timeout=10).read().decode(), flush=True)
+""")
+
+
+def test_a_pod_reaches_a_host_server_exposed_on_the_bridge_address(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningNode, tmp_path: Path
+) -> None:
+    (tmp_path / "from-pod").write_text("served on the host's loopback")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(tmp_path)], stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        with node_agent.expose(port):
+            core.create_namespaced_pod(namespace, {"metadata": {"name": "fetch"}, "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "fetch", "image": "python", "command": [sys.executable, "-c", FETCH, str(port)],
+                                "env": [{"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]}]}})  # fmt: skip
+
+            def finished() -> client.V1Pod | None:
+                pod = core.read_namespaced_pod("fetch", namespace)
+                return pod if pod.status.phase in ("Succeeded", "Failed") else None
+
+            pod = wait_until(finished, timeout=60, interval=0.2, what="the pod's request to finish")
+    finally:
+        server.terminate()
+        server.wait(10)
+    log = (node_agent.pod_dir(pod) / "fetch.log").read_text()
+    assert (pod.status.phase, log) == ("Succeeded", "served on the host's loopback\n")

@@ -219,16 +219,19 @@ def final_status(core: client.CoreV1Api, namespace: str, name: str) -> Iterator[
 def test_deletion_runs_pre_stop_then_sigterm_and_sigkills_what_ignores_it(
     core: client.CoreV1Api, namespace: str, node_agent: RunningNode
 ) -> None:
-    polite = container("polite", ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"],
-                       lifecycle={"preStop": {"sleep": {"seconds": 2}}})  # fmt: skip
-    stubborn = container("stubborn", ["sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"])
+    # ready once the trap is set: a SIGTERM before would end the shell at once
+    trapped = {"exec": {"command": ["test", "-e", "/run/trapped"]}, "periodSeconds": 1}
+    polite = container("polite", ["sh", "-c", "trap 'exit 0' TERM; touch /run/trapped; while true; do sleep 0.1; done"],
+                       lifecycle={"preStop": {"sleep": {"seconds": 2}}}, readinessProbe=trapped)  # fmt: skip
+    stubborn = container("stubborn", ["sh", "-c", "trap '' TERM; touch /run/trapped; while true; do sleep 0.1; done"],
+                         readinessProbe=trapped)  # fmt: skip
     core.create_namespaced_pod(namespace, pod("polite", polite, terminationGracePeriodSeconds=30))
     core.create_namespaced_pod(
         namespace, pod("stubborn", stubborn, terminationGracePeriodSeconds=3)
     )
     for name in ("polite", "stubborn"):
-        wait_until(lambda n=name: (s := status(core, namespace, n)) and s.state.running, timeout=60,
-                   what=f"{name} running")  # fmt: skip
+        wait_until(lambda n=name: (s := status(core, namespace, n)) and s.ready, timeout=60,
+                   what=f"{name} ready")  # fmt: skip
     follows = {name: final_status(core, namespace, name) for name in ("polite", "stubborn")}
     seen = {name: next(follow) for name, follow in follows.items()}
     asked = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
@@ -260,3 +263,30 @@ def test_deletion_runs_pre_stop_then_sigterm_and_sigkills_what_ignores_it(
     )
     assert terminated.finished_at >= deadline
     assert not core.list_namespaced_pod(namespace).items
+
+
+def test_readiness_and_liveness_wait_for_the_startup_probe_whose_failure_restarts(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningNode
+) -> None:
+    started = {"exec": {"command": ["test", "-e", "/run/started"]}, "periodSeconds": 1}
+    slow = container(
+        "slow", ["sh", "-c", "sleep 3; touch /run/started; exec sleep 3600"],
+        startupProbe={**started, "failureThreshold": 30},
+        # would restart the container at once if it ran before the startup probe succeeded
+        livenessProbe={**started, "failureThreshold": 1},
+        readinessProbe={"exec": {"command": ["true"]}, "periodSeconds": 1},
+    )  # fmt: skip
+    never = container("never", ["sleep", "3600"], startupProbe={**started, "failureThreshold": 2})
+    core.create_namespaced_pod(namespace, pod("slow", slow))
+    core.create_namespaced_pod(namespace, pod("never", never))
+    early = wait_until(lambda: (s := status(core, namespace, "slow")) and s.state.running and s,
+                       timeout=60, interval=0.1, what="the slow container running")  # fmt: skip
+    assert (early.started, early.ready) == (False, False)
+    late = wait_until(lambda: (s := status(core, namespace, "slow")) and s.ready and s, timeout=60,
+                      what="the slow container started and ready")  # fmt: skip
+    assert (late.started, late.restart_count, late.container_id) == (True, 0, early.container_id)
+    # a startup probe that never succeeds: killed after 2 failures, restarted
+    restarted = wait_until(lambda: (s := status(core, namespace, "never")) and s.restart_count >= 1 and s,
+                           timeout=60, what="the never-starting container restarted")  # fmt: skip
+    assert restarted.last_state.terminated.exit_code == 143
+    assert (restarted.started, restarted.ready) == (False, False)

@@ -62,7 +62,7 @@ class NodeAgent:
         return pid if _is_ours(pid, self.state) else None
 
     def start(self, *, detach: bool = False, timeout: float = 120.0) -> float:
-        """Spawn the agent; return the seconds until its Node is Ready."""
+        """Spawn the agent; return the seconds until its Node is Ready and untainted."""
         self.stop()
         self.state.mkdir(parents=True, exist_ok=True)
         (self.state / "node.json").unlink(missing_ok=True)
@@ -89,8 +89,13 @@ class NodeAgent:
                 if not (self.state / "node.json").exists():
                     return False
                 node = core.read_node(self.name)
-                return any(c.type == "Ready" and c.status == "True"
-                           for c in node.status.conditions or [])  # fmt: skip
+                # Ready, and the node lifecycle controller has seen it: no not-ready taint keeps
+                # the scheduler away
+                tainted = any(
+                    t.key.startswith("node.kubernetes.io/") for t in node.spec.taints or []
+                )
+                return not tainted and any(c.type == "Ready" and c.status == "True"
+                                           for c in node.status.conditions or [])  # fmt: skip
 
             try:
                 wait_until(ready, timeout=timeout, interval=0.1, what=f"Node {self.name} Ready")

@@ -32,7 +32,7 @@ from kubernetes.client.rest import ApiException
 from tests.integration.outage import Forwarder
 from tests.podspec import MountError
 from tests.real import netns
-from tests.real.node import plan
+from tests.real.node import plan, runtime
 from tests.real.node.pods import PodWorker
 
 Obj = dict[str, Any]
@@ -126,12 +126,16 @@ class Agent:
 
     def write_status(self, pod: Obj, status: Obj) -> bool:
         meta = pod["metadata"]
+        # a JSON merge patch: lists (podIPs, conditions, containerStatuses) are replaced whole, as
+        # the kubelet's computed patch replaces them; the uid is a precondition
         try:
-            self.core.patch_namespaced_pod_status(
-                meta["name"],
-                meta["namespace"],
-                {"metadata": {"uid": meta["uid"]}, "status": status},
-            )
+            self.api.call_api(
+                f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status", "PATCH",
+                header_params={"Content-Type": "application/merge-patch+json",
+                               "Accept": "application/json"},
+                body={"metadata": {"uid": meta["uid"]}, "status": status},
+                auth_settings=["BearerToken"], _preload_content=False,
+            )  # fmt: skip
         except ApiException as exc:
             log.info(
                 "status of %s/%s: %s %s", meta["namespace"], meta["name"], exc.status, exc.reason
@@ -163,7 +167,7 @@ class Agent:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
-        shutil.rmtree(self.state / "pods", ignore_errors=True)  # what a dead agent left
+        runtime.remove_tree(self.state / "pods")  # what a dead agent left
         self.state.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         self.network.setup()  # also removes the namespaces and links of dead agents
@@ -217,7 +221,7 @@ class Agent:
             forwarder.down()
         with self._net_lock:
             self.network.teardown()
-        shutil.rmtree(self.state / "pods", ignore_errors=True)
+        runtime.remove_tree(self.state / "pods")
         (self.state / "node.json").unlink(missing_ok=True)
 
     # --- Node, Lease -------------------------------------------------------------------------

@@ -8,8 +8,6 @@ changes, and stops everything when the pod is deleted (grace period, preStop), g
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -313,11 +311,7 @@ class PodWorker(threading.Thread):
     def _clean_up(self) -> None:
         if self.pod_ip:
             self.node.remove_sandbox(self.key)
-        memory = [self.directory / "volumes" / v["name"] for v in self.pod["spec"].get("volumes") or []
-                  if (v.get("emptyDir") or {}).get("medium") == "Memory"]  # fmt: skip
-        for path in memory:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        runtime.remove_tree(self.directory)
 
     # --- volumes and status ------------------------------------------------------------------
     def _set_up_volumes(self, pod: Obj) -> None:

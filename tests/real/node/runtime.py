@@ -51,6 +51,17 @@ def write_volume(directory: Path, files: Files | None, *, memory: bool = False) 
         target.chmod(mode)
 
 
+def remove_tree(directory: Path) -> None:
+    """Remove a directory of pods, unmounting the tmpfs volumes (emptyDir medium Memory) in it
+    first, including those a dead agent left."""
+    prefix = f"{directory}/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @dataclass
 class Run:
     """One run of a container: its process and when it began."""
