@@ -261,8 +261,19 @@ def fetch(source: ResolvedSource, cache_dir: Path) -> tuple[Path, float]:
                 artifact_uri=source.download_uri, dst_path=str(staging)
             )
         )
+        if not (local / "MLmodel").is_file():
+            # MLflow "downloads" an artifact path it cannot see (a local artifact root on
+            # another machine) as an empty directory, without an error
+            raise ModelSourceError(
+                f"No model at {source.download_uri}: its artifacts hold no MLmodel file (an "
+                "artifact root that is a local path of the tracking server's machine is not "
+                "readable here: serve artifacts through the server, `mlflow server "
+                "--artifacts-destination`, or use a shared store such as S3)"
+            )
         _fetch_reference(source, local)
-        if not source.immutable:
+        if not source.immutable or not (target / "MLmodel").is_file():
+            # mutable content, or what an older process left incomplete (the container restarts
+            # with its emptyDir cache kept)
             shutil.rmtree(target, ignore_errors=True)
         local.rename(target)
     except MlflowException as exc:
