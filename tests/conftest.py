@@ -126,29 +126,49 @@ class Registry:
     uri: str
     models: dict[str, Any]
     env: dict[str, str] = field(default_factory=dict)
+    artifacts: Path | None = None  # where the server keeps what `mlflow-artifacts:/` names
+
+    def artifact_path(self, uri: str) -> Path:
+        """The local directory of an `mlflow-artifacts:/...` URI this server serves."""
+        assert self.artifacts is not None and uri.startswith("mlflow-artifacts:/"), uri
+        return self.artifacts / uri.removeprefix("mlflow-artifacts:/").lstrip("/")
 
 
-@pytest.fixture(scope="session")
-def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    home = tmp_path_factory.mktemp("mlflow")
+def start_mlflow(home: Path) -> Process:
+    """An MLflow tracking server on a free port of 127.0.0.1 (sqlite in `home`), ready; the
+    caller stops it. Artifacts are served through it (`mlflow-artifacts:/`, kept in
+    `home/artifacts`), as the chart's bundled MLflow serves them: pods, which cannot read this
+    machine's files, download them the same way."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = Process(uri, start([
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
-        "--default-artifact-root", str(home / "artifacts"), "--workers", "1",
+        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--workers", "1",
     ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
         home / "server.log")  # fmt: skip
     try:
-        wait_until(lambda: httpx.get(f"{uri}/health").status_code == 200, timeout=120,
-                   interval=0.5, what="the MLflow tracking server")  # fmt: skip
-        env = {"MLFLOW_TRACKING_URI": uri}
+        wait_until(lambda: server.alive() and httpx.get(f"{uri}/health").status_code == 200,
+                   timeout=120, interval=0.5, what="the MLflow tracking server")  # fmt: skip
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    home = tmp_path_factory.mktemp("mlflow")
+    server = start_mlflow(home)
+    try:
+        env = {"MLFLOW_TRACKING_URI": server.url}
         done = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "demo_models.py"), "--tracking-uri", uri],
+            [sys.executable, str(ROOT / "scripts" / "demo_models.py"), "--tracking-uri", server.url],
             capture_output=True, text=True, timeout=600, env={**os.environ, **env}, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-4000:]
-        yield Registry(uri, json.loads(done.stdout.strip().splitlines()[-1]), env)
+        models = json.loads(done.stdout.strip().splitlines()[-1])
+        yield Registry(server.url, models, env, artifacts=home / "artifacts")
     finally:
         server.stop()
 

@@ -84,6 +84,14 @@ class Cluster:
             raise AssertionError(f"{exc}\nstatus: {self.status(name)}\noperator log:\n"
                                  f"{self.operator.output()[-4000:]}") from None  # fmt: skip
 
+    def wait_rollout(self, name: str, version: str, timeout: float = 60) -> dict[str, Any]:
+        """The status once a rollout of `version` is under way (Progressing or Paused: a preview
+        whose pods start fast can pass Progressing between two reads)."""
+        return wait_until(
+            lambda: (s := self.status(name)).get("rollout", {}).get("version") == version and s,
+            timeout=timeout, interval=0.1, what=f"{name}: a rollout of version {version}",
+        )  # fmt: skip
+
     def selector(self, service: str) -> str | None:
         found = self.kube.get("v1", "Service", self.namespace, service)
         return None if found is None else found["spec"]["selector"].get("turnout.dev/color")
@@ -102,7 +110,7 @@ class Cluster:
     def tag(self, model: str, version: str, name: str) -> str | None:
         client = MlflowClient(self.registry.uri)
         tags = client.get_model_version(model, version).tags
-        return tags.get(f"turnout.dev/default.{name}")
+        return tags.get(f"turnout.dev/{self.namespace}.{name}")
 
     # --- driving a rollout by hand, as a user does with kubectl -------------------------------
 

@@ -188,6 +188,7 @@ class KubeEmulator:
     def events(
         self, namespace: str | None = None, involved_name: str | None = None
     ) -> builtins.list[Obj]:
+        """Core v1 Events, oldest first."""
         return events_about(self.list, namespace, involved_name)
 
     @property
@@ -201,11 +202,9 @@ def events_about(
     namespace: str | None,
     involved_name: str | None,
 ) -> list[Obj]:
-    """Events of both APIs (core v1 and events.k8s.io/v1) about `involved_name` (any, if None),
-    oldest first; `lister(api_version, kind, namespace)` lists objects."""
-    found = []
-    for api_version, ref in (("v1", "involvedObject"), ("events.k8s.io/v1", "regarding")):
-        for event in lister(api_version, "Event", namespace):
-            if involved_name in (None, (event.get(ref) or {}).get("name")):
-                found.append(event)
+    """Core v1 Events (what kopf posts) about `involved_name` (any, if None), oldest first;
+    `lister(api_version, kind, namespace)` lists objects. (A real API server serves the same
+    objects again as events.k8s.io/v1; reading both would count each twice.)"""
+    found = [event for event in lister("v1", "Event", namespace)
+             if involved_name in (None, (event.get("involvedObject") or {}).get("name"))]  # fmt: skip
     return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))

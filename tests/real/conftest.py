@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.conftest import IN_CI, ROOT, wait_until
+from tests.conftest import IN_CI, ROOT, Registry, wait_until
 from tests.integration.outage import Forwarder
 from tests.real import cluster, netns
 from tests.real import controlplane as cp
@@ -142,6 +142,13 @@ def node_agent(control_plane: cp.ControlPlane) -> Iterator[RunningNode]:
     agent.start()
     yield RunningNode(agent)
     agent.stop()
+
+
+@pytest.fixture(scope="session")
+def pods_registry(node_agent: RunningNode, mlflow_registry: Registry) -> Iterator[str]:
+    """The session's MLflow registry as pods reach it: its URI at the bridge address."""
+    with node_agent.expose(int(mlflow_registry.uri.rsplit(":", 1)[1])) as forward:
+        yield forward.url
 
 
 @pytest.fixture

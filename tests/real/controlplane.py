@@ -146,14 +146,16 @@ class ControlPlane:
         return self.state / "logs" / "audit.log"
 
     def audit(self, username: str) -> list[dict[str, Any]]:
-        """The API server's audit events (one per request, at its end) of one user, oldest
-        first: `verb`, `objectRef` (apiGroup, resource, subresource, namespace, name),
-        `responseStatus.code`. The control plane's own components are not recorded."""
+        """The API server's audit events of one user, oldest first, one per request (at its end;
+        a proxied request's ResponseStarted event is left out): `verb`, `objectRef` (apiGroup,
+        resource, subresource, namespace, name), `responseStatus.code`. The control plane's own
+        components and the nodes are not recorded."""
         if not self.audit_log.exists():
             return []
         with self.audit_log.open() as lines:
             events = (json.loads(line) for line in lines if line.strip())
-            return [e for e in events if e["user"]["username"] == username]
+            return [e for e in events if e["user"]["username"] == username
+                    and e["stage"] == "ResponseComplete"]  # fmt: skip
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self, *, detach: bool = False, timeout: float = 180.0) -> float:

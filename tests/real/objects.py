@@ -91,5 +91,5 @@ class RealKube:
     def events(
         self, namespace: str | None = None, involved_name: str | None = None
     ) -> builtins.list[Obj]:
-        """Events of both APIs (core v1 and events.k8s.io/v1), oldest first."""
+        """Core v1 Events, oldest first."""
         return events_about(self.list, namespace, involved_name)

@@ -114,21 +114,21 @@ def operator_cluster(
     plane: cp.ControlPlane,
     core: client.CoreV1Api,
     registry: Registry,
-    agent: Any,
+    tracking_uri: str,
     home: Path,
     prefix: str,
 ) -> Iterator[Cluster]:
     """For a module fixture to `yield from`: a namespace of its own (`prefix`-xxxxx) with the
-    chart's Role in it, and the operator watching it; pods reach the registry through the node
-    agent's forward at the bridge address."""
+    chart's Role in it, and the operator watching it; pods get `tracking_uri` (the registry as
+    they reach it)."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": namespace}})
     wait_until(lambda: core.read_namespaced_service_account("default", namespace), timeout=60,
                interval=0.1, what=f"ServiceAccount {namespace}/default")  # fmt: skip
     grant_operator_role(plane, namespace)
-    port = agent.expose(int(registry.uri.rsplit(":", 1)[1]))
-    with running_operator(plane, core, registry, namespace, home,
-                          tracking_uri=f"http://{agent.gateway}:{port}") as cluster:  # fmt: skip
+    with running_operator(
+        plane, core, registry, namespace, home, tracking_uri=tracking_uri
+    ) as cluster:
         yield cluster
     core.delete_namespace(namespace)
 
