@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit check fmt generate demo bench clean
+.PHONY: install test test-unit check fmt generate demo demo-serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,8 +51,15 @@ generate: $(STAMP)
 	$(BIN)/python scripts/helm_values_doc.py --write
 	$(BIN)/python scripts/parity_table.py --write
 
-## make demo: local MLflow + demo model + turnout-serve, one prediction and one feedback
-demo: $(STAMP)
+## make demo: turnout's job on one machine: the real control plane and its node, MLflow, the chart
+## installed with helm, a model at alias champion rolled out blue-green under steady traffic, then
+## rolled back (needs root and Go; HOLD=seconds to keep it up afterwards, Ctrl-C ends it)
+HOLD ?= 600
+demo: $(STAMP) tools controlplane
+	$(BIN)/python scripts/demo_cluster.py --hold $(HOLD)
+
+## make demo-serve: turnout-serve alone: local MLflow, the demo model, one prediction and feedback
+demo-serve: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 bench: $(STAMP) tools

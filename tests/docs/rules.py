@@ -210,6 +210,8 @@ RULES: list[Rule] = [
     Rule(("make",), RAN, "as `make -n`", make_dry_run),
     Rule(("python", "-m", "turnout_*"), FLAGS, SCRIPT, script_flags),
     Rule(("python", "-m", "tests.real.controlplane"), FLAGS, SCRIPT, script_flags),
+    Rule(("python", "-m", "tests.real.cluster"), FLAGS, SCRIPT, script_flags),
+    Rule(("python", "-m", "tests.real.node"), FLAGS, SCRIPT, script_flags),
     Rule(("python", "scripts/*.py"), FLAGS, SCRIPT, script_flags),
     Rule(("python", "bench/*.py"), FLAGS, BENCH, script_flags),
     Rule(("pytest",), FLAGS, "runs a test suite", help_flags(venv("pytest"))),
