@@ -13,7 +13,7 @@ It prints the kubeconfig so you can watch (`kubectl get mdep -w`) and act (`kube
 yourself, holds the cluster for `--hold` seconds (Ctrl-C ends it sooner), and then stops
 everything it started and removes its state (`.demo/cluster`).
 
-    .venv/bin/python scripts/demo_cluster.py [--hold SECONDS] [--rate PER_SECOND]
+    .venv/bin/python scripts/demo_cluster.py [--hold SECONDS] [--rate PER_SECOND] [--json FILE]
 
 Needs root (network namespaces), Go (the control plane's first build) and `make tools` (kubectl,
 helm). The serving-only demo (turnout-serve alone, no cluster) is `make demo-serve`.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         default=600,
         help="seconds to keep the cluster up after the story (Ctrl-C ends it)",
     )
+    parser.add_argument("--json", type=Path, help="write the traffic's figures by phase here")
     parser.add_argument("--rate", type=float, default=10, help="predictions a second")
     args = parser.parse_args(argv)
     kubectl, helm = tool("kubectl"), tool("helm")
@@ -244,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                     watch.until(lambda s: s.get("activeVersion") == v1, "the rollback")
                     traffic.wait_answers(30)
                     report(traffic)
+                    if args.json:
+                        args.json.write_text(json.dumps(traffic.summary(), indent=2))
 
                     step("your turn")
                     print(

@@ -20,6 +20,13 @@ from tests.kube.emulator import KubeEmulator
 from turnout_operator.crd import build_crd
 
 API = "turnout.dev/v1alpha1"
+# The conditions of a Healthy ModelDeployment: type -> (status, reason)
+HEALTHY_CONDITIONS = {
+    "Ready": ("True", "Available"),
+    "Progressing": ("False", "RolloutComplete"),
+    "ModelResolved": ("True", "Resolved"),
+    "Degraded": ("False", "Healthy"),
+}
 ROW = {"age": 0.03, "sex": 0.05, "bmi": 0.06, "bp": 0.02, "s1": -0.04, "s2": -0.03,
        "s3": -0.04, "s4": 0.0, "s5": 0.02, "s6": -0.02}  # fmt: skip
 

@@ -26,6 +26,7 @@ from mlflow.pyfunc import PythonModel
 from tests.conftest import Registry, wait_until
 from tests.integration.cluster import (
     API,
+    HEALTHY_CONDITIONS,
     Cluster,
     calls_made,
     condition,
@@ -42,12 +43,6 @@ PROMOTE, ABORT, RETRY, ROLLBACK = (
     f"turnout.dev/{verb}" for verb in ("promote", "abort", "retry", "rollback")
 )
 ROLLED_BACK = 'turnout_operator_rollouts_total{outcome="rolled_back"}'
-HEALTHY_CONDITIONS = {
-    "Ready": ("True", "Available"),
-    "Progressing": ("False", "RolloutComplete"),
-    "ModelResolved": ("True", "Resolved"),
-    "Degraded": ("False", "Healthy"),
-}
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,14 @@ import yaml
 from kubernetes import client, config
 
 from tests.conftest import IN_CI, ROOT, Registry, wait_until
+from tests.integration.cluster import Cluster
 from tests.integration.outage import Forwarder
-from tests.real import cluster, netns
+from tests.real import cluster as local_cluster
 from tests.real import controlplane as cp
+from tests.real import netns
 from tests.real.kube import register_node
 from tests.real.node import NodeAgent
+from tests.real.operator import delete_model_deployments, operator_cluster
 
 CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
 ECHO = Path(__file__).with_name("echo.py")
@@ -138,7 +141,7 @@ def node_agent(control_plane: cp.ControlPlane) -> Iterator[RunningNode]:
     reason = netns.available()
     if reason:
         unavailable(reason)
-    agent = cluster.node_agent(control_plane, max_backoff=MAX_BACKOFF)
+    agent = local_cluster.node_agent(control_plane, max_backoff=MAX_BACKOFF)
     agent.start()
     yield RunningNode(agent)
     agent.stop()
@@ -217,3 +220,23 @@ def echo_server(
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, object],
+    mlflow_registry: Registry, pods_registry: str, request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Cluster]:  # fmt: skip
+    """The operator under the chart's RBAC, watching a namespace of the module's own (named after
+    it), with the scenario helpers of tests/integration/cluster.py; each test's ModelDeployments
+    are deleted when it ends (`clean_model_deployments`)."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    yield from operator_cluster(control_plane, core, mlflow_registry, pods_registry,
+                                tmp_path_factory.mktemp(prefix), prefix)  # fmt: skip
+
+
+@pytest.fixture
+def clean_model_deployments(cluster: Cluster) -> Iterator[None]:
+    yield
+    delete_model_deployments(cluster)

@@ -13,18 +13,11 @@ import pytest
 from kubernetes import client
 
 from tests.conftest import require_tool, wait_until
-from tests.integration.cluster import API, ROW, conditions
+from tests.integration.cluster import API, HEALTHY_CONDITIONS, ROW, conditions
 from tests.manifests import CHART
 from tests.real import controlplane as cp
 
 pytestmark = pytest.mark.real
-
-HEALTHY = {
-    "Ready": ("True", "Available"),
-    "Progressing": ("False", "RolloutComplete"),
-    "ModelResolved": ("True", "Resolved"),
-    "Degraded": ("False", "Healthy"),
-}
 
 
 def helm(plane: cp.ControlPlane, *args: str, timeout: float = 300) -> str:
@@ -69,7 +62,7 @@ def test_the_chart_installs_an_operator_that_rolls_out_a_model(
                 return status if status.get("phase") == "Healthy" else None
 
             status = wait_until(healthy, timeout=240, interval=0.5, what="diabetes Healthy")
-            assert (status["activeVersion"], conditions(status)) == ("1", HEALTHY)
+            assert (status["activeVersion"], conditions(status)) == ("1", HEALTHY_CONDITIONS)
             answer = admin.post(f"/api/v1/namespaces/{watched}/services/diabetes:http/proxy"
                                 "/invocations", json={"dataframe_records": [ROW]})  # fmt: skip
             assert answer.status_code == 200, answer.text

@@ -13,41 +13,18 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
 
-from tests.conftest import Registry, wait_until
-from tests.integration.cluster import API, Cluster, conditions, history, rules
+from tests.conftest import wait_until
+from tests.integration.cluster import API, HEALTHY_CONDITIONS, Cluster, conditions, history, rules
 from tests.real import controlplane as cp
-from tests.real.operator import USER, delete_model_deployments, operator_cluster
+from tests.real.operator import USER
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.usefixtures("clean_model_deployments")]
 
 PROMOTE, ABORT, ROLLBACK = (f"turnout.dev/{verb}" for verb in ("promote", "abort", "rollback"))
-HEALTHY = {
-    "Ready": ("True", "Available"),
-    "Progressing": ("False", "RolloutComplete"),
-    "ModelResolved": ("True", "Resolved"),
-    "Degraded": ("False", "Healthy"),
-}
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, Any],
-    mlflow_registry: Registry, pods_registry: str, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:  # fmt: skip
-    yield from operator_cluster(control_plane, core, mlflow_registry, pods_registry,
-                                tmp_path_factory.mktemp("operator"), "rollouts")  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def clean_up(cluster: Cluster) -> Iterator[None]:
-    yield
-    delete_model_deployments(cluster)
 
 
 def deploy(cluster: Cluster, name: str, version: str, **spec: Any) -> dict[str, Any]:
@@ -80,7 +57,7 @@ def pods(cluster: Cluster, name: str, color: str | None = None) -> list[dict[str
 
 def test_first_deploy_then_a_blue_green_switch(cluster: Cluster) -> None:
     status = deploy(cluster, "switch", "1", strategy={"blueGreen": {"scaleDownDelaySeconds": 5}})
-    assert (status["activeColor"], conditions(status)) == ("blue", HEALTHY)
+    assert (status["activeColor"], conditions(status)) == ("blue", HEALTHY_CONDITIONS)
     (pod,) = pods(cluster, "switch", "blue")
     assert pod["status"]["phase"] == "Running"
     assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"  # the real controllers
@@ -90,7 +67,7 @@ def test_first_deploy_then_a_blue_green_switch(cluster: Cluster) -> None:
     bump(cluster, "switch", "2")
     status = cluster.wait_phase("switch", "Healthy", timeout=180, activeVersion="2",
                                 activeColor="green")  # fmt: skip
-    assert conditions(status) == HEALTHY
+    assert conditions(status) == HEALTHY_CONDITIONS
     assert (cluster.selector("switch"), cluster.selector("switch-preview")) == ("green", "green")
     second = cluster.predict("switch")
     assert second.status_code == 200, second.text
@@ -198,7 +175,7 @@ def test_the_operator_resumes_a_rollout_after_being_killed(cluster: Cluster) -> 
     cluster.annotate("resume", PROMOTE)
     status = cluster.wait_phase("resume", "Healthy", timeout=120, activeVersion="2",
                                 activeColor="green")  # fmt: skip
-    assert conditions(status) == HEALTHY
+    assert conditions(status) == HEALTHY_CONDITIONS
     cluster.wait_replicas("resume-blue", 0, timeout=60)
     assert cluster.reasons("resume").count("Promoted") == 2
 

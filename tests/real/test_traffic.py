@@ -11,35 +11,22 @@ bench/switch.py reports the same run's latencies by phase.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pytest
-from kubernetes import client
 from mlflow import MlflowClient
 from sklearn.linear_model import Ridge
 
 from tests.conftest import Registry, load_script
 from tests.integration.cluster import ROW, Cluster, conditions
-from tests.real import controlplane as cp
-from tests.real.operator import delete_model_deployments, operator_cluster
 from tests.real.traffic import Traffic
 
-pytestmark = pytest.mark.real
+pytestmark = [pytest.mark.real, pytest.mark.usefixtures("clean_model_deployments")]
 
 MODEL, NAME = "Traffic", "steady"
 PROMOTE, ABORT, ROLLBACK = (f"turnout.dev/{verb}" for verb in ("promote", "abort", "rollback"))
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, Any],
-    mlflow_registry: Registry, pods_registry: str, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:  # fmt: skip
-    yield from operator_cluster(control_plane, core, mlflow_registry, pods_registry,
-                                tmp_path_factory.mktemp("traffic"), "traffic")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +119,3 @@ def test_no_request_fails_through_switches_aborts_rollbacks_and_operator_restart
     assert list(summary) == ["steady", "switch", "rollback by annotation", "abort",
                              "operator killed", "automatic rollback"]  # fmt: skip
     assert traffic.failures() == []
-
-
-@pytest.fixture(autouse=True)
-def clean_up(cluster: Cluster) -> Iterator[None]:
-    yield
-    delete_model_deployments(cluster)

@@ -4,10 +4,10 @@ MLflow's scoring server casts every cell to its column's type with numpy and pan
 those casts change the value without a word: 3.5 in a `long` column becomes 3, the string "3"
 becomes 3, `true` becomes 1, 2**63 becomes -9223372036854775808, 1e39 in a `float` column becomes
 inf, "false" in a `boolean` column becomes True, `null` becomes False or the string "None", `[]`
-in a `double` column becomes NaN. The
-model then predicts on data the client never sent. `refusal` names those cases (the caller answers
-400, naming the column and the row); every other value is left to MLflow, which keeps it or refuses
-it itself, so turnout answers exactly as MLflow does.
+in a `double` column becomes NaN. The model then predicts on data the client never sent.
+`refusal` names those cases (the caller answers 400, naming the column and the row); every other
+value is left to MLflow, which keeps it or refuses it itself, so turnout answers exactly as MLflow
+does.
 
 `corrupted_cell` walks a decoded JSON payload in each of the scoring protocol's shapes the way
 MLflow's parsers lay it out (pandas frames for `dataframe_split`/`dataframe_records`, column arrays
