@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -152,8 +151,10 @@ def test_smoke_payload_matches_the_logged_file(
     registry: ModelRegistry, mlflow_registry: Registry
 ) -> None:
     client = MlflowClient(tracking_uri=mlflow_registry.uri, registry_uri=mlflow_registry.uri)
-    # The fixture's server keeps artifacts in a local directory: read MLflow's file directly.
-    model_dir = Path(client.get_model_version_download_uri("Diabetes", "2"))
+    # The fixture's server keeps the artifacts it serves in a local directory: read MLflow's file.
+    model_dir = mlflow_registry.artifact_path(
+        client.get_model_version_download_uri("Diabetes", "2")
+    )
     payload = registry.smoke_payload("Diabetes", "2")
     assert payload == (model_dir / "serving_input_example.json").read_bytes()
     frame = json.loads(payload)["dataframe_split"]

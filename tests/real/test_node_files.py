@@ -158,6 +158,46 @@ def test_volumes_workdir_and_env_as_the_container_sees_them_and_the_host_unchang
     assert not any(os.path.lexists(p) for p in HOST_PATHS)
 
 
+COVERED = textwrap.dedent("""
+    import json, os, turnout_serving
+    with open("/tmp/written", "w") as handle:
+        handle.write("by the container")
+    print(json.dumps({"package": turnout_serving.__file__, "secret": open("/etc/covered/k").read(),
+                      "tmp": sorted(os.listdir("/tmp"))}), flush=True)
+""")  # fmt: skip
+
+
+def test_volumes_over_the_checkout_and_the_pods_own_files_hide_neither(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningNode
+) -> None:
+    """An emptyDir at /tmp (and over the directories holding the checkout and Python) keeps the
+    "image" visible, as a container image is under every volume: the checkout may live under /tmp
+    (CI clones there), and so may the pod's own volumes on the host (pytest's temporary files)."""
+    checkout = Path(__file__).resolve().parents[2]
+    covered = sorted({"/tmp", str(checkout.parent), str(Path(sys.base_prefix).resolve().parent)})
+    core.create_namespaced_secret(namespace, secret("covered", k="found"))
+    pod = {"metadata": {"name": "covered"}, "spec": {
+        "restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "python", "command": [sys.executable, "-c", COVERED],
+                        "volumeMounts": [{"name": f"cover{i}", "mountPath": path} for i, path in enumerate(covered)]
+                                        + [{"name": "s", "mountPath": "/etc/covered"}]}],
+        "volumes": [{"name": f"cover{i}", "emptyDir": {}} for i, _ in enumerate(covered)]
+                   + [{"name": "s", "secret": {"secretName": "covered"}}]}}  # fmt: skip
+    core.create_namespaced_pod(namespace, pod)
+    done = wait_until(lambda: finished(core, namespace, "covered"), timeout=90, interval=0.2,
+                      what="the pod to run to completion")  # fmt: skip
+    log = (node_agent.pod_dir(done) / "c.log").read_text()
+    assert done.status.phase == "Succeeded", log
+    seen = json.loads(log.splitlines()[-1])
+    assert seen["package"] == str(checkout / "serving" / "turnout_serving" / "__init__.py")
+    assert seen["secret"] == "found"
+    # /tmp is the emptyDir: what the container wrote is in it, and not in the host's /tmp
+    tmp = node_agent.pod_dir(done) / "volumes" / f"cover{covered.index('/tmp')}"
+    assert (tmp / "written").read_text() == "by the container"
+    assert not Path("/tmp/written").exists()
+    assert "written" in seen["tmp"]
+
+
 def test_a_missing_secret_holds_the_container_until_it_appears(
     core: client.CoreV1Api, namespace: str, node_agent: RunningNode
 ) -> None:
@@ -187,7 +227,9 @@ def test_a_missing_secret_holds_the_container_until_it_appears(
 
     messages = wait_until(failed_mount, timeout=60, what="a FailedMount event")
     assert messages == ['MountVolume.SetUp failed for volume "v" : secrets "later" not found']
-    assert state("volume") == ("Pending", "ContainerCreating", None)
+    # the event and the status are written apart (as the kubelet's are): wait for the status
+    waiting = ("Pending", "ContainerCreating", None)
+    wait_until(lambda: state("volume") == waiting, timeout=30, what=f"pod volume to show {waiting}")
 
     core.create_namespaced_secret(namespace, secret("later", k="v"))
     for name in ("env", "volume"):

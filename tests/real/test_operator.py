@@ -135,10 +135,13 @@ def test_a_crash_after_the_switch_rolls_back_to_the_warm_color(cluster: Cluster)
     cluster.wait_phase("crash", "Healthy", timeout=180, activeVersion="2", activeColor="green")
 
     for _ in range(3):  # crash until the node agent reports the back-off and the operator acts
-        (green,) = pods(cluster, "crash", "green")
-        container = green["status"]["containerStatuses"][0]
         if cluster.selector("crash") == "blue":
             break
+        running = pods(cluster, "crash", "green")
+        if not running:  # rolled back since, and green scaled down (abortScaleDownDelaySeconds)
+            break
+        (green,) = running
+        container = green["status"]["containerStatuses"][0]
         if "running" in container["state"]:
             crash(green)
         wait_until(lambda r=container["restartCount"]: back_or_restarted(cluster, r), timeout=60,
@@ -159,8 +162,10 @@ def test_a_crash_after_the_switch_rolls_back_to_the_warm_color(cluster: Cluster)
 def back_or_restarted(cluster: Cluster, restarts: int) -> bool:
     if cluster.selector("crash") == "blue":
         return True
-    (green,) = pods(cluster, "crash", "green")
-    container = green["status"]["containerStatuses"][0]
+    green = pods(cluster, "crash", "green")
+    if not green:
+        return cluster.selector("crash") == "blue"
+    container = green[0]["status"]["containerStatuses"][0]
     return "running" in container["state"] and container["restartCount"] > restarts
 
 

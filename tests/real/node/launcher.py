@@ -12,7 +12,12 @@ What the container sees, without a change to the host's file system:
   overlay of `/` with every mount below `/` bind-mounted into it, and the command is chrooted
   there. The volumes are bound from the host's paths before that, so containers of one pod share
   their emptyDirs;
-- `workingDir` made the same way when it is missing.
+- `workingDir` made the same way when it is missing;
+- the "image": the paths the agent names (its Python, the checkout that holds the installed
+  packages) bound back over any volume that covers them, in depth order with the volumes, so an
+  emptyDir at /tmp does not hide a checkout under /tmp (only the mount point is made in the
+  volume). Sources are opened before anything is mounted and bound through /proc/self/fd, so a
+  volume whose host path lies under another volume's mountPath is still found.
 
 Standard library only: this runs before anything else in the container, and `-I` keeps the
 agent's environment out of it. Never forks: exec is its last act.
@@ -46,6 +51,12 @@ class Layout:
         self.root = "/"
         self.owned: set[int] = set()  # devices of file systems private to this container
         self.overlays = 0
+        os.makedirs("/run", exist_ok=True)
+        self.tmpfs("/run")
+        os.makedirs(scratch, exist_ok=True)
+        self.tmpfs(scratch)
+        # by descriptor from here: a volume may later cover the scratch directory's path
+        self.base = pinned(scratch)
 
     def tmpfs(self, target: str) -> None:
         mount("tmpfs", target, "tmpfs", 0, "mode=755")
@@ -94,7 +105,7 @@ class Layout:
     def _overlay(self, lower: str) -> str:
         """An overlay of directory `lower` (writes go to this namespace's tmpfs); its mount point."""
         self.overlays += 1
-        base = os.path.join(self.scratch, f"overlay{self.overlays}")
+        base = os.path.join(self.base, f"overlay{self.overlays}")
         upper, work = os.path.join(base, "upper"), os.path.join(base, "work")
         os.makedirs(upper)
         os.makedirs(work)
@@ -118,21 +129,29 @@ class Layout:
         return target
 
 
+def pinned(path: str) -> str:
+    """A path naming what `path` names now, whatever is mounted over `path` later."""
+    return f"/proc/self/fd/{os.open(path, os.O_PATH)}"
+
+
 def main(spec_path: str) -> None:
     _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the container dies with its agent
     with open(spec_path) as handle:
         spec = json.load(handle)
     socket.sethostname(spec["hostname"])
+    volumes = [{**m, "source": pinned(m["source"]), "is_dir": os.path.isdir(m["source"])}
+               for m in spec["mounts"]]  # fmt: skip
+    image = [{"source": pinned(path), "target": path, "read_only": False, "is_dir": True,
+              "image": True} for path in spec["image"]]  # fmt: skip
     layout = Layout(spec["scratch"])
-    layout.tmpfs("/run")
-    os.makedirs(spec["scratch"], exist_ok=True)
-    layout.tmpfs(spec["scratch"])
     targets = [m["target"] for m in spec["mounts"]] + [spec["cwd"]]
     if any(layout.needs_root(path) for path in targets):
         layout.own_root()
-    for item in sorted(spec["mounts"], key=lambda m: m["target"].count("/")):
+    for item in sorted(volumes + image, key=lambda m: m["target"].rstrip("/").count("/")):
+        if item.get("image") and same_file(item["source"], layout.resolve(item["target"])):
+            continue  # not covered by a volume
         source = item["source"]
-        target = layout.make(item["target"], is_file=not os.path.isdir(source))
+        target = layout.make(item["target"], is_file=not item["is_dir"])
         mount(source, target, None, MS_BIND | MS_REC, None)
         if item["read_only"]:
             mount(source, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
@@ -147,6 +166,13 @@ def main(spec_path: str) -> None:
     except OSError as exc:
         print(f'exec: "{argv[0]}": {exc.strerror}', file=sys.stderr, flush=True)
         os._exit(128)
+
+
+def same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(a), os.stat(b))
+    except FileNotFoundError:
+        return False
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ from tests.real.node.plan import Files, Launch
 
 Obj = dict[str, Any]
 LAUNCHER = Path(__file__).with_name("launcher.py")
+# What stands for the containers' image: this Python and the checkout its packages are installed
+# from (editable), kept visible under any volume that covers them (an emptyDir at /tmp).
+IMAGE = sorted({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, LAUNCHER.parents[3])})
 USER_AGENT = "kube-probe/1.37"
 log = logging.getLogger(__name__)
 
@@ -91,9 +94,8 @@ def start(netns: str, launch: Launch, directory: Path, container: str, log: Path
     appended to `log`."""
     spec = directory / "launch" / f"{container}.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(
-        json.dumps({**launch.as_dict(), "scratch": str(directory / "scratch" / container)})
-    )
+    scratch = str(directory / "scratch" / container)
+    spec.write_text(json.dumps({**launch.as_dict(), "scratch": scratch, "image": IMAGE}))
     spec.chmod(0o600)
     argv = ["nsenter", f"--net=/run/netns/{netns}", "unshare", "--mount", "--uts",
             "--propagation", "private", sys.executable, "-I", str(LAUNCHER), str(spec)]  # fmt: skip
