@@ -6,11 +6,16 @@
 # caches live beside it (turnout/go/), so a second clone, CI and `make cluster` reuse all of it.
 # Progress goes to stderr; the last line on stdout is the bin directory.
 #
-#   scripts/build-controlplane.sh            build unless cached, print the bin directory
-#   scripts/build-controlplane.sh --dir      print the bin directory, build nothing
+#   scripts/build-controlplane.sh              build unless cached, print the bin directory
+#   scripts/build-controlplane.sh --dir        print the bin directory, build nothing
+#   scripts/build-controlplane.sh --background unless cached, start the build detached at the
+#       lowest CPU and I/O priority (log: <cache>/controlplane/build.log) and return at once:
+#       `make test` builds while the other tests run; the first test that needs the control
+#       plane waits for it (a second build waits for the first's lock, then finds it cached)
 #
 # Without Go it fails with exit code 3, so callers can tell "no toolchain" from a broken build.
 set -euo pipefail
+script="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/../controlplane"
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/turnout"
@@ -44,13 +49,29 @@ fi
 
 programs=(kube-apiserver kube-controller-manager kube-scheduler etcd)
 mkdir -p "$cache_root/controlplane"
+cached() { [ -x "$bin/turnout-controlplane" ] && [ "$(cat "$bin/.source" 2>/dev/null)" = "$source_hash" ]; }
+
+if [ "${1:-}" = "--background" ]; then
+  if cached; then
+    say "cached: $bin (Kubernetes $k8s, etcd $etcd, $gover)"
+    exit 0
+  fi
+  log="$cache_root/controlplane/build.log"
+  say "building in the background at the lowest priority (log: $log)"
+  # A session of its own is an autogroup of its own (the scheduler shares CPU between autogroups
+  # first): its nice value, 19, is what keeps the build behind every test process.
+  setsid bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
+                  exec nice -n 19 ionice -c 3 bash "$0"' "$script" >"$log" 2>&1 </dev/null &
+  exit 0
+fi
+
 exec 9>"$cache_root/controlplane/.lock"
 if ! flock -n 9; then
-  say "another build holds $cache_root/controlplane/.lock; waiting for it"
+  say "another build holds $cache_root/controlplane/.lock (its log: $cache_root/controlplane/build.log); waiting for it"
   flock 9
 fi
 
-if [ -x "$bin/turnout-controlplane" ] && [ "$(cat "$bin/.source" 2>/dev/null)" = "$source_hash" ]; then
+if cached; then
   say "cached: $bin (Kubernetes $k8s, etcd $etcd, $gover)"
   echo "$bin"
   exit 0

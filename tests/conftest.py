@@ -29,6 +29,13 @@ BIN = Path(sys.executable).parent
 TOOLS = ROOT / ".tools" / "bin"  # helm and kubectl, pinned (scripts/install-k8s-tools.sh)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of tests/real last (in their order): `make test` builds the control plane in the
+    background meanwhile, when the cache lacks it."""
+    real = ROOT / "tests" / "real"
+    items.sort(key=lambda item: item.path.is_relative_to(real))
+
+
 def load_script(name: str) -> ModuleType:
     """A script of scripts/ as a module (scripts/ on sys.path, as when it runs), for its tests."""
     if str(ROOT / "scripts") not in sys.path:

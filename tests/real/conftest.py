@@ -1,7 +1,7 @@
 """Fixtures of the `real` suite: one real control plane for the session (built before the first
-test if the cache lacks it), the admin's Kubernetes client, a namespace per test, the project's CRD
-applied once, a pod network (bridge + network namespaces) for servers the API server proxies to,
-and one node agent for the session (`node_agent`) that runs the pods scheduled onto its Node.
+test that needs it if the cache lacks it; these tests run last, see tests/conftest.py), the
+admin's Kubernetes client, a namespace per test, the project's CRD applied once, a pod network
+(bridge + network namespaces) for servers the API server proxies to, and one node agent for the session (`node_agent`) that runs the pods scheduled onto its Node.
 
 Without Go the suite skips, saying so; under CI=true it fails instead (nothing may skip in CI).
 """
@@ -36,21 +36,21 @@ ECHO = Path(__file__).with_name("echo.py")
 _build: dict[str, Path | str] = {}
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Build (or find in the cache) the binaries before the first test runs, with the build's
-    progress on the terminal, so no test's timeout has to cover a first build."""
-    if session.config.option.collectonly:
-        return
-    if not any("binaries" in getattr(item, "fixturenames", ()) for item in session.items):
-        return
-    capture = session.config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
-        try:
-            _build["bin"] = cp.build()
-        except cp.ToolchainMissing as exc:
-            _build["missing"] = str(exc)
-        except RuntimeError as exc:  # a broken build fails the tests that need it, with why
-            _build["failed"] = str(exc)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Before the first test that needs the control plane: its binaries, built now if the cache
+    lacks them (or waited for, when `make test` started the build in the background), with the
+    build's progress on the terminal. Outside every test's timeout: this wrapper runs first."""
+    if not _build and "binaries" in getattr(item, "fixturenames", ()):
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            try:
+                _build["bin"] = cp.build()
+            except cp.ToolchainMissing as exc:
+                _build["missing"] = str(exc)
+            except RuntimeError as exc:  # a broken build fails the tests that need it, with why
+                _build["failed"] = str(exc)
+    return (yield)
 
 
 def unavailable(reason: str) -> None:
