@@ -159,11 +159,12 @@ def test_volumes_workdir_and_env_as_the_container_sees_them_and_the_host_unchang
 
 
 COVERED = textwrap.dedent("""
-    import json, os, turnout_serving
-    with open("/tmp/written", "w") as handle:
-        handle.write("by the container")
-    print(json.dumps({"package": turnout_serving.__file__, "secret": open("/etc/covered/k").read(),
-                      "tmp": sorted(os.listdir("/tmp"))}), flush=True)
+    import json, os, sys, turnout_serving
+    for path in sys.argv[1:]:
+        with open(os.path.join(path, "written"), "w") as handle:
+            handle.write("by the container")
+    print(json.dumps({"package": turnout_serving.__file__, "secret": open("/etc/covered/k").read()}),
+          flush=True)
 """)  # fmt: skip
 
 
@@ -178,7 +179,7 @@ def test_volumes_over_the_checkout_and_the_pods_own_files_hide_neither(
     core.create_namespaced_secret(namespace, secret("covered", k="found"))
     pod = {"metadata": {"name": "covered"}, "spec": {
         "restartPolicy": "Never",
-        "containers": [{"name": "c", "image": "python", "command": [sys.executable, "-c", COVERED],
+        "containers": [{"name": "c", "image": "python", "command": [sys.executable, "-c", COVERED, *covered],
                         "volumeMounts": [{"name": f"cover{i}", "mountPath": path} for i, path in enumerate(covered)]
                                         + [{"name": "s", "mountPath": "/etc/covered"}]}],
         "volumes": [{"name": f"cover{i}", "emptyDir": {}} for i, _ in enumerate(covered)]
@@ -191,11 +192,12 @@ def test_volumes_over_the_checkout_and_the_pods_own_files_hide_neither(
     seen = json.loads(log.splitlines()[-1])
     assert seen["package"] == str(checkout / "serving" / "turnout_serving" / "__init__.py")
     assert seen["secret"] == "found"
-    # /tmp is the emptyDir: what the container wrote is in it, and not in the host's /tmp
-    tmp = node_agent.pod_dir(done) / "volumes" / f"cover{covered.index('/tmp')}"
-    assert (tmp / "written").read_text() == "by the container"
-    assert not Path("/tmp/written").exists()
-    assert "written" in seen["tmp"]
+    # each covered directory is its emptyDir: what the container wrote there is in the volume
+    # (where the checkout's mount point was made), and not on the host's path
+    for i, path in enumerate(covered):
+        volume = node_agent.pod_dir(done) / "volumes" / f"cover{i}"
+        assert (volume / "written").read_text() == "by the container", path
+        assert not (Path(path) / "written").exists()
 
 
 def test_a_missing_secret_holds_the_container_until_it_appears(

@@ -6,7 +6,8 @@ the agent tracks and signals.
 What the container sees, without a change to the host's file system:
 - a tmpfs on /run (the host's /run, its network namespaces and locks, is not the pod's);
 - each volume at its mountPath, bind-mounted (read-only where the mount says so). Where the path
-  exists it is mounted over; where it does not, its nearest existing ancestor gets an overlay
+  exists it is mounted over; where it does not, it is made in the volume that holds its nearest
+  existing ancestor, if one does (as runc makes mount points), else that ancestor gets an overlay
   (lowerdir the ancestor itself, upper and work dirs on a tmpfs of this namespace) and the path is
   made in that overlay only. When that ancestor is `/`, the container gets a root of its own: an
   overlay of `/` with every mount below `/` bind-mounted into it, and the command is chrooted
@@ -50,6 +51,7 @@ class Layout:
         self.scratch = scratch  # a directory of the pod's state: this namespace's tmpfs goes there
         self.root = "/"
         self.owned: set[int] = set()  # devices of file systems private to this container
+        self.volumes: list[str] = []  # where volumes are mounted, as paths here
         self.overlays = 0
         os.makedirs("/run", exist_ok=True)
         self.tmpfs("/run")
@@ -121,8 +123,9 @@ class Layout:
         if os.path.lexists(target):
             return target
         ancestor = self.nearest(target)
-        if os.stat(ancestor).st_dev not in self.owned:
-            self._overlay(ancestor)
+        in_volume = any(ancestor == v or ancestor.startswith(v + "/") for v in self.volumes)
+        if not in_volume and os.stat(ancestor).st_dev not in self.owned:
+            self._overlay(ancestor)  # else made in the volume itself, as runc makes mount points
         os.makedirs(target if not is_file else os.path.dirname(target), exist_ok=True)
         if is_file:
             open(target, "a").close()
@@ -155,6 +158,8 @@ def main(spec_path: str) -> None:
         mount(source, target, None, MS_BIND | MS_REC, None)
         if item["read_only"]:
             mount(source, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+        if not item.get("image"):
+            layout.volumes.append(target)
     cwd = layout.make(spec["cwd"], is_file=False)
     if layout.root != "/":
         os.chroot(layout.root)
