@@ -98,7 +98,7 @@ def test_a_failed_liveness_probe_restarts_the_container(
     core: client.CoreV1Api, namespace: str, node_agent: RunningNode
 ) -> None:
     sleeper = container(
-        "sleeper", ["sh", "-c", "rm -f /flags/dead; exec sleep 3600"],
+        "sleeper", ["sh", "-c", "rm -f /flags/dead; touch /flags/started; exec sleep 3600"],
         volumeMounts=[{"name": "flags", "mountPath": "/flags"}],
         livenessProbe={"exec": {"command": ["test", "!", "-e", "/flags/dead"]}, "periodSeconds": 1,
                        "failureThreshold": 2},
@@ -106,6 +106,11 @@ def test_a_failed_liveness_probe_restarts_the_container(
     core.create_namespaced_pod(namespace, pod("live", sleeper, volumes=[FLAGS]))
     first = wait_until(lambda: (s := status(core, namespace, "live")) and s.state.running and s,
                        timeout=60, what="the container running")  # fmt: skip
+    # running is reported once the process starts; its command clears the flag a moment later
+    started = (
+        node_agent.pod_dir(core.read_namespaced_pod("live", namespace)) / "volumes/flags/started"
+    )
+    wait_until(started.exists, timeout=30, what="the container's command under way")
     flag(node_agent, core, namespace, "live", "dead", True)
     restarted = wait_until(
         lambda: (s := status(core, namespace, "live")) and s.restart_count == 1 and s.state.running and s,
