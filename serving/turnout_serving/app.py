@@ -4,9 +4,16 @@ Everything the app uses is handed in: settings, a model provider (resolved alrea
 lifespan in a worker thread while liveness answers and readiness waits) and the metrics registry.
 Tests build as many independent apps as they like in one process.
 
-Parsing and scoring run in a pool of `scoring_threads` worker threads (the loop's default
-executor, which `asyncio.to_thread` uses): more requests than that queue instead of contending
-for the GIL with the event loop, which must stay free to answer health checks and scrapes.
+A request to an inference endpoint takes the shortest way through: `ServingApp` counts its
+answer (`http.answer_counted`), `/invocations` skips the router (the fast lane), `Instrumented`
+does the HTTP plumbing (request id, auth, body, deadline, errors), and the endpoint hands the
+body to the data plane, `Runtime.infer`, which reads, scores, writes the answer and records what
+a live answer leaves behind (rows, drift, feedback).
+
+Parsing and scoring that do not run on the event loop (see `Runtime.infer`) run in a pool of
+`scoring_threads` worker threads (the loop's default executor, which `asyncio.to_thread` uses):
+more requests than that queue instead of contending for the GIL with the event loop, which must
+stay free to answer health checks and scrapes.
 """
 
 from __future__ import annotations
@@ -33,7 +40,6 @@ from turnout_serving.http import (
     Instrumented,
     TokenCheck,
     answer_counted,
-    answer_directly,
     answer_error,
     counted_endpoint,
 )
@@ -126,7 +132,8 @@ class ServingApp(FastAPI):
     through the router stay the same; only the dispatch is shorter.
 
     Every request to an inference endpoint, lane or router, goes through `answer_counted`, so
-    `turnout_inference_requests_total` counts each answer by the status actually sent.
+    `turnout_inference_requests_total` counts each answer by the status actually sent; an
+    exception that escapes a lane is answered there too, as a 500 in the endpoint's protocol.
     """
 
     def __init__(self, metrics: Any, **kwargs: Any) -> None:
@@ -144,6 +151,7 @@ class ServingApp(FastAPI):
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane = self.fast_lanes.get((scope["method"], scope["path"]))
         if lane is not None:
-            await answer_directly(lane, scope, receive, send)
+            response = await lane(Request(scope, receive))
+            await response(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)

@@ -33,8 +33,8 @@ from prometheus_client.registry import Collector
 from turnout_serving.domain.drift_profile import ReferenceProfile
 from turnout_serving.domain.drift_stats import DriftReport, compute
 from turnout_serving.domain.drift_window import DriftWindow
+from turnout_serving.metrics import BASE_LABELS
 
-BASE_LABELS = ("model", "version", "color")
 log = logging.getLogger("turnout_serving.drift")
 
 

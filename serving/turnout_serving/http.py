@@ -1,10 +1,12 @@
 """HTTP plumbing shared by every endpoint: body limits, request ids, auth, timing, errors.
 
 Kept apart from the routes so the MLflow-protocol and Open-Inference-Protocol endpoints handle
-bodies, ids, tokens, timeouts and metrics in exactly one way. Errors answer in the protocol of the
-endpoint asked: `{"error": ...}` under `/v2` (Open Inference Protocol), MLflow's `{"error_code",
-"message"}` elsewhere. Every answer of an inference endpoint is counted by `answer_counted`, the
-one place that sees each response's status, whatever produced it.
+bodies, ids, tokens, timeouts and metrics in exactly one way. Only HTTP lives here: what a body
+means, the work it may ask for and what answering it leaves behind are the data plane's
+(`Runtime.infer`). Errors answer in the protocol of the endpoint asked: `{"error": ...}` under
+`/v2` (Open Inference Protocol), MLflow's `{"error_code", "message"}` elsewhere. Every answer of
+an inference endpoint is counted by `answer_counted`, the one place that sees each response's
+status, whatever produced it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from turnout_serving.domain.limits import BatchLimits
 from turnout_serving.errors import (
     PayloadTooLarge,
     PredictionFailed,
@@ -45,7 +46,6 @@ REQUEST_ID_HEADER = "X-Request-Id"
 TOKEN_HEADER = "X-Turnout-Token"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OIP_PREFIX = "/v2"
-INLINE_CHECK_BYTES = 64 * 1024
 # The inference endpoints, whose every answer `turnout_inference_requests_total` counts.
 _COUNTED = re.compile(r"^/(invocations|feedback)$|^/v2/models/[^/]+(/versions/[^/]+)?/(infer)$")
 
@@ -197,20 +197,16 @@ class TokenCheck:
 
 
 class Instrumented:
-    """Runs one inference endpoint's handler: request id, auth, body (size, time and work
-    limits), processing deadline; maps errors to responses in the endpoint's protocol.
-    Counting and timing are `answer_counted`'s, which sees every answer."""
+    """Runs one inference endpoint's handler: request id, auth, body (size and time limits),
+    processing deadline; maps errors to responses in the endpoint's protocol. Counting and
+    timing are `answer_counted`'s, which sees every answer."""
 
     def __init__(self, tokens: TokenCheck, settings: ServingSettings) -> None:
         self._tokens = tokens
         self._settings = settings
-        self._limits = BatchLimits(settings.max_rows, settings.max_cells)
 
     async def __call__(
-        self,
-        endpoint: str,
-        request: Request,
-        handle: Callable[[bytes, str], Awaitable[Response]],
+        self, request: Request, handle: Callable[[bytes, str], Awaitable[Response]]
     ) -> Response:
         request_id = request_id_of(request)
         path = request.url.path
@@ -218,13 +214,6 @@ class Instrumented:
         try:
             self._tokens.check(request)
             body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
-            if endpoint == "invocations":
-                check = self._limits.check_scoring_body
-                content_type = request.headers.get("content-type")
-                if len(body) <= INLINE_CHECK_BYTES:
-                    check(body, content_type)
-                else:  # counting a large JSON document takes a while: not on the event loop
-                    await asyncio.to_thread(check, body, content_type)
             async with asyncio.timeout(settings.request_timeout_seconds):
                 response = await handle(body, request_id)
             response.headers[REQUEST_ID_HEADER] = request_id
@@ -285,15 +274,3 @@ async def answer_counted(
         metrics.in_flight.dec()
         if status is not None:
             metrics.observe_request(endpoint, status, time.perf_counter() - started)
-
-
-async def answer_directly(
-    endpoint: Callable[[Request], Awaitable[Response]], scope: Scope, receive: Receive, send: Send
-) -> None:
-    """Run one endpoint as a bare ASGI app (see `app.ServingApp`), errors still as JSON."""
-    try:
-        response = await endpoint(Request(scope, receive))
-    except Exception:
-        log.exception("unexpected error on %s", scope["path"])
-        response = answer_error(scope["path"], ServingError("Internal server error."))
-    await response(scope, receive, send)

@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 ENDPOINTS = ("invocations", "v2_infer", "feedback")
 CODES = ("200", "400", "401", "404", "408", "413", "415", "500", "503", "504")
-BASE_LABELS = ("model", "version", "color")
+BASE_LABELS = ("model", "version", "color")  # on every series, drift's too
 
 
 class ServingMetrics:

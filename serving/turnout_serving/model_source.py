@@ -36,6 +36,7 @@ from turnout_serving.domain.schema import Column, InputSchema
 
 log = logging.getLogger("turnout_serving.model")
 
+# Where `reference.log_reference` logs a run's drift reference, and where it is fetched from.
 REFERENCE_ARTIFACT = "turnout/reference.json"
 
 

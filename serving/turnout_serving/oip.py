@@ -2,25 +2,25 @@
 
 The same model, metrics, drift and feedback as `/invocations`; only the wire format differs, so
 a client written for KServe or Seldon Core v2 (MLServer) talks to turnout-serve unchanged.
-Errors under /v2 answer in the protocol's form, `{"error": "<message>"}` (`http.answer_error`).
+Inference goes through the same data plane, `Runtime.infer` (the tensors are read and the output
+tensor written by `dataplane.py`): the endpoint checks the model name it was asked for and
+translates HTTP. Errors under /v2 answer in the protocol's form, `{"error": "<message>"}`
+(`http.answer_error`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
-import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from turnout_serving import __version__
-from turnout_serving.domain.limits import BatchLimits
-from turnout_serving.domain.tensors import datatype_of_mlflow, decode_inputs, encode_output
+from turnout_serving.dataplane import InferenceProtocol, InferenceRequest
+from turnout_serving.domain.tensors import datatype_of_mlflow
 from turnout_serving.errors import NotFound
 from turnout_serving.http import Instrumented
-from turnout_serving.predictor import decode_json
 from turnout_serving.runtime import Runtime
 
 
@@ -79,27 +79,16 @@ def oip_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
     @router.post("/models/{name}/infer")
     @router.post("/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
+        content_type = request.headers.get("content-type")
+
         async def handle(body: bytes, request_id: str) -> Response:
             check_name(name, version)
-            return json(await asyncio.to_thread(_infer, runtime, body, request_id))
+            asked = InferenceRequest(
+                body, content_type, request_id, InferenceProtocol.OPEN_INFERENCE, live=True
+            )
+            answer = await runtime.infer(asked)
+            return Response(answer.body, media_type="application/json")
 
-        return await instrumented("v2_infer", request, handle)
+        return await instrumented(request, handle)
 
     return router
-
-
-def _infer(runtime: Runtime, body: bytes, request_id: str) -> dict[str, Any]:
-    predictor = runtime.require_ready()
-    document = decode_json(body)
-    schema = runtime.model.input_schema if runtime.model else None
-    limits = BatchLimits(runtime.settings.max_rows, runtime.settings.max_cells)
-    columns = decode_inputs(document, schema.names if schema else (), limits)
-    scored = predictor.score_frame(pd.DataFrame(columns), request_id)
-    runtime.after_score(scored, request_id)
-    answer: dict[str, Any] = {
-        "model_name": runtime.metrics.labels["model"],
-        "model_version": runtime.metrics.labels["version"],
-        "id": document.get("id") or request_id,
-        "outputs": [encode_output(scored.raw)],
-    }
-    return answer

@@ -59,7 +59,7 @@ QUICK_SECONDS = 0.002
 
 @dataclass(frozen=True)
 class Scored:
-    """One answered request: the response body plus what metrics, drift and feedback need."""
+    """One scored request: what the model returned, plus what metrics, drift and feedback need."""
 
     raw: Any  # what the model returned
     rows: int
@@ -98,9 +98,6 @@ class Predictor:
         to run on the event loop rather than pay for a thread hand-off."""
         return self._fast is not None and self.fast_seconds < QUICK_SECONDS
 
-    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
-        return self.score_parsed(self.parse(body, content_type), request_id)
-
     def parse(self, body: bytes, content_type: str | None) -> Parsed:
         """Read a request body: a numeric batch for the fast path, else MLflow's own reading."""
         mime = _check_content_type(content_type)
@@ -133,19 +130,20 @@ class Predictor:
         )
         return Parsed(data=data, params=params, unified=unified)
 
+    def parse_frame(self, frame: pd.DataFrame) -> Parsed:
+        """An in-memory frame (warm-up, Open Inference Protocol): a numeric batch for the fast
+        path, else the frame as the model's input."""
+        if self._fast is not None:
+            batch = numeric_frame(frame, self.model.input_schema)
+            if batch is not None:
+                return Parsed(batch=batch)
+        return Parsed(data=frame)
+
     def score_parsed(self, parsed: Parsed, request_id: str) -> Scored:
         if parsed.batch is not None:
             return self._score_fast(parsed.batch, request_id)
         scored = self._score_general(parsed.data, parsed.params, request_id)
         return replace(scored, unified=True, rows=1) if parsed.unified else scored
-
-    def score_frame(self, frame: pd.DataFrame, request_id: str) -> Scored:
-        """Score an in-memory frame (warm-up, Open Inference Protocol)."""
-        if self._fast is not None:
-            batch = numeric_frame(frame, self.model.input_schema)
-            if batch is not None:
-                return self._score_fast(batch, request_id)
-        return self._score_general(frame, None, request_id)
 
     def _score_fast(self, batch: NumericBatch, request_id: str) -> Scored:
         assert self._fast is not None

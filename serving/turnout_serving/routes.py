@@ -3,11 +3,12 @@
 `/invocations`, `/ping`, `/health` and `/version` answer as `mlflow models serve` does (`/version`
 is MLflow's bare version string), so a client can switch servers by changing a host name.
 `/info` describes what this server serves (model, resolved version, run, flavor, color, drift).
+`/invocations` only translates HTTP: the body `Instrumented` read goes to the data plane,
+`Runtime.infer`, and its answer back; `/feedback` joins labels to what the data plane kept.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import mlflow.version
@@ -16,12 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from turnout_serving import __version__
+from turnout_serving.dataplane import InferenceProtocol, InferenceRequest
 from turnout_serving.errors import BadRequest
 from turnout_serving.http import Instrumented
-from turnout_serving.predictor import predictions_body
 from turnout_serving.runtime import Runtime
-
-INLINE_MAX_BYTES = 64 * 1024  # bodies up to this size may score on the event loop
 
 
 def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
@@ -54,25 +53,13 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
         content_type = request.headers.get("content-type")
 
         async def handle(body: bytes, request_id: str) -> Response:
-            predictor = runtime.require_ready()
-            parsed = None
-            if predictor.quick and len(body) <= INLINE_MAX_BYTES:
-                # Up to a few hundred rows for a quick numeric scikit-learn model take about a
-                # millisecond: scored on the event loop, sparing a thread hand-off that costs
-                # about as much and buys no parallelism under the GIL.
-                parsed = predictor.parse(body, content_type)
-                if parsed.batch is not None:
-                    scored = runtime.score_parsed(parsed, request_id)
-                    return Response(predictions_body(scored), media_type="application/json")
+            asked = InferenceRequest(
+                body, content_type, request_id, InferenceProtocol.MLFLOW, live=True
+            )
+            answer = await runtime.infer(asked)
+            return Response(answer.body, media_type="application/json")
 
-            def work() -> bytes:
-                if parsed is not None:
-                    return predictions_body(runtime.score_parsed(parsed, request_id))
-                return predictions_body(runtime.score(body, content_type, request_id))
-
-            return Response(await asyncio.to_thread(work), media_type="application/json")
-
-        return await instrumented("invocations", request, handle)
+        return await instrumented(request, handle)
 
     @router.post("/feedback")
     async def feedback(request: Request) -> Response:
@@ -83,7 +70,7 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
                       for item, result in zip(items, results, strict=True)]  # fmt: skip
             return Response(orjson.dumps({"results": answer}), media_type="application/json")
 
-        return await instrumented("feedback", request, handle)
+        return await instrumented(request, handle)
 
     return router
 

@@ -1,9 +1,13 @@
-"""The server's state: loading, warm-up, and the scoring pipeline every endpoint shares.
+"""The server's state (loading, warm-up, readiness) and its one data plane, `Runtime.infer`.
 
 `Runtime` owns what a request needs once the model is up (predictor, drift window, feedback
-store) and the order of a request's side effects: score, then count rows, feed drift, keep the
-predictions for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to these calls.
-Scoring runs in worker threads, so the shared parts are guarded by one lock each.
+store). Every inference request, whatever endpoint or protocol it came in, is answered by
+`infer`, which owns its whole path: readiness, reading with the batch work limits, the choice of
+event loop or scoring thread, scoring, the answer's body (`dataplane.py` holds what differs by
+protocol), and the side effects of live traffic: count rows, feed drift, keep the predictions
+for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to an `InferenceRequest`
+and the `Answer` back, so none can forget a side effect. Scoring runs in worker threads too, so
+the shared parts are guarded by one lock each.
 
 A model that cannot be loaded (or fails its warm-up) is final: the state says why and
 `on_failure` is called, which `cli.py` answers by ending the process with status 3, so a
@@ -13,6 +17,7 @@ answer is retried, with backoff, for `artifact_timeout_seconds` in all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -23,6 +28,14 @@ from typing import Any, Protocol
 import pandas as pd
 from prometheus_client import CollectorRegistry
 
+from turnout_serving.dataplane import (
+    Answer,
+    InferenceRequest,
+    Read,
+    read_request,
+    scores_inline,
+    write_answer,
+)
 from turnout_serving.domain.backoff import Backoff
 from turnout_serving.domain.feedback import (
     FeedbackResult,
@@ -30,10 +43,11 @@ from turnout_serving.domain.feedback import (
     QualityWindow,
     labels_for,
 )
+from turnout_serving.domain.limits import BatchLimits
 from turnout_serving.errors import ModelNotReady
 from turnout_serving.metrics import ServingMetrics
 from turnout_serving.model_source import ArtifactsUnavailable, LoadedModel, ResolvedSource
-from turnout_serving.predictor import Parsed, Predictor, Scored
+from turnout_serving.predictor import Predictor, Scored
 from turnout_serving.settings import ServingSettings
 
 log = logging.getLogger("turnout_serving")
@@ -84,6 +98,7 @@ class Runtime:
         self.model: LoadedModel | None = None
         self.predictor: Predictor | None = None
         self.drift: Any = None  # drift_metrics.DriftCollector once a reference is loaded
+        self._limits = BatchLimits(settings.max_rows, settings.max_cells)
         self._feedback_lock = threading.Lock()
         self.store = PredictionStore(
             settings.feedback_ttl_seconds, settings.feedback_max_predictions, clock
@@ -156,7 +171,7 @@ class Runtime:
             return
         frame = example if isinstance(example, pd.DataFrame) else pd.DataFrame(example)
         started = time.perf_counter()
-        predictor.score_frame(frame, request_id="warm-up")
+        predictor.score_parsed(predictor.parse_frame(frame), request_id="warm-up")
         log.info("warm-up prediction on the input example took %.1f ms",
                  1000 * (time.perf_counter() - started))  # fmt: skip
 
@@ -188,15 +203,37 @@ class Runtime:
             raise ModelNotReady(self.state.error or "The model is still loading.")
         return self.predictor
 
-    def score(self, body: bytes, content_type: str | None, request_id: str) -> Scored:
-        return self.score_parsed(self.require_ready().parse(body, content_type), request_id)
+    async def infer(self, request: InferenceRequest) -> Answer:
+        """Answer one inference request in the protocol it came in; raises `ServingError`s.
 
-    def score_parsed(self, parsed: Parsed, request_id: str) -> Scored:
-        scored = self.require_ready().score_parsed(parsed, request_id)
-        self.after_score(scored, request_id)
-        return scored
+        Small bodies for a quick fast-path model are read and scored on the event loop
+        (`dataplane.scores_inline`); MLflow's own parsers and `predict` (the general path), and
+        everything else, run in a scoring thread, keeping the loop free for health checks.
+        """
+        predictor = self.require_ready()
+        if not scores_inline(predictor, request):
+            return await asyncio.to_thread(self._answer, predictor, request)
+        read = read_request(request, predictor, self._limits)
+        if read.parsed.batch is None:
+            return await asyncio.to_thread(self._answer, predictor, request, read)
+        return self._answer(predictor, request, read)
 
-    def after_score(self, scored: Scored, request_id: str) -> None:
+    def _answer(
+        self, predictor: Predictor, request: InferenceRequest, read: Read | None = None
+    ) -> Answer:
+        """Read (unless read already), score, write; then, for live traffic only, the side
+        effects, once the answer is sure: a request refused anywhere before leaves none."""
+        if read is None:
+            read = read_request(request, predictor, self._limits)
+        scored = predictor.score_parsed(read.parsed, request.request_id)
+        body = write_answer(request, read, scored, self.metrics.labels)
+        if request.live:
+            self._record(scored, request.request_id)
+        return Answer(body, scored)
+
+    def _record(self, scored: Scored, request_id: str) -> None:
+        """What a live answer leaves behind: its rows counted, its traffic in the drift window,
+        its predictions kept for the feedback that names its request id."""
         self.metrics.rows.inc(scored.rows)
         if self.drift is not None:
             self.drift.observe(scored.columns, scored.predictions)

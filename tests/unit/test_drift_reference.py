@@ -3,13 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from turnout_serving.domain.drift_profile import build_profile
-from turnout_serving.reference import (
-    DIGEST_TAG,
-    load_reference,
-    load_reference_from_dir,
-    log_reference,
-)
+from turnout_serving.domain.drift_profile import ReferenceProfile, build_profile
+from turnout_serving.model_source import REFERENCE_ARTIFACT
+from turnout_serving.reference import DIGEST_TAG, log_reference
 
 
 @pytest.fixture(scope="module")
@@ -29,26 +25,20 @@ def train():
     return x, np.arange(100.0) * 2
 
 
-def test_a_logged_reference_comes_back_from_the_run(tracking, train, tmp_path):
+def logged_profile(run_id: str) -> ReferenceProfile:
+    """The profile as the server fetches it: the run's artifact at REFERENCE_ARTIFACT."""
+    return ReferenceProfile.from_dict(
+        mlflow.artifacts.load_dict(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+    )
+
+
+def test_a_logged_reference_comes_back_from_the_run(tracking, train):
     x, predictions = train
     with mlflow.start_run(experiment_id=tracking) as run:
         digest = log_reference(x, predictions)
     assert digest == build_profile(x, predictions).digest
     assert mlflow.get_run(run.info.run_id).data.tags[DIGEST_TAG] == digest
-    loaded = load_reference(run.info.run_id)
-    assert loaded == build_profile(x, predictions)
-    downloaded = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, dst_path=tmp_path / "d"
-    )
-    assert load_reference_from_dir(downloaded) == loaded
-    assert load_reference_from_dir(tmp_path / "d" / "turnout") == loaded  # from a subdirectory
-
-
-def test_a_run_without_reference_loads_none(tracking, tmp_path):
-    with mlflow.start_run(experiment_id=tracking) as run:
-        mlflow.log_dict({"other": 1}, "turnout/other.json")
-    assert load_reference(run.info.run_id) is None
-    assert load_reference_from_dir(tmp_path) is None
+    assert logged_profile(run.info.run_id) == build_profile(x, predictions)
 
 
 def test_logging_to_a_named_run_outside_any_active_run(tracking, train):
@@ -56,7 +46,7 @@ def test_logging_to_a_named_run_outside_any_active_run(tracking, train):
     with mlflow.start_run(experiment_id=tracking) as run:
         pass
     digest = log_reference(x, run_id=run.info.run_id)
-    assert load_reference(run.info.run_id).digest == digest
+    assert logged_profile(run.info.run_id).digest == digest
 
 
 def test_logging_without_a_run_says_what_to_do(train):
