@@ -40,6 +40,9 @@ def nested(depth: int, leaf: Any = 1.0) -> Any:
         ({"name": "a", "shape": [1.0], "datatype": "FP64", "data": [1.0]}, "shape must be"),
         ({"name": "a", "shape": "1", "datatype": "FP64", "data": [1.0]}, "shape must be"),
         ({"name": ["a"], "shape": [1], "datatype": "FP64", "data": [1.0]}, "names must be"),
+        ({"name": "a", "shape": [1], "datatype": "FP16", "data": [1e10]}, "out of FP16's range"),
+        ({"name": "a", "shape": [1], "datatype": "FP32", "data": [1e300]}, "out of FP32's range"),
+        ({"name": "a", "shape": [1], "datatype": "INT8", "data": [300]}, "is not INT8"),
     ],
 )  # fmt: skip
 def test_hostile_tensors_are_a_400_naming_what_is_wrong(tensor: dict[str, Any], fragment: str):

@@ -112,7 +112,12 @@ def _array(name: str, datatype: str, shape: list[int], flat: list[Any]) -> np.nd
             array = np.array([_text(v) for v in flat], dtype=object)
         else:
             _check_values(name, datatype, flat)
-            array = np.array(flat, dtype=dtype)
+            with np.errstate(over="raise"):  # 1e10 as FP16 would silently become inf
+                array = np.array(flat, dtype=dtype)
+    except FloatingPointError as exc:
+        raise SchemaMismatch(
+            f"Input tensor '{name}' has a value out of {datatype}'s range.", field=name
+        ) from exc
     except (TypeError, ValueError, OverflowError) as exc:
         raise SchemaMismatch(f"Input tensor '{name}' is not {datatype}: {exc}", field=name) from exc
     return array.reshape(shape)
