@@ -57,6 +57,10 @@ if [ "${1:-}" = "--background" ]; then
     exit 0
   fi
   log="$cache_root/controlplane/build.log"
+  if ! flock -n "$cache_root/controlplane/.lock" true; then
+    say "a build is under way already (log: $log)"
+    exit 0
+  fi
   say "building in the background at the lowest priority (log: $log)"
   # A session of its own is an autogroup of its own (the scheduler shares CPU between autogroups
   # first): its nice value, 19, is what keeps the build behind every test process.
