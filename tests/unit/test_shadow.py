@@ -127,7 +127,9 @@ def test_the_share_drawn_is_percent_of_the_draws() -> None:
 
 
 @pytest.mark.parametrize(("percent", "sent"), [(0, 0), (100, 100)])
-def test_zero_percent_sends_nothing_and_a_hundred_sends_everything(percent: float, sent: int) -> None:
+def test_zero_percent_sends_nothing_and_a_hundred_sends_everything(
+    percent: float, sent: int
+) -> None:
     lease = Lease(config(percent=percent, maxRequestsPerSecond=1000), now=0.0)
     assert [lease.decide(0.0, draw / 100) for draw in range(100)].count(Decision.SEND) == sent
     assert lease.decide(0.0, 0.999999) is (Decision.SEND if percent == 100 else Decision.NOT_DRAWN)
@@ -159,7 +161,9 @@ def test_a_renewal_keeps_the_bucket_unless_the_rate_changes() -> None:
     same = lease.renewed(config(percent=100, maxRequestsPerSecond=1), now=0.0)
     assert same.decide(0.0, 0.0) is Decision.DROPPED_RATE  # a PUT is no way around the rate
     faster = same.renewed(config(percent=100, maxRequestsPerSecond=3), now=0.0)
-    assert [faster.decide(0.0, 0.0) for _ in range(4)] == [Decision.SEND] * 3 + [Decision.DROPPED_RATE]
+    assert [faster.decide(0.0, 0.0) for _ in range(4)] == [Decision.SEND] * 3 + [
+        Decision.DROPPED_RATE
+    ]
 
 
 # --- the copy on the wire -------------------------------------------------------------------

@@ -99,7 +99,11 @@ def test_regressors_get_the_absolute_and_relative_difference_per_row() -> None:
         "meanAbsDiff": 5 / 6, "maxAbsDiff": 2.0,
         "meanRelDiff": (1 / 101 + 2 / 12 + 2.0) / 6, "maxRelDiff": 2.0,
     }  # fmt: skip
-    assert compare(active, preview, tolerance=0.2).agree.tolist() == [True] * 4 + [False, True, False]
+    assert compare(active, preview, tolerance=0.2).agree.tolist() == [True] * 4 + [
+        False,
+        True,
+        False,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -121,7 +125,9 @@ def test_classifiers_agree_per_row_on_their_labels(
                                "agreement": sum(agree) / len(agree)}  # fmt: skip
 
 
-def test_probabilities_get_the_mean_difference_over_the_classes_and_agree_on_the_top_class() -> None:
+def test_probabilities_get_the_mean_difference_over_the_classes_and_agree_on_the_top_class() -> (
+    None
+):
     active = np.array([[0.7, 0.2, 0.1], [0.4, 0.5, 0.1]])
     preview = np.array([[0.6, 0.3, 0.1], [0.6, 0.3, 0.1]])
     found = compare(active, preview, tolerance=0.0)
@@ -199,7 +205,9 @@ def test_the_window_holds_the_last_rows_compared() -> None:
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(size=st.integers(1, 30), batches=st.lists(st.lists(st.booleans(), max_size=40), max_size=20))
-def test_the_window_ratio_is_that_of_the_last_size_rows(size: int, batches: list[list[bool]]) -> None:
+def test_the_window_ratio_is_that_of_the_last_size_rows(
+    size: int, batches: list[list[bool]]
+) -> None:
     window, seen = AgreementWindow(size), []
     for batch in batches:
         window.add(np.array(batch, dtype=bool))

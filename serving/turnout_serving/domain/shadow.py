@@ -191,4 +191,3 @@ def decode_copy(body: bytes) -> ShadowCopy:
         return ShadowCopy.model_validate_json(body)
     except ValidationError as exc:
         raise BadRequest(f"Invalid shadow copy: {fields_wrong(exc)}") from None
-

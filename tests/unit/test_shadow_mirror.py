@@ -1,0 +1,294 @@
+"""The active side of shadow traffic (`mirror.py`): what reaches the preview, what is counted, and
+that offering a live answer never blocks, fails or outlives the lease. The target is an
+`httpx.MockTransport`; the clock and the random draw are handed in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from turnout_serving import mirror as mirror_module
+from turnout_serving.dataplane import Answer, InferenceProtocol, InferenceRequest
+from turnout_serving.domain.shadow import decode_copy, read_config
+from turnout_serving.metrics import ShadowMetrics
+from turnout_serving.mirror import SENDERS, Mirror
+from turnout_serving.predictor import Scored
+
+pytestmark = pytest.mark.asyncio
+
+LABELS = {"model": "Diabetes", "version": "1", "color": "blue"}
+ANSWER = Answer(b'{"predictions": [151.0]}', Scored(raw=None, rows=1, columns={}, predictions=None))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Target:
+    """The preview: records what it was sent and answers with `respond`."""
+
+    def __init__(self, respond: Callable[[httpx.Request], Awaitable[httpx.Response]] | None = None):
+        self.received: list[httpx.Request] = []
+        self._respond = respond
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.received.append(request)
+        if self._respond is not None:
+            return await self._respond(request)
+        return httpx.Response(200, json={"result": "compared"})
+
+
+def request(n: int, protocol: InferenceProtocol = InferenceProtocol.MLFLOW) -> InferenceRequest:
+    path = "/invocations" if protocol is InferenceProtocol.MLFLOW else "/v2/models/Diabetes/infer"
+    return InferenceRequest(f'{{"n": {n}}}'.encode(), "application/json", f"req-{n}", protocol,
+                            live=True, path=path)  # fmt: skip
+
+
+def lease(**changes: Any) -> Any:
+    body = {"target": "http://preview:8080", "percent": 100, "maxRequestsPerSecond": 1000,
+            "ttlSeconds": 30, **changes}  # fmt: skip
+    return read_config(json.dumps(body).encode())
+
+
+def make(target: Target, *, queue_size: int = 256, draws: list[float] | None = None,
+         clock: Clock | None = None) -> Mirror:  # fmt: skip
+    values = iter(draws) if draws is not None else None
+    return Mirror(
+        ShadowMetrics(CollectorRegistry(), LABELS),
+        queue_size=queue_size,
+        timeout_seconds=2.0,
+        clock=clock or Clock(),
+        draw=(lambda: next(values)) if values is not None else (lambda: 0.0),
+        transport=httpx.MockTransport(target),
+    )
+
+
+async def settled(mirror: Mirror, timeout: float = 5.0) -> dict[str, Any]:
+    """The state once nothing is queued or being sent (polled, with a deadline)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            state = mirror.state()
+            if state["queued"] == 0 and state["sending"] == 0:
+                return state
+            await asyncio.sleep(0.001)
+
+
+def counts(**given: int) -> dict[str, int]:
+    return {"mirrored": 0, "dropped_queue_full": 0, "dropped_rate": 0, "dropped_stopped": 0,
+            "failed": 0, **given}  # fmt: skip
+
+
+async def test_every_drawn_live_answer_reaches_the_target_as_a_copy() -> None:
+    target = Target()
+    mirror = make(target)
+    mirror.configure(lease(token="preview-token"))
+    for n, protocol in enumerate([InferenceProtocol.MLFLOW, InferenceProtocol.OPEN_INFERENCE]):
+        mirror.offer(request(n, protocol), ANSWER, 0.0015)
+    state = await settled(mirror)
+    assert state["counts"] == counts(mirrored=2)
+    assert mirror.metrics.counts["mirrored"] == 2
+    assert [str(r.url) for r in target.received] == ["http://preview:8080/shadow"] * 2
+    sent = sorted((decode_copy(r.content) for r in target.received), key=lambda c: c.request_id)
+    assert [(c.protocol, c.path, c.request_id, c.content_type, c.body, c.active_answer,
+             c.active_latency_seconds) for c in sent] == [
+        ("mlflow", "/invocations", "req-0", "application/json", b'{"n": 0}', ANSWER.body, 0.0015),
+        ("open_inference", "/v2/models/Diabetes/infer", "req-1", "application/json", b'{"n": 1}',
+         ANSWER.body, 0.0015),
+    ]  # fmt: skip
+    for sent_request in target.received:
+        assert sent_request.headers["authorization"] == "Bearer preview-token"
+        assert sent_request.headers["content-type"] == "application/json"
+    await mirror.close()
+
+
+async def test_without_a_lease_nothing_is_sent_or_counted() -> None:
+    target = Target()
+    mirror = make(target)
+    for n in range(5):
+        mirror.offer(request(n), ANSWER, 0.001)
+    state = await settled(mirror)
+    assert state == {"mirroring": False, "reason": "never started", "queued": 0, "sending": 0,
+                     "counts": counts()}  # fmt: skip
+    assert target.received == []
+
+
+async def test_only_the_drawn_share_is_sent_and_the_rate_caps_it() -> None:
+    target = Target()
+    mirror = make(target, draws=[0.05, 0.5, 0.09, 0.95, 0.01, 0.02, 0.03])
+    mirror.configure(lease(percent=10, maxRequestsPerSecond=2))
+    for n in range(7):
+        mirror.offer(request(n), ANSWER, 0.001)
+    state = await settled(mirror)
+    # drawn: 0, 2, 4, 5, 6; the bucket (2 a second, starts with 2) takes 0 and 2
+    assert state["counts"] == counts(mirrored=2, dropped_rate=3)
+    assert sorted(decode_copy(r.content).request_id for r in target.received) == ["req-0", "req-2"]
+    await mirror.close()
+
+
+@pytest.mark.parametrize(
+    ("respond", "why"),
+    [
+        (lambda r: httpx.Response(500, text="boom"), "answered 500"),
+        (lambda r: httpx.Response(401, json={"message": "token"}), "answered 401"),
+        (lambda r: httpx.Response(307, headers={"location": "http://elsewhere:1/shadow"}), "answered 307"),
+        (lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused", request=r)), "ConnectError"),
+        (lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=r)), "ReadTimeout"),
+    ],
+)  # fmt: skip
+async def test_a_target_that_does_not_take_the_copy_is_counted_as_failed_and_never_followed(
+    respond: Callable[[httpx.Request], httpx.Response], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def answer(r: httpx.Request) -> httpx.Response:
+        return respond(r)
+
+    target = Target(answer)
+    mirror = make(target)
+    mirror.configure(lease())
+    for n in range(3):
+        mirror.offer(request(n), ANSWER, 0.001)
+    state = await settled(mirror)
+    assert state["counts"] == counts(failed=3)
+    assert {str(r.url) for r in target.received} == {"http://preview:8080/shadow"}  # no redirect
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and why in warnings[0]  # the first failure of a run, not each
+    await mirror.close()
+
+
+async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting() -> None:
+    release = asyncio.Event()
+
+    async def hold(r: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200)
+
+    target = Target(hold)
+    mirror = make(target, queue_size=3)
+    mirror.configure(lease())
+    offered = 20
+    for n in range(offered):
+        mirror.offer(request(n), ANSWER, 0.001)
+        await asyncio.sleep(0)  # the senders take what they can between requests
+    async with asyncio.timeout(5):
+        while len(target.received) < SENDERS:
+            await asyncio.sleep(0.001)
+    state = mirror.state()
+    assert (state["sending"], state["queued"]) == (SENDERS, 3)
+    assert state["counts"] == counts(dropped_queue_full=offered - SENDERS - 3)
+    release.set()
+    state = await settled(mirror)
+    assert state["counts"] == counts(mirrored=SENDERS + 3, dropped_queue_full=offered - SENDERS - 3)
+    await mirror.close()
+
+
+async def test_the_queue_is_bounded_by_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mirror_module, "MAX_QUEUED_BYTES", 100)
+    target = Target()
+    mirror = make(target)
+    mirror.configure(lease())
+    big = InferenceRequest(
+        b"x" * 90, "application/json", "big", InferenceProtocol.MLFLOW, live=True
+    )
+    mirror.offer(big, ANSWER, 0.001)  # 90 + 24 bytes of answer: over 100
+    mirror.offer(request(1), ANSWER, 0.001)
+    state = await settled(mirror)
+    assert state["counts"] == counts(mirrored=1, dropped_queue_full=1)
+    await mirror.close()
+
+
+async def test_the_lease_runs_out_ttl_seconds_after_the_last_put() -> None:
+    clock, target = Clock(), Target()
+    mirror = make(target, clock=clock)
+    mirror.configure(lease(ttlSeconds=30))
+    clock.now += 20
+    state = mirror.configure(lease(ttlSeconds=30))  # renewed: 30 s from now
+    assert (state["mirroring"], state["expiresInSeconds"]) == (True, 30.0)
+    clock.now += 29
+    mirror.offer(request(1), ANSWER, 0.001)
+    assert (await settled(mirror))["counts"] == counts(mirrored=1)
+    clock.now += 1
+    mirror.offer(request(2), ANSWER, 0.001)
+    state = await settled(mirror)
+    assert state == {"mirroring": False, "reason": "the lease expired (no PUT within ttlSeconds)",
+                     "queued": 0, "sending": 0, "counts": counts(mirrored=1)}  # fmt: skip
+    assert [decode_copy(r.content).request_id for r in target.received] == ["req-1"]
+    await mirror.close()
+
+
+async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent() -> None:
+    release = asyncio.Event()
+
+    async def hold(r: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200)
+
+    target = Target(hold)
+    mirror = make(target)
+    mirror.configure(lease())
+    for n in range(SENDERS + 5):
+        mirror.offer(request(n), ANSWER, 0.001)
+    async with asyncio.timeout(5):
+        while len(target.received) < SENDERS:
+            await asyncio.sleep(0.001)
+    stopped = mirror.stop("stopped by DELETE /admin/shadow")
+    assert (stopped["mirroring"], stopped["reason"]) == (False, "stopped by DELETE /admin/shadow")
+    mirror.offer(request(99), ANSWER, 0.001)  # after the stop: not even considered
+    release.set()
+    state = await settled(mirror)
+    assert state["counts"] == counts(mirrored=SENDERS, dropped_stopped=5)
+    assert len(target.received) == SENDERS
+    await mirror.close()
+
+
+async def test_a_put_to_another_target_sends_nothing_queued_for_the_first_there() -> None:
+    release = asyncio.Event()
+
+    async def hold(r: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200)
+
+    target = Target(hold)
+    mirror = make(target)
+    mirror.configure(lease())
+    for n in range(SENDERS + 2):
+        mirror.offer(request(n), ANSWER, 0.001)
+    async with asyncio.timeout(5):
+        while len(target.received) < SENDERS:
+            await asyncio.sleep(0.001)
+    mirror.configure(lease(target="http://other:8080"))
+    mirror.offer(request(50), ANSWER, 0.001)
+    release.set()
+    state = await settled(mirror)
+    assert state["counts"] == counts(mirrored=SENDERS + 1, dropped_stopped=2)
+    assert [str(r.url) for r in target.received].count("http://other:8080/shadow") == 1
+    await mirror.close()
+
+
+async def test_offering_never_raises_into_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    def broken_draw() -> float:
+        raise RuntimeError("no randomness today")
+
+    mirror = Mirror(ShadowMetrics(CollectorRegistry(), LABELS), queue_size=4, timeout_seconds=1,
+                    draw=broken_draw, transport=httpx.MockTransport(Target()))  # fmt: skip
+    mirror.configure(lease())
+    mirror.offer(request(1), ANSWER, 0.001)
+    assert "a live answer could not be offered for mirroring" in caplog.text
+    await mirror.close()
+
+
+async def test_close_stops_the_senders_and_mirroring() -> None:
+    mirror = make(Target())
+    mirror.configure(lease())
+    await mirror.close()
+    mirror.offer(request(1), ANSWER, 0.001)
+    assert mirror.state()["mirroring"] is False
+    assert mirror.state()["queued"] == 0
