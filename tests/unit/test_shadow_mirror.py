@@ -1,18 +1,23 @@
 """The active side of shadow traffic (`mirror.py`): what reaches the preview, what is counted, and
-that offering a live answer never blocks, fails or outlives the lease. The target is an
-`httpx.MockTransport`; the clock and the random draw are handed in."""
+that offering a live answer never blocks, fails or outlives the lease. The target is a real HTTP
+server on 127.0.0.1 (`aiohttp.web`, in the test's event loop); the clock and the random draw are
+handed in."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
+from tests.conftest import free_port
 from turnout_serving import mirror as mirror_module
 from turnout_serving.dataplane import Answer, InferenceProtocol, InferenceRequest
 from turnout_serving.domain.shadow import decode_copy, read_config
@@ -34,18 +39,46 @@ class Clock:
         return self.now
 
 
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    content: bytes
+
+
+Respond = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class Target:
-    """The preview: records what it was sent and answers with `respond`."""
+    """The preview: records what it was sent and answers with `respond` (200 by default)."""
 
-    def __init__(self, respond: Callable[[httpx.Request], Awaitable[httpx.Response]] | None = None):
-        self.received: list[httpx.Request] = []
-        self._respond = respond
+    def __init__(self, server: TestServer) -> None:
+        self.url = str(server.make_url("")).rstrip("/")
+        self.received: list[Received] = []
+        self.respond: Respond | None = None
 
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.received.append(request)
-        if self._respond is not None:
-            return await self._respond(request)
-        return httpx.Response(200, json={"result": "compared"})
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(Received(request.path, {k.lower(): v for k, v in request.headers.items()},
+                                      await request.read()))  # fmt: skip
+        if self.respond is not None:
+            return await self.respond(request)
+        return web.json_response({"result": "compared"})
+
+
+@pytest_asyncio.fixture
+async def target() -> AsyncIterator[Target]:
+    app = web.Application()
+    server = TestServer(app, host="127.0.0.1")
+    found: list[Target] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await found[0].handle(request)
+
+    app.router.add_route("*", "/{tail:.*}", handle)
+    await server.start_server()
+    found.append(Target(server))
+    yield found[0]
+    await server.close()
 
 
 def request(n: int, protocol: InferenceProtocol = InferenceProtocol.MLFLOW) -> InferenceRequest:
@@ -54,22 +87,22 @@ def request(n: int, protocol: InferenceProtocol = InferenceProtocol.MLFLOW) -> I
                             live=True, path=path)  # fmt: skip
 
 
-def lease(**changes: Any) -> Any:
-    body = {"target": "http://preview:8080", "percent": 100, "maxRequestsPerSecond": 1000,
-            "ttlSeconds": 30, **changes}  # fmt: skip
+def lease(target: Target | str, **changes: Any) -> Any:
+    url = target.url if isinstance(target, Target) else target
+    body = {"target": url, "percent": 100, "maxRequestsPerSecond": 1000, "ttlSeconds": 30,
+            **changes}  # fmt: skip
     return read_config(json.dumps(body).encode())
 
 
-def make(target: Target, *, queue_size: int = 256, draws: list[float] | None = None,
-         clock: Clock | None = None) -> Mirror:  # fmt: skip
+def make(*, queue_size: int = 256, draws: list[float] | None = None, clock: Clock | None = None,
+         timeout: float = 2.0) -> Mirror:  # fmt: skip
     values = iter(draws) if draws is not None else None
     return Mirror(
         ShadowMetrics(CollectorRegistry(), LABELS),
         queue_size=queue_size,
-        timeout_seconds=2.0,
+        timeout_seconds=timeout,
         clock=clock or Clock(),
         draw=(lambda: next(values)) if values is not None else (lambda: 0.0),
-        transport=httpx.MockTransport(target),
     )
 
 
@@ -88,16 +121,33 @@ def counts(**given: int) -> dict[str, int]:
             "failed": 0, **given}  # fmt: skip
 
 
-async def test_every_drawn_live_answer_reaches_the_target_as_a_copy() -> None:
-    target = Target()
-    mirror = make(target)
-    mirror.configure(lease(token="preview-token"))
+def held(target: Target) -> asyncio.Event:
+    """Make the target hold every request until the event is set."""
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.json_response({"result": "compared"})
+
+    target.respond = hold
+    return release
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
+async def test_every_drawn_live_answer_reaches_the_target_as_a_copy(target: Target) -> None:
+    mirror = make()
+    mirror.configure(lease(target, token="preview-token"))
     for n, protocol in enumerate([InferenceProtocol.MLFLOW, InferenceProtocol.OPEN_INFERENCE]):
         mirror.offer(request(n, protocol), ANSWER, 0.0015)
     state = await settled(mirror)
     assert state["counts"] == counts(mirrored=2)
     assert mirror.metrics.counts["mirrored"] == 2
-    assert [str(r.url) for r in target.received] == ["http://preview:8080/shadow"] * 2
+    assert [r.path for r in target.received] == ["/shadow"] * 2
     sent = sorted((decode_copy(r.content) for r in target.received), key=lambda c: c.request_id)
     assert [(c.protocol, c.path, c.request_id, c.content_type, c.body, c.active_answer,
              c.active_latency_seconds) for c in sent] == [
@@ -105,15 +155,25 @@ async def test_every_drawn_live_answer_reaches_the_target_as_a_copy() -> None:
         ("open_inference", "/v2/models/Diabetes/infer", "req-1", "application/json", b'{"n": 1}',
          ANSWER.body, 0.0015),
     ]  # fmt: skip
-    for sent_request in target.received:
-        assert sent_request.headers["authorization"] == "Bearer preview-token"
-        assert sent_request.headers["content-type"] == "application/json"
+    for received in target.received:
+        assert received.headers["authorization"] == "Bearer preview-token"
+        assert received.headers["content-type"] == "application/json"
+        assert received.headers["x-request-id"] == decode_copy(received.content).request_id
     await mirror.close()
 
 
-async def test_without_a_lease_nothing_is_sent_or_counted() -> None:
-    target = Target()
-    mirror = make(target)
+async def test_a_target_with_a_path_gets_the_copies_under_it(target: Target) -> None:
+    mirror = make()
+    mirror.configure(lease(f"{target.url}/models/diabetes/"))
+    mirror.offer(request(1), ANSWER, 0.001)
+    assert (await settled(mirror))["counts"] == counts(mirrored=1)
+    assert [r.path for r in target.received] == ["/models/diabetes/shadow"]
+    assert "authorization" not in target.received[0].headers  # no token given, none sent
+    await mirror.close()
+
+
+async def test_without_a_lease_nothing_is_sent_or_counted(target: Target) -> None:
+    mirror = make()
     for n in range(5):
         mirror.offer(request(n), ANSWER, 0.001)
     state = await settled(mirror)
@@ -122,10 +182,9 @@ async def test_without_a_lease_nothing_is_sent_or_counted() -> None:
     assert target.received == []
 
 
-async def test_only_the_drawn_share_is_sent_and_the_rate_caps_it() -> None:
-    target = Target()
-    mirror = make(target, draws=[0.05, 0.5, 0.09, 0.95, 0.01, 0.02, 0.03])
-    mirror.configure(lease(percent=10, maxRequestsPerSecond=2))
+async def test_only_the_drawn_share_is_sent_and_the_rate_caps_it(target: Target) -> None:
+    mirror = make(draws=[0.05, 0.5, 0.09, 0.95, 0.01, 0.02, 0.03])
+    mirror.configure(lease(target, percent=10, maxRequestsPerSecond=2))
     for n in range(7):
         mirror.offer(request(n), ANSWER, 0.001)
     state = await settled(mirror)
@@ -135,52 +194,68 @@ async def test_only_the_drawn_share_is_sent_and_the_rate_caps_it() -> None:
     await mirror.close()
 
 
+async def redirect(request: web.Request) -> web.StreamResponse:
+    if request.path == "/shadow":
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+    return web.json_response({"result": "compared"})
+
+
+async def slow(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(5)
+    return web.json_response({})
+
+
 @pytest.mark.parametrize(
     ("respond", "why"),
     [
-        (lambda r: httpx.Response(500, text="boom"), "answered 500"),
-        (lambda r: httpx.Response(401, json={"message": "token"}), "answered 401"),
-        (lambda r: httpx.Response(307, headers={"location": "http://elsewhere:1/shadow"}), "answered 307"),
-        (lambda r: (_ for _ in ()).throw(httpx.ConnectError("refused", request=r)), "ConnectError"),
-        (lambda r: (_ for _ in ()).throw(httpx.ReadTimeout("slow", request=r)), "ReadTimeout"),
+        (lambda r: web.Response(status=500, text="boom"), "answered 500: boom"),
+        (lambda r: web.json_response({"message": "token"}, status=401), 'answered 401: {"message": "token"}'),
+        (redirect, "answered 307"),
+        (slow, "TimeoutError"),
     ],
+    ids=["500", "401", "redirect", "timeout"],
 )  # fmt: skip
 async def test_a_target_that_does_not_take_the_copy_is_counted_as_failed_and_never_followed(
-    respond: Callable[[httpx.Request], httpx.Response], why: str, caplog: pytest.LogCaptureFixture
+    target: Target, respond: Any, why: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def answer(r: httpx.Request) -> httpx.Response:
-        return respond(r)
+    async def answer(request: web.Request) -> web.StreamResponse:
+        found = respond(request)
+        return await found if asyncio.iscoroutine(found) else found
 
-    target = Target(answer)
-    mirror = make(target)
-    mirror.configure(lease())
+    target.respond = answer
+    mirror = make(timeout=0.3)
+    mirror.configure(lease(target))
     for n in range(3):
         mirror.offer(request(n), ANSWER, 0.001)
     state = await settled(mirror)
     assert state["counts"] == counts(failed=3)
-    assert {str(r.url) for r in target.received} == {"http://preview:8080/shadow"}  # no redirect
+    assert {r.path for r in target.received} == {"/shadow"}  # a redirect is not followed
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and why in warnings[0]  # the first failure of a run, not each
     await mirror.close()
 
 
-async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting() -> None:
-    release = asyncio.Event()
+async def test_a_target_nobody_listens_on_is_counted_as_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mirror = make()
+    mirror.configure(lease(f"http://127.0.0.1:{free_port()}"))
+    for n in range(3):
+        mirror.offer(request(n), ANSWER, 0.001)
+    assert (await settled(mirror))["counts"] == counts(failed=3)
+    assert "ClientConnectorError" in caplog.text
+    await mirror.close()
 
-    async def hold(r: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return httpx.Response(200)
 
-    target = Target(hold)
-    mirror = make(target, queue_size=3)
-    mirror.configure(lease())
+async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting(target: Target) -> None:
+    release = held(target)
+    mirror = make(queue_size=3)
+    mirror.configure(lease(target))
     offered = 20
     for n in range(offered):
         mirror.offer(request(n), ANSWER, 0.001)
         await asyncio.sleep(0)  # the senders take what they can between requests
-    async with asyncio.timeout(5):
-        while len(target.received) < SENDERS:
-            await asyncio.sleep(0.001)
+    await until(lambda: len(target.received) == SENDERS)
     state = mirror.state()
     assert (state["sending"], state["queued"]) == (SENDERS, 3)
     assert state["counts"] == counts(dropped_queue_full=offered - SENDERS - 3)
@@ -190,11 +265,12 @@ async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting() -> No
     await mirror.close()
 
 
-async def test_the_queue_is_bounded_by_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_queue_is_bounded_by_bytes_too(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(mirror_module, "MAX_QUEUED_BYTES", 100)
-    target = Target()
-    mirror = make(target)
-    mirror.configure(lease())
+    mirror = make()
+    mirror.configure(lease(target))
     big = InferenceRequest(
         b"x" * 90, "application/json", "big", InferenceProtocol.MLFLOW, live=True
     )
@@ -205,12 +281,12 @@ async def test_the_queue_is_bounded_by_bytes_too(monkeypatch: pytest.MonkeyPatch
     await mirror.close()
 
 
-async def test_the_lease_runs_out_ttl_seconds_after_the_last_put() -> None:
-    clock, target = Clock(), Target()
-    mirror = make(target, clock=clock)
-    mirror.configure(lease(ttlSeconds=30))
+async def test_the_lease_runs_out_ttl_seconds_after_the_last_put(target: Target) -> None:
+    clock = Clock()
+    mirror = make(clock=clock)
+    mirror.configure(lease(target, ttlSeconds=30))
     clock.now += 20
-    state = mirror.configure(lease(ttlSeconds=30))  # renewed: 30 s from now
+    state = mirror.configure(lease(target, ttlSeconds=30))  # renewed: 30 s from now
     assert (state["mirroring"], state["expiresInSeconds"]) == (True, 30.0)
     clock.now += 29
     mirror.offer(request(1), ANSWER, 0.001)
@@ -224,21 +300,15 @@ async def test_the_lease_runs_out_ttl_seconds_after_the_last_put() -> None:
     await mirror.close()
 
 
-async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent() -> None:
-    release = asyncio.Event()
-
-    async def hold(r: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return httpx.Response(200)
-
-    target = Target(hold)
-    mirror = make(target)
-    mirror.configure(lease())
+async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent(
+    target: Target,
+) -> None:
+    release = held(target)
+    mirror = make()
+    mirror.configure(lease(target))
     for n in range(SENDERS + 5):
         mirror.offer(request(n), ANSWER, 0.001)
-    async with asyncio.timeout(5):
-        while len(target.received) < SENDERS:
-            await asyncio.sleep(0.001)
+    await until(lambda: len(target.received) == SENDERS)
     stopped = mirror.stop("stopped by DELETE /admin/shadow")
     assert (stopped["mirroring"], stopped["reason"]) == (False, "stopped by DELETE /admin/shadow")
     mirror.offer(request(99), ANSWER, 0.001)  # after the stop: not even considered
@@ -249,46 +319,42 @@ async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent() -
     await mirror.close()
 
 
-async def test_a_put_to_another_target_sends_nothing_queued_for_the_first_there() -> None:
-    release = asyncio.Event()
-
-    async def hold(r: httpx.Request) -> httpx.Response:
-        await release.wait()
-        return httpx.Response(200)
-
-    target = Target(hold)
-    mirror = make(target)
-    mirror.configure(lease())
+async def test_a_put_to_another_target_sends_nothing_queued_for_the_first_there(
+    target: Target,
+) -> None:
+    release = held(target)
+    mirror = make()
+    mirror.configure(lease(target))
     for n in range(SENDERS + 2):
         mirror.offer(request(n), ANSWER, 0.001)
-    async with asyncio.timeout(5):
-        while len(target.received) < SENDERS:
-            await asyncio.sleep(0.001)
-    mirror.configure(lease(target="http://other:8080"))
+    await until(lambda: len(target.received) == SENDERS)
+    mirror.configure(lease(f"{target.url}/other"))
     mirror.offer(request(50), ANSWER, 0.001)
     release.set()
     state = await settled(mirror)
     assert state["counts"] == counts(mirrored=SENDERS + 1, dropped_stopped=2)
-    assert [str(r.url) for r in target.received].count("http://other:8080/shadow") == 1
+    assert [r.path for r in target.received].count("/other/shadow") == 1
     await mirror.close()
 
 
-async def test_offering_never_raises_into_the_request(caplog: pytest.LogCaptureFixture) -> None:
+async def test_offering_never_raises_into_the_request(
+    target: Target, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken_draw() -> float:
         raise RuntimeError("no randomness today")
 
     mirror = Mirror(ShadowMetrics(CollectorRegistry(), LABELS), queue_size=4, timeout_seconds=1,
-                    draw=broken_draw, transport=httpx.MockTransport(Target()))  # fmt: skip
-    mirror.configure(lease())
+                    draw=broken_draw)  # fmt: skip
+    mirror.configure(lease(target))
     mirror.offer(request(1), ANSWER, 0.001)
     assert "a live answer could not be offered for mirroring" in caplog.text
     await mirror.close()
 
 
-async def test_close_stops_the_senders_and_mirroring() -> None:
-    mirror = make(Target())
-    mirror.configure(lease())
+async def test_close_stops_the_senders_and_mirroring(target: Target) -> None:
+    mirror = make()
+    mirror.configure(lease(target))
     await mirror.close()
     mirror.offer(request(1), ANSWER, 0.001)
-    assert mirror.state()["mirroring"] is False
-    assert mirror.state()["queued"] == 0
+    assert mirror.state() == {"mirroring": False, "reason": "the server is shutting down",
+                              "queued": 0, "sending": 0, "counts": counts()}  # fmt: skip
