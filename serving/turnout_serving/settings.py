@@ -107,7 +107,7 @@ class ServingSettings(BaseSettings):
         256, gt=0, description="Shadow copies waiting to be sent to the preview; more are dropped."
     )
     shadow_timeout_seconds: float = Field(
-        2.0, gt=0, description="Time the preview has to answer one shadow copy."
+        2.0, gt=0, description="Time the preview has to answer one post of shadow copies."
     )
     shadow_window_rows: int = Field(
         1000, gt=0, description="Compared rows in the preview's shadow agreement window."

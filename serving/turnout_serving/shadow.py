@@ -4,11 +4,12 @@
 - `PUT /admin/shadow` starts or renews mirroring (`domain.shadow.ShadowConfig`; a 400 names each
   wrong field), `GET` shows it, `DELETE` stops it. They need the admin token (`Authorization:
   Bearer` or `X-Turnout-Admin-Token`); with none configured they answer 404: off, never open.
-- `POST /shadow` takes a copy (`domain.shadow.ShadowCopy`) with the inference tokens, scores it
-  through the data plane as a copy (`live=False`: no rows, drift, feedback or inference-request
-  counts), and compares its predictions with the active's (`domain.comparison`). A copy the
-  preview cannot score or compare is answered 200 with `"result": "error"` and its status: the
-  preview's refusal is a finding about the preview, not a failure of the copy's delivery.
+- `POST /shadow` takes a batch of copies (`domain.shadow.ShadowBatch`) with the inference tokens,
+  scores each through the data plane as a copy (`live=False`: no rows, drift, feedback or
+  inference-request counts), and compares its predictions with the active's
+  (`domain.comparison`), answering one result per copy, in order. A copy the preview cannot
+  score or compare gets `"result": "error"` and its status in an answer that is still a 200:
+  the preview's refusal is a finding about the preview, not a failure of the delivery.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from turnout_serving.domain.comparison import (
     compare,
     predictions_of,
 )
-from turnout_serving.domain.shadow import ShadowCopy, decode_copy, read_config
+from turnout_serving.domain.shadow import ShadowCopy, decode_batch, read_config
 from turnout_serving.errors import NotFound, ServingError
 from turnout_serving.http import Instrumented, TokenCheck, answer_error, read_body
 from turnout_serving.metrics import ShadowMetrics
@@ -55,9 +56,14 @@ class Comparer:
         self._window = AgreementWindow(window_rows)
         self._lock = threading.Lock()  # large answers are compared in a scoring thread
 
-    async def compare(self, body: bytes) -> dict[str, Any]:
-        """Score one copy and compare; raises `BadRequest` for a body that is no copy."""
-        copy = decode_copy(body)
+    async def compare_batch(self, body: bytes) -> dict[str, Any]:
+        """Score and compare each copy of a batch (concurrently: the scoring threads share
+        them); raises `BadRequest` for a body that is no batch of copies."""
+        copies = decode_batch(body)
+        return {"results": list(await asyncio.gather(*(self.compare(c) for c in copies)))}
+
+    async def compare(self, copy: ShadowCopy) -> dict[str, Any]:
+        """Score one copy and compare."""
         request = InferenceRequest(
             copy.body, copy.content_type, copy.request_id, InferenceProtocol(copy.protocol),
             live=False, path=copy.path,
@@ -115,7 +121,8 @@ class Comparer:
         return {"result": "error", "status": status, "reason": reason, "message": message}
 
     def refused(self, status: int) -> None:
-        """/shadow itself refused a copy (auth, a body that is no copy, too large, too slow)."""
+        """/shadow itself refused a batch (auth, a body that is no batch, too large, too slow):
+        counted once, as its copies could not be read."""
         with self._lock:
             self.metrics.count("error", str(status))
 
@@ -164,7 +171,7 @@ def shadow_router(
     @router.post("/shadow")
     async def shadow(request: Request) -> Response:
         async def handle(body: bytes, request_id: str) -> Response:
-            return json(await comparer.compare(body))
+            return json(await comparer.compare_batch(body))
 
         response = await instrumented(request, handle)
         if response.status_code != 200:

@@ -15,13 +15,13 @@ import pytest
 
 from tests.conftest import Process, free_port, wait_until
 from tests.integration.test_server import DIABETES_ROW, metric
+from turnout_serving.mirror import SENDERS
 
 pytestmark = pytest.mark.slow
 
 ADMIN, PREVIEW_TOKEN = "admin-s3cret", "preview-s3cret"
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 COLUMNS = list(DIABETES_ROW)
-SENDERS = 4  # turnout_serving.mirror.SENDERS: copies in flight at once
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +202,10 @@ def test_a_preview_that_refuses_the_copy_is_counted_on_both_sides(
     failed = settled(active)["counts"]["failed"]
     refused = shadow(twin, "errors_total", reason="401")
     mirror_to(active, twin.url)  # no token for the preview, which requires one
-    for seed in range(4):
+    for seed in range(4):  # one at a time: each copy in a post of its own
         assert invocations(active.url, rows(1, seed)).status_code == 200
-    assert settled(active)["counts"]["failed"] == failed + 4
+        wait_until(lambda n=seed: settled(active)["counts"]["failed"] == failed + n + 1,  # type: ignore[misc]
+                   timeout=10, interval=0.02, what="the copy to fail")  # fmt: skip
     assert shadow(active, "requests_total", result="failed") == failed + 4
     assert shadow(twin, "errors_total", reason="401") == refused + 4
 
@@ -231,18 +232,17 @@ def test_a_full_queue_drops_copies_and_counts_them(serve_factory) -> None:  # ty
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         mirror_to(cramped, f"http://127.0.0.1:{silent.getsockname()[1]}")
-        offered = 15
-        for n in range(1, offered + 1):
+        for n in range(1, SENDERS + 1):  # one post per slot, each waiting for an answer
             assert invocations(cramped.url, rows(1, n)).status_code == 200
-            held = min(n, SENDERS)
-            wait_until(lambda held=held: shadow_state(cramped)["sending"] == held, timeout=10,  # type: ignore[misc]
-                       interval=0.02, what=f"{held} copies in flight")  # fmt: skip
+            wait_until(lambda n=n: shadow_state(cramped)["sending"] == n, timeout=10,  # type: ignore[misc]
+                       interval=0.02, what=f"{n} copies in flight")  # fmt: skip
+        offered = 12
+        for n in range(offered):  # every slot busy: two wait in the queue, the rest are dropped
+            assert invocations(cramped.url, rows(1, 100 + n)).status_code == 200
         state = shadow_state(cramped)
         assert (state["sending"], state["queued"]) == (SENDERS, 2)
-        assert state["counts"]["dropped_queue_full"] == offered - SENDERS - 2
-        assert (
-            shadow(cramped, "requests_total", result="dropped_queue_full") == offered - SENDERS - 2
-        )
+        assert state["counts"]["dropped_queue_full"] == offered - 2
+        assert shadow(cramped, "requests_total", result="dropped_queue_full") == offered - 2
         assert shadow(cramped, "requests_total", result="mirrored") == 0
     cramped.stop()
 

@@ -10,13 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from turnout_serving.domain.shadow import (
+    MAX_BATCH_COPIES,
     Decision,
     Lease,
     ShadowConfig,
     ShadowCopy,
     TokenBucket,
-    decode_copy,
-    encode_copy,
+    decode_batch,
+    encode_batch,
     read_config,
 )
 from turnout_serving.errors import BadRequest
@@ -169,40 +170,64 @@ def test_a_renewal_keeps_the_bucket_unless_the_rate_changes() -> None:
 # --- the copy on the wire -------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None, derandomize=True)
-@given(
+copies = st.builds(
+    lambda **fields: ShadowCopy(**fields),  # by field name (hypothesis would read the aliases)
     protocol=st.sampled_from(["mlflow", "open_inference"]),
     content_type=st.one_of(st.none(), st.text(max_size=40)),
+    path=st.sampled_from(["/invocations", "/v2/models/m/infer"]),
     request_id=st.text(min_size=1, max_size=128),
     body=st.binary(max_size=500),
-    answer=st.binary(max_size=500),
-    seconds=st.floats(0, 1e6),
+    active_answer=st.binary(max_size=500),
+    active_latency_seconds=st.floats(0, 1e6),
 )
-def test_a_copy_reads_back_as_it_was_written(
-    protocol: str, content_type: str | None, request_id: str, body: bytes, answer: bytes,
-    seconds: float,
-) -> None:  # fmt: skip
-    copy = ShadowCopy(protocol=protocol, content_type=content_type, path="/invocations",  # type: ignore[arg-type]
-                      request_id=request_id, body=body, active_answer=answer,
-                      active_latency_seconds=seconds)  # fmt: skip
-    wire = encode_copy(copy)
-    assert decode_copy(wire) == copy
-    assert set(json.loads(wire)) == {"protocol", "contentType", "path", "requestId", "body",
-                                     "activeAnswer", "activeLatencySeconds"}  # fmt: skip
 
 
-def test_a_copy_with_fields_from_a_newer_server_reads_and_a_broken_one_names_its_fields() -> None:
-    wire = json.loads(encode_copy(ShadowCopy(
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(batch=st.lists(copies, min_size=1, max_size=MAX_BATCH_COPIES))
+def test_copies_read_back_as_they_were_written(batch: list[ShadowCopy]) -> None:
+    wire = encode_batch(batch)
+    assert decode_batch(wire) == batch
+    assert {key for copy in json.loads(wire)["copies"] for key in copy} == {
+        "protocol", "contentType", "path", "requestId", "body", "activeAnswer",
+        "activeLatencySeconds"}  # fmt: skip
+
+
+def one_copy() -> dict[str, object]:
+    return dict(json.loads(encode_batch([ShadowCopy(
         protocol="mlflow", content_type="text/csv", path="/invocations", request_id="r-1",
         body=b"a\n1", active_answer=b'{"predictions": [1.0]}', active_latency_seconds=0.002,
-    )))  # fmt: skip
-    assert decode_copy(json.dumps({**wire, "activeColor": "blue"}).encode()).body == b"a\n1"
+    )]))["copies"][0])  # fmt: skip
+
+
+def test_copies_with_fields_from_a_newer_server_read_and_broken_ones_name_their_fields() -> None:
+    wire = one_copy()
+    newer = {"copies": [{**wire, "activeColor": "blue"}], "sentAt": 1}
+    assert decode_batch(json.dumps(newer).encode())[0].body == b"a\n1"
     broken = {**wire, "protocol": "grpc", "body": "not base64!", "activeLatencySeconds": -1}
     del broken["requestId"]
     with pytest.raises(BadRequest) as refused:
-        decode_copy(json.dumps(broken).encode())
+        decode_batch(json.dumps({"copies": [wire, broken]}).encode())
     assert refused.value.message == (
-        "Invalid shadow copy: protocol: Input should be 'mlflow' or 'open_inference'; "
-        "requestId: Field required; body: Value error, is not valid base64: Only base64 data "
-        "is allowed; activeLatencySeconds: Input should be greater than or equal to 0"
+        "Invalid shadow copies: copies.1.protocol: Input should be 'mlflow' or 'open_inference'; "
+        "copies.1.requestId: Field required; copies.1.body: Value error, is not valid base64: "
+        "Only base64 data is allowed; copies.1.activeLatencySeconds: Input should be greater "
+        "than or equal to 0"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"copies": []}, "copies: List should have at least 1 item after validation, not 0"),
+        ({"copies": "x"}, "copies: Input should be a valid array"),
+        ({}, "copies: Field required"),
+    ],
+)
+def test_a_batch_holds_one_to_the_most_copies(body: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        decode_batch(json.dumps(body).encode())
+    too_many = {"copies": [one_copy()] * (MAX_BATCH_COPIES + 1)}
+    with pytest.raises(
+        BadRequest, match=f"copies: List should have at most {MAX_BATCH_COPIES} items"
+    ):
+        decode_batch(json.dumps(too_many).encode())

@@ -25,7 +25,7 @@ from sklearn.tree import DecisionTreeRegressor
 
 from turnout_serving.app import create_app
 from turnout_serving.dataplane import InferenceProtocol, InferenceRequest
-from turnout_serving.domain.shadow import ShadowCopy, encode_copy
+from turnout_serving.domain.shadow import ShadowCopy, encode_batch
 from turnout_serving.model_source import MlflowModelProvider, resolve
 from turnout_serving.settings import ServingSettings
 
@@ -94,11 +94,26 @@ def split(frame: pd.DataFrame) -> bytes:
                                            "data": frame.to_numpy().tolist()}}).encode()  # fmt: skip
 
 
-def copy_of(body: bytes, answer: bytes, protocol: str = "mlflow", seconds: float = 0.004) -> bytes:
+def copy(
+    body: bytes, answer: bytes, protocol: str = "mlflow", seconds: float = 0.004
+) -> ShadowCopy:
     path = "/invocations" if protocol == "mlflow" else "/v2/models/deep/infer"
-    return encode_copy(ShadowCopy(protocol=protocol, content_type="application/json", path=path,  # type: ignore[arg-type]
-                                  request_id="req-7", body=body, active_answer=answer,
-                                  active_latency_seconds=seconds))  # fmt: skip
+    return ShadowCopy(protocol=protocol, content_type="application/json", path=path,  # type: ignore[arg-type]
+                      request_id="req-7", body=body, active_answer=answer,
+                      active_latency_seconds=seconds)  # fmt: skip
+
+
+def copy_of(body: bytes, answer: bytes, protocol: str = "mlflow", seconds: float = 0.004) -> bytes:
+    """A batch of one copy, as the active sends it."""
+    return encode_batch([copy(body, answer, protocol, seconds)])
+
+
+def only(answer: httpx.Response) -> dict[str, Any]:
+    """The one result of a batch of one copy."""
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert len(results) == 1
+    return dict(results[0])
 
 
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -126,8 +141,7 @@ async def test_the_preview_compares_a_copy_and_counts_nothing_as_live_traffic(
     assert answered.status_code == 200
     compared = await preview.client.post("/shadow", content=copy_of(split(frame), answered.content),
                                          headers=AUTH)  # fmt: skip
-    assert compared.status_code == 200, compared.text
-    summary = compared.json()
+    summary = only(compared)
     shallow = np.array(answered.json()["predictions"])
     deep = np.array((await preview.client.post(
         "/invocations", content=split(frame), headers={**AUTH, "content-type": "application/json"}
@@ -161,7 +175,7 @@ async def test_a_copy_in_the_open_inference_protocol_is_scored_in_it(preview: Se
     assert own.status_code == 200, own.text
     compared = await preview.client.post("/shadow", content=copy_of(body, own.content, "open_inference"),
                                          headers=AUTH)  # fmt: skip
-    assert (compared.json()["result"], compared.json()["agreement"], compared.json()["maxAbsDiff"]) == (
+    assert (only(compared)["result"], only(compared)["agreement"], only(compared)["maxAbsDiff"]) == (
         "compared", 1.0, 0.0)  # fmt: skip
     assert preview.sample("turnout_shadow_agreement_ratio") == 1.0
 
@@ -179,7 +193,7 @@ async def test_probabilities_are_compared_by_their_top_class(
         assert probabilities.shape == (3, 3)
         flipped = probabilities[:, ::-1]  # an active that ranks the classes the other way round
         answer = json.dumps({"predictions": flipped.tolist()}).encode()
-        found = (await server.client.post("/shadow", content=copy_of(split(rows), answer))).json()
+        found = only(await server.client.post("/shadow", content=copy_of(split(rows), answer)))
         top_agrees = (probabilities.argmax(axis=1) == flipped.argmax(axis=1)).mean()
         assert (found["kind"], found["rows"], found["agreement"]) == (
             "probabilities",
@@ -201,8 +215,7 @@ async def test_a_copy_the_preview_cannot_score_is_an_error_with_its_status_not_a
 ) -> None:
     answer = await preview.client.post("/shadow", content=copy_of(body, b'{"predictions": [1.0]}'),
                                        headers=AUTH)  # fmt: skip
-    assert answer.status_code == 200
-    found = answer.json()
+    found = only(answer)
     assert (found["result"], found["status"], found["reason"]) == ("error", status, str(status))
     assert message in found["message"]
     assert preview.sample("turnout_shadow_requests_total", result="error") == 1
@@ -214,10 +227,28 @@ async def test_a_copy_the_preview_cannot_score_is_an_error_with_its_status_not_a
     )
 
 
+async def test_a_batch_gets_one_result_per_copy_in_order_and_each_is_counted(
+    preview: Served,
+) -> None:
+    frame = regression_frame(2, seed=6)
+    own = await preview.client.post("/invocations", content=split(frame),
+                                    headers={**AUTH, "content-type": "application/json"})  # fmt: skip
+    batch = [copy(split(frame), own.content), copy(b'{"dataframe_split": {}}', own.content),
+             copy(split(frame), b'{"predictions": [1.0, 2.0, 3.0]}'), copy(split(frame), own.content)]  # fmt: skip
+    answer = await preview.client.post("/shadow", content=encode_batch(batch), headers=AUTH)
+    assert answer.status_code == 200
+    assert [(r["result"], r["reason"] if r["result"] == "error" else r["agreement"])
+            for r in answer.json()["results"]] == [
+        ("compared", 1.0), ("error", "400"), ("error", "incomparable"), ("compared", 1.0)]  # fmt: skip
+    assert preview.sample("turnout_shadow_requests_total", result="compared") == 2
+    assert preview.sample("turnout_shadow_requests_total", result="error") == 2
+    assert preview.sample("turnout_shadow_window_rows") == 4
+
+
 async def test_answers_that_cannot_be_compared_are_an_error_saying_why(preview: Served) -> None:
     body = split(regression_frame(2, seed=4))
-    found = (await preview.client.post("/shadow", headers=AUTH,
-                                       content=copy_of(body, b'{"predictions": [1.0]}'))).json()  # fmt: skip
+    found = only(await preview.client.post("/shadow", headers=AUTH,
+                                           content=copy_of(body, b'{"predictions": [1.0]}')))  # fmt: skip
     assert (found["result"], found["status"], found["reason"]) == ("error", None, "incomparable")
     assert found["message"] == (
         "the answers cannot be compared: the active answered shape [1], the preview [2]"
@@ -229,8 +260,14 @@ async def test_answers_that_cannot_be_compared_are_an_error_saying_why(preview: 
 @pytest.mark.parametrize(
     ("content", "headers", "status", "fragment"),
     [
-        (b'{"protocol": "mlflow"}', AUTH, 400, "Invalid shadow copy: path: Field required"),
-        (b"{", AUTH, 400, "Invalid shadow copy: body: Invalid JSON"),
+        (b'{"protocol": "mlflow"}', AUTH, 400, "Invalid shadow copies: copies: Field required"),
+        (
+            b'{"copies": [{"protocol": "mlflow"}]}',
+            AUTH,
+            400,
+            "Invalid shadow copies: copies.0.path: Field required",
+        ),
+        (b"{", AUTH, 400, "Invalid shadow copies: body: Invalid JSON"),
         (b"{}", {}, 401, "X-Turnout-Token"),
         (b"{}", {"authorization": "Bearer wrong"}, 401, "X-Turnout-Token"),
     ],

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import free_port
 from turnout_serving import mirror as mirror_module
 from turnout_serving.dataplane import Answer, InferenceProtocol, InferenceRequest
-from turnout_serving.domain.shadow import decode_copy, read_config
+from turnout_serving.domain.shadow import ShadowCopy, decode_batch, read_config
 from turnout_serving.metrics import ShadowMetrics
 from turnout_serving.mirror import SENDERS, Mirror
 from turnout_serving.predictor import Scored
@@ -95,7 +95,7 @@ def lease(target: Target | str, **changes: Any) -> Any:
 
 
 def make(*, queue_size: int = 256, draws: list[float] | None = None, clock: Clock | None = None,
-         timeout: float = 2.0) -> Mirror:  # fmt: skip
+         timeout: float = 2.0, linger: float = 0.0) -> Mirror:  # fmt: skip
     values = iter(draws) if draws is not None else None
     return Mirror(
         ShadowMetrics(CollectorRegistry(), LABELS),
@@ -103,7 +103,13 @@ def make(*, queue_size: int = 256, draws: list[float] | None = None, clock: Cloc
         timeout_seconds=timeout,
         clock=clock or Clock(),
         draw=(lambda: next(values)) if values is not None else (lambda: 0.0),
+        linger_seconds=linger,
     )
+
+
+def sent(target: Target) -> list[ShadowCopy]:
+    """Every copy the target received, in the order received."""
+    return [copy for received in target.received for copy in decode_batch(received.content)]
 
 
 async def settled(mirror: Mirror, timeout: float = 5.0) -> dict[str, Any]:
@@ -147,10 +153,10 @@ async def test_every_drawn_live_answer_reaches_the_target_as_a_copy(target: Targ
     state = await settled(mirror)
     assert state["counts"] == counts(mirrored=2)
     assert mirror.metrics.counts["mirrored"] == 2
-    assert [r.path for r in target.received] == ["/shadow"] * 2
-    sent = sorted((decode_copy(r.content) for r in target.received), key=lambda c: c.request_id)
+    assert {r.path for r in target.received} == {"/shadow"}
+    copies = sorted(sent(target), key=lambda c: c.request_id)
     assert [(c.protocol, c.path, c.request_id, c.content_type, c.body, c.active_answer,
-             c.active_latency_seconds) for c in sent] == [
+             c.active_latency_seconds) for c in copies] == [
         ("mlflow", "/invocations", "req-0", "application/json", b'{"n": 0}', ANSWER.body, 0.0015),
         ("open_inference", "/v2/models/Diabetes/infer", "req-1", "application/json", b'{"n": 1}',
          ANSWER.body, 0.0015),
@@ -158,7 +164,6 @@ async def test_every_drawn_live_answer_reaches_the_target_as_a_copy(target: Targ
     for received in target.received:
         assert received.headers["authorization"] == "Bearer preview-token"
         assert received.headers["content-type"] == "application/json"
-        assert received.headers["x-request-id"] == decode_copy(received.content).request_id
     await mirror.close()
 
 
@@ -190,7 +195,7 @@ async def test_only_the_drawn_share_is_sent_and_the_rate_caps_it(target: Target)
     state = await settled(mirror)
     # drawn: 0, 2, 4, 5, 6; the bucket (2 a second, starts with 2) takes 0 and 2
     assert state["counts"] == counts(mirrored=2, dropped_rate=3)
-    assert sorted(decode_copy(r.content).request_id for r in target.received) == ["req-0", "req-2"]
+    assert sorted(c.request_id for c in sent(target)) == ["req-0", "req-2"]
     await mirror.close()
 
 
@@ -251,17 +256,47 @@ async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting(target:
     release = held(target)
     mirror = make(queue_size=3)
     mirror.configure(lease(target))
-    offered = 20
-    for n in range(offered):
+    for n in range(SENDERS):  # one batch a slot, each held by the target
         mirror.offer(request(n), ANSWER, 0.001)
-        await asyncio.sleep(0)  # the senders take what they can between requests
-    await until(lambda: len(target.received) == SENDERS)
+        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    offered = 20
+    for n in range(offered):  # while every slot is busy, nothing leaves the queue
+        mirror.offer(request(100 + n), ANSWER, 0.001)
+        await asyncio.sleep(0)
     state = mirror.state()
     assert (state["sending"], state["queued"]) == (SENDERS, 3)
-    assert state["counts"] == counts(dropped_queue_full=offered - SENDERS - 3)
+    assert state["counts"] == counts(dropped_queue_full=offered - 3)
     release.set()
     state = await settled(mirror)
-    assert state["counts"] == counts(mirrored=SENDERS + 3, dropped_queue_full=offered - SENDERS - 3)
+    assert state["counts"] == counts(mirrored=SENDERS + 3, dropped_queue_full=offered - 3)
+    await mirror.close()
+
+
+async def test_copies_arriving_together_share_one_post(target: Target) -> None:
+    mirror = make(linger=0.05)
+    mirror.configure(lease(target))
+    for n in range(10):
+        mirror.offer(request(n), ANSWER, 0.001)
+        await asyncio.sleep(0.001)
+    assert (await settled(mirror))["counts"] == counts(mirrored=10)
+    assert len(target.received) == 1
+    assert [c.request_id for c in sent(target)] == [f"req-{n}" for n in range(10)]
+    await mirror.close()
+
+
+async def test_a_batch_holds_at_most_its_bytes_and_its_copies(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        mirror_module, "MAX_BATCH_BYTES", 3 * (len(request(1).body) + len(ANSWER.body))
+    )
+    mirror = make()
+    mirror.configure(lease(target))
+    for n in range(7):
+        mirror.offer(request(n), ANSWER, 0.001)
+    assert (await settled(mirror))["counts"] == counts(mirrored=7)
+    assert [len(decode_batch(r.content)) for r in target.received] == [3, 3, 1]
+    assert [c.request_id for c in sent(target)] == [f"req-{n}" for n in range(7)]
     await mirror.close()
 
 
@@ -296,7 +331,7 @@ async def test_the_lease_runs_out_ttl_seconds_after_the_last_put(target: Target)
     state = await settled(mirror)
     assert state == {"mirroring": False, "reason": "the lease expired (no PUT within ttlSeconds)",
                      "queued": 0, "sending": 0, "counts": counts(mirrored=1)}  # fmt: skip
-    assert [decode_copy(r.content).request_id for r in target.received] == ["req-1"]
+    assert [c.request_id for c in sent(target)] == ["req-1"]
     await mirror.close()
 
 
@@ -306,16 +341,18 @@ async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent(
     release = held(target)
     mirror = make()
     mirror.configure(lease(target))
-    for n in range(SENDERS + 5):
+    for n in range(SENDERS):
         mirror.offer(request(n), ANSWER, 0.001)
-    await until(lambda: len(target.received) == SENDERS)
+        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    for n in range(5):
+        mirror.offer(request(10 + n), ANSWER, 0.001)
     stopped = mirror.stop("stopped by DELETE /admin/shadow")
     assert (stopped["mirroring"], stopped["reason"]) == (False, "stopped by DELETE /admin/shadow")
     mirror.offer(request(99), ANSWER, 0.001)  # after the stop: not even considered
     release.set()
     state = await settled(mirror)
     assert state["counts"] == counts(mirrored=SENDERS, dropped_stopped=5)
-    assert len(target.received) == SENDERS
+    assert len(sent(target)) == SENDERS
     await mirror.close()
 
 
@@ -325,15 +362,18 @@ async def test_a_put_to_another_target_sends_nothing_queued_for_the_first_there(
     release = held(target)
     mirror = make()
     mirror.configure(lease(target))
-    for n in range(SENDERS + 2):
+    for n in range(SENDERS):
         mirror.offer(request(n), ANSWER, 0.001)
-    await until(lambda: len(target.received) == SENDERS)
+        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    mirror.offer(request(10), ANSWER, 0.001)
+    mirror.offer(request(11), ANSWER, 0.001)
     mirror.configure(lease(f"{target.url}/other"))
     mirror.offer(request(50), ANSWER, 0.001)
     release.set()
     state = await settled(mirror)
     assert state["counts"] == counts(mirrored=SENDERS + 1, dropped_stopped=2)
     assert [r.path for r in target.received].count("/other/shadow") == 1
+    assert [c.request_id for c in decode_batch(target.received[-1].content)] == ["req-50"]
     await mirror.close()
 
 

@@ -35,6 +35,7 @@ from pydantic import (
 from turnout_serving.errors import BadRequest
 
 MAX_TTL_SECONDS = 24 * 3600.0
+MAX_BATCH_COPIES = 64  # copies in one POST /shadow
 
 
 class ShadowConfig(BaseModel):
@@ -163,7 +164,8 @@ Base64Bytes = Annotated[
 
 
 class ShadowCopy(BaseModel):
-    """A live request the active answered, with its answer, as the preview receives it.
+    """A live request the active answered, with its answer, as the preview receives it (in a
+    `ShadowBatch`).
 
     Fields a newer server adds are ignored by an older one, so both colors may run different
     turnout versions during a rollout.
@@ -181,13 +183,21 @@ class ShadowCopy(BaseModel):
                                           alias="activeLatencySeconds")  # fmt: skip
 
 
-def encode_copy(copy: ShadowCopy) -> bytes:
-    return copy.model_dump_json(by_alias=True).encode()
+class ShadowBatch(BaseModel):
+    """The body of `POST /shadow`: copies sent together (those that arrived together)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    copies: list[ShadowCopy] = Field(min_length=1, max_length=MAX_BATCH_COPIES)
 
 
-def decode_copy(body: bytes) -> ShadowCopy:
-    """The POST /shadow body; a 400 naming each field that is wrong."""
+def encode_batch(copies: list[ShadowCopy]) -> bytes:
+    return ShadowBatch(copies=copies).model_dump_json(by_alias=True).encode()
+
+
+def decode_batch(body: bytes) -> list[ShadowCopy]:
+    """The POST /shadow body; a 400 naming each field that is wrong (`copies.2.requestId`)."""
     try:
-        return ShadowCopy.model_validate_json(body)
+        return ShadowBatch.model_validate_json(body).copies
     except ValidationError as exc:
-        raise BadRequest(f"Invalid shadow copy: {fields_wrong(exc)}") from None
+        raise BadRequest(f"Invalid shadow copies: {fields_wrong(exc)}") from None
