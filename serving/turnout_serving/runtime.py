@@ -5,9 +5,10 @@ store). Every inference request, whatever endpoint or protocol it came in, is an
 `infer`, which owns its whole path: readiness, reading with the batch work limits, the choice of
 event loop or scoring thread, scoring, the answer's body (`dataplane.py` holds what differs by
 protocol), and the side effects of live traffic: count rows, feed drift, keep the predictions
-for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to an `InferenceRequest`
-and the `Answer` back, so none can forget a side effect. Scoring runs in worker threads too, so
-the shared parts are guarded by one lock each.
+for feedback, hand the answer to the mirror of shadow traffic (`on_live_answer`). Endpoints
+(`routes.py`, `oip.py`) only translate HTTP to an `InferenceRequest` and the `Answer` back, so
+none can forget a side effect. Scoring runs in worker threads too, so the shared parts are
+guarded by one lock each.
 
 A model that cannot be loaded (or fails its warm-up) is final: the state says why and
 `on_failure` is called, which `cli.py` answers by ending the process with status 3, so a
