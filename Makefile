@@ -67,6 +67,7 @@ demo-serve: $(STAMP)
 bench: $(STAMP) tools
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/shadow.py
 	$(BIN)/python bench/operator.py
 
 clean:

@@ -8,7 +8,9 @@ A request to an inference endpoint takes the shortest way through: `ServingApp` 
 answer (`http.answer_counted`), `/invocations` skips the router (the fast lane), `Instrumented`
 does the HTTP plumbing (request id, auth, body, deadline, errors), and the endpoint hands the
 body to the data plane, `Runtime.infer`, which reads, scores, writes the answer and records what
-a live answer leaves behind (rows, drift, feedback).
+a live answer leaves behind (rows, drift, feedback), then hands the answer to the mirror of
+shadow traffic (`mirror.py`; `shadow.py` holds its admin endpoints and the preview's
+`POST /shadow`).
 
 Parsing and scoring that do not run on the event loop (see `Runtime.infer`) run in a pool of
 `scoring_threads` worker threads (the loop's default executor, which `asyncio.to_thread` uses):
@@ -43,10 +45,13 @@ from turnout_serving.http import (
     answer_error,
     counted_endpoint,
 )
+from turnout_serving.metrics import ShadowMetrics
+from turnout_serving.mirror import Mirror
 from turnout_serving.oip import oip_router
 from turnout_serving.routes import mlflow_router
 from turnout_serving.runtime import ModelProvider, Runtime
 from turnout_serving.settings import ServingSettings
+from turnout_serving.shadow import Comparer, shadow_router
 
 log = logging.getLogger("turnout_serving")
 
@@ -56,10 +61,25 @@ def create_app(
     model: ModelProvider,
     registry: CollectorRegistry,
     tokens: TokenCheck | None = None,
+    admin: TokenCheck | None = None,
 ) -> FastAPI:
-    """The app; `tokens` defaults to those the settings name (`TokenCheck.from_settings`)."""
+    """The app; `tokens` and `admin` default to those the settings name
+    (`TokenCheck.from_settings`, `TokenCheck.admin_from_settings`)."""
     runtime = Runtime(settings, model, registry)
     instrumented = Instrumented(tokens or TokenCheck.from_settings(settings), settings)
+    shadow_metrics = ShadowMetrics(registry, runtime.metrics.labels)
+    mirror = Mirror(
+        shadow_metrics,
+        queue_size=settings.shadow_queue_size,
+        timeout_seconds=settings.shadow_timeout_seconds,
+    )
+    runtime.on_live_answer = mirror.offer
+    comparer = Comparer(
+        runtime,
+        shadow_metrics,
+        tolerance=settings.shadow_tolerance,
+        window_rows=settings.shadow_window_rows,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +88,7 @@ def create_app(
         loading = asyncio.create_task(asyncio.to_thread(runtime.load))
         yield
         runtime.stop()
+        await mirror.close()
         if not loading.done():
             log.info("shutting down while the model is still loading")
 
@@ -80,10 +101,14 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
-    app.state.runtime = runtime
+    app.state.runtime, app.state.mirror = runtime, mirror
     scoring = mlflow_router(runtime, instrumented)
     app.include_router(scoring)
     app.include_router(oip_router(runtime, instrumented))
+    admin = admin or TokenCheck.admin_from_settings(settings)
+    app.include_router(
+        shadow_router(mirror, comparer, instrumented, admin, settings.read_timeout_seconds)
+    )
 
     @app.get("/metrics")
     async def metrics() -> Response:

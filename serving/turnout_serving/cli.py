@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         tokens = TokenCheck.from_settings(settings)  # before anything slow: fail closed, fast
+        admin = TokenCheck.admin_from_settings(settings)
     except AuthConfigError as exc:
         log.error("%s", exc)
         return EXIT_MISCONFIGURED
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_UNRESOLVED
     provider = MlflowModelProvider(source, settings.cache_dir)
-    app = create_app(settings, provider, CollectorRegistry(), tokens)
+    app = create_app(settings, provider, CollectorRegistry(), tokens, admin)
     server = uvicorn.Server(server_config(app, settings))
     runtime = app.state.runtime
     runtime.on_failure = lambda reason: setattr(server, "should_exit", True)

@@ -45,8 +45,9 @@ class InferenceRequest:
     """One inference request as the data plane takes it: the body an endpoint read, and how.
 
     `live` is False for a copy of traffic (a shadow of the active color's requests sent to the
-    preview): it is scored and answered alike, but counts no rows, feeds no drift and is not
-    kept for feedback, which belong to the traffic clients actually sent.
+    preview): it is scored and answered alike, but counts no rows, feeds no drift, is not kept
+    for feedback and is not mirrored again, which belong to the traffic clients actually sent.
+    `path` is where the client sent it (a copy keeps the active's), carried along for the logs.
     """
 
     body: bytes
@@ -54,6 +55,7 @@ class InferenceRequest:
     request_id: str
     protocol: InferenceProtocol
     live: bool
+    path: str = ""
 
 
 @dataclass(frozen=True)

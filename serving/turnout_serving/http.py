@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from turnout_serving.errors import (
@@ -44,6 +45,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 # `Authorization` before forwarding (it authenticated the caller with it), so a client going
 # through `kubectl proxy` or the operator's smoke test cannot send the token there.
 TOKEN_HEADER = "X-Turnout-Token"
+ADMIN_TOKEN_HEADER = "X-Turnout-Admin-Token"  # the same, for the admin endpoints' own token
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 OIP_PREFIX = "/v2"
 # The inference endpoints, whose every answer `turnout_inference_requests_total` counts.
@@ -139,29 +141,50 @@ class AuthConfigError(ValueError):
 
 
 class TokenCheck:
-    """Bearer-token auth; with no tokens configured every request passes."""
+    """Bearer-token auth; with no tokens configured every request passes. A token is read from
+    `Authorization: Bearer` or from the check's own header (`TOKEN_HEADER` for inference,
+    `ADMIN_TOKEN_HEADER` for the admin endpoints)."""
 
-    def __init__(self, tokens: list[str]) -> None:
+    def __init__(self, tokens: list[str], header: str = TOKEN_HEADER) -> None:
         self._tokens = [t.encode() for t in tokens if t]
+        self.header = header
 
     @classmethod
     def from_settings(cls, settings: ServingSettings) -> TokenCheck:
-        """The configured tokens; raises `AuthConfigError` when a configured source holds none
-        (`TURNOUT_AUTH_TOKENS=' , '`, a file of blank lines, a file that cannot be read): auth
-        fails closed, never open."""
+        """The configured inference tokens; raises `AuthConfigError` when a configured source
+        holds none (`TURNOUT_AUTH_TOKENS=' , '`, a file of blank lines, a file that cannot be
+        read): auth fails closed, never open."""
+        return cls._configured(
+            settings.auth_tokens, "TURNOUT_AUTH_TOKENS", settings.auth_token_file, TOKEN_HEADER,
+            "bearer-token auth on",
+        )  # fmt: skip
+
+    @classmethod
+    def admin_from_settings(cls, settings: ServingSettings) -> TokenCheck:
+        """The admin tokens (`TURNOUT_ADMIN_TOKEN`, `TURNOUT_ADMIN_TOKEN_FILE`); none configured
+        turns the admin endpoints off. Fails closed as `from_settings` does."""
+        return cls._configured(
+            settings.admin_token, "TURNOUT_ADMIN_TOKEN", settings.admin_token_file,
+            ADMIN_TOKEN_HEADER, "admin endpoints on",
+        )  # fmt: skip
+
+    @classmethod
+    def _configured(
+        cls, inline: SecretStr | None, variable: str, file: Path | None, header: str, on: str
+    ) -> TokenCheck:
         tokens: list[str] = []
         sources: list[str] = []
-        if settings.auth_tokens is not None:
-            sources.append("TURNOUT_AUTH_TOKENS")
-            tokens += [t.strip() for t in settings.auth_tokens.get_secret_value().split(",")]
-        if settings.auth_token_file is not None:
-            sources.append(f"the token file {settings.auth_token_file}")
+        if inline is not None:
+            sources.append(variable)
+            tokens += [t.strip() for t in inline.get_secret_value().split(",")]
+        if file is not None:
+            sources.append(f"the token file {file}")
             try:
-                text = Path(settings.auth_token_file).read_text()
+                text = Path(file).read_text()
             except (OSError, UnicodeDecodeError) as exc:
                 raise AuthConfigError(f"cannot read the token file: {exc}") from exc
             tokens += [line.strip() for line in text.splitlines()]
-        check = cls(tokens)
+        check = cls(tokens, header)
         if sources and not check.enabled:
             raise AuthConfigError(
                 f"{' and '.join(sources)} holds no token (only blanks and separators); refusing "
@@ -169,8 +192,7 @@ class TokenCheck:
                 "without auth."
             )
         if check.enabled:
-            log.info("bearer-token auth on: %d token(s) from %s", len(check._tokens),
-                     " and ".join(sources))  # fmt: skip
+            log.info("%s: %d token(s) from %s", on, len(check._tokens), " and ".join(sources))
         return check
 
     @property
@@ -178,12 +200,12 @@ class TokenCheck:
         return bool(self._tokens)
 
     def check(self, request: Request) -> None:
-        """A request passes with a valid token in `Authorization: Bearer` or in `TOKEN_HEADER`."""
+        """A request passes with a valid token in `Authorization: Bearer` or in `self.header`."""
         if not self._tokens:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         bearer = given.strip().encode() if scheme.lower() == "bearer" else b""
-        offered = (bearer, request.headers.get(TOKEN_HEADER, "").strip().encode())
+        offered = (bearer, request.headers.get(self.header, "").strip().encode())
         # Compare against every token, so the time taken does not tell which one nearly matched.
         matched = False
         for token in self._tokens:
@@ -192,7 +214,7 @@ class TokenCheck:
         if not matched:
             raise Unauthorized(
                 f"A valid bearer token is required (Authorization: Bearer <token>, or "
-                f"{TOKEN_HEADER}: <token>)."
+                f"{self.header}: <token>)."
             )
 
 

@@ -95,3 +95,83 @@ class ServingMetrics:
             histogram = self._duration.labels(**self.labels, endpoint=endpoint)
             self._duration_children[endpoint] = histogram
         histogram.observe(seconds)
+
+
+# Differences between a preview's and the active's predictions, in the target's own units.
+DIFF_BUCKETS = (
+    1e-9, 1e-6, 1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0,
+    1e4,
+)  # fmt: skip
+# What became of a live answer offered for mirroring (the active), or of a copy (the preview).
+SHADOW_RESULTS = (
+    "mirrored", "dropped_queue_full", "dropped_rate", "dropped_stopped", "failed",  # active
+    "compared", "error",  # preview
+)  # fmt: skip
+# Why the preview could not compare a copy: its own answer's status, or `incomparable`.
+SHADOW_ERROR_REASONS = (*CODES, "incomparable")
+
+
+class ShadowMetrics:
+    """Shadow traffic's families: the active counts what became of its copies, the preview what
+    it compared and how its predictions differ. Bound to the server's model, version, color."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        base = list(BASE_LABELS)
+        requests = Counter(
+            "turnout_shadow_requests",
+            "Shadow copies by result: mirrored, dropped_queue_full, dropped_rate, "
+            "dropped_stopped, failed (the active); compared, error (the preview).",
+            [*base, "result"],
+            registry=registry,
+        )
+        self._results = {r: requests.labels(**labels, result=r) for r in SHADOW_RESULTS}
+        errors = Counter(
+            "turnout_shadow_errors",
+            "Copies the preview could not compare, by its own answer's status or `incomparable`.",
+            [*base, "reason"],
+            registry=registry,
+        )
+        self._errors = {r: errors.labels(**labels, reason=r) for r in SHADOW_ERROR_REASONS}
+        self._error_family = errors
+        self._labels = labels
+        self.agreement = Gauge(
+            "turnout_shadow_agreement_ratio",
+            "Share of the last compared rows on which the preview agrees with the active.",
+            base,
+            registry=registry,
+        ).labels(**labels)
+        self.agreement.set(float("nan"))  # no comparison yet: not 0, which would read as alarm
+        self.window_rows = Gauge(
+            "turnout_shadow_window_rows",
+            "Compared rows the agreement ratio stands on.",
+            base,
+            registry=registry,
+        ).labels(**labels)
+        self.abs_diff = Histogram(
+            "turnout_shadow_abs_diff",
+            "Per compared row, |preview - active| (regressors; for probabilities the mean over "
+            "the classes).",
+            base,
+            buckets=DIFF_BUCKETS,
+            registry=registry,
+        ).labels(**labels)
+        latency = Histogram(
+            "turnout_shadow_latency_seconds",
+            "Scoring time of each compared copy: on the active (as it reported it) and here.",
+            [*base, "side"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.latency = {side: latency.labels(**labels, side=side) for side in ("active", "preview")}
+        self.counts = dict.fromkeys(SHADOW_RESULTS, 0)  # the same totals, for GET /admin/shadow
+
+    def count(self, result: str, reason: str | None = None) -> None:
+        self._results[result].inc()
+        self.counts[result] += 1
+        if reason is not None:
+            child = self._errors.get(reason)
+            if child is None:
+                child = self._errors[reason] = self._error_family.labels(
+                    **self._labels, reason=reason
+                )
+            child.inc()

@@ -84,7 +84,12 @@ def oip_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
         async def handle(body: bytes, request_id: str) -> Response:
             check_name(name, version)
             asked = InferenceRequest(
-                body, content_type, request_id, InferenceProtocol.OPEN_INFERENCE, live=True
+                body,
+                content_type,
+                request_id,
+                InferenceProtocol.OPEN_INFERENCE,
+                live=True,
+                path=request.scope["path"],
             )
             answer = await runtime.infer(asked)
             return Response(answer.body, media_type="application/json")

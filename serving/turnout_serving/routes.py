@@ -54,7 +54,12 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
 
         async def handle(body: bytes, request_id: str) -> Response:
             asked = InferenceRequest(
-                body, content_type, request_id, InferenceProtocol.MLFLOW, live=True
+                body,
+                content_type,
+                request_id,
+                InferenceProtocol.MLFLOW,
+                live=True,
+                path=request.scope["path"],
             )
             answer = await runtime.infer(asked)
             return Response(answer.body, media_type="application/json")

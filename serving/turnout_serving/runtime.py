@@ -5,9 +5,10 @@ store). Every inference request, whatever endpoint or protocol it came in, is an
 `infer`, which owns its whole path: readiness, reading with the batch work limits, the choice of
 event loop or scoring thread, scoring, the answer's body (`dataplane.py` holds what differs by
 protocol), and the side effects of live traffic: count rows, feed drift, keep the predictions
-for feedback. Endpoints (`routes.py`, `oip.py`) only translate HTTP to an `InferenceRequest`
-and the `Answer` back, so none can forget a side effect. Scoring runs in worker threads too, so
-the shared parts are guarded by one lock each.
+for feedback, hand the answer to the mirror of shadow traffic (`on_live_answer`). Endpoints
+(`routes.py`, `oip.py`) only translate HTTP to an `InferenceRequest` and the `Answer` back, so
+none can forget a side effect. Scoring runs in worker threads too, so the shared parts are
+guarded by one lock each.
 
 A model that cannot be loaded (or fails its warm-up) is final: the state says why and
 `on_failure` is called, which `cli.py` answers by ending the process with status 3, so a
@@ -86,6 +87,9 @@ class Runtime:
         self.registry = registry
         self.state = Readiness()
         self.on_failure: Callable[[str], None] | None = None  # told why the model cannot serve
+        # told of every live answer, with its scoring time (the mirror of shadow traffic); it
+        # must return at once and never raise into the request
+        self.on_live_answer: Callable[[InferenceRequest, Answer, float], None] | None = None
         self._clock = clock
         self._stopping = threading.Event()
         source = provider.source
@@ -208,8 +212,16 @@ class Runtime:
 
         Small bodies for a quick fast-path model are read and scored on the event loop
         (`dataplane.scores_inline`); MLflow's own parsers and `predict` (the general path), and
-        everything else, run in a scoring thread, keeping the loop free for health checks.
+        everything else, run in a scoring thread, keeping the loop free for health checks. A
+        live answer is then handed to `on_live_answer` (on the event loop), a copy's never.
         """
+        started = time.perf_counter()
+        answer = await self._infer(request)
+        if request.live and self.on_live_answer is not None:
+            self.on_live_answer(request, answer, time.perf_counter() - started)
+        return answer
+
+    async def _infer(self, request: InferenceRequest) -> Answer:
         predictor = self.require_ready()
         if not scores_inline(predictor, request):
             return await asyncio.to_thread(self._answer, predictor, request)

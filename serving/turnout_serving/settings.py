@@ -95,6 +95,29 @@ class ServingSettings(BaseSettings):
     auth_tokens: SecretStr | None = Field(
         None, description="Comma-separated bearer tokens (alternative to auth_token_file)."
     )
+    admin_token: SecretStr | None = Field(
+        None,
+        description="Token the admin endpoints (/admin/shadow) require; without one (or "
+        "admin_token_file) they answer 404.",
+    )
+    admin_token_file: Path | None = Field(
+        None, description="File of admin tokens, one a line (alternative to admin_token)."
+    )
+    shadow_queue_size: int = Field(
+        256, gt=0, description="Shadow copies waiting to be sent to the preview; more are dropped."
+    )
+    shadow_timeout_seconds: float = Field(
+        2.0, gt=0, description="Time the preview has to answer one post of shadow copies."
+    )
+    shadow_window_rows: int = Field(
+        1000, gt=0, description="Compared rows in the preview's shadow agreement window."
+    )
+    shadow_tolerance: float = Field(
+        0.01,
+        ge=0,
+        description="Regressors: a shadow row agrees when |preview - active| is at most this "
+        "share of the larger of the two.",
+    )
     log_level: str = Field("info", description="Log level of the server and uvicorn.")
     max_rows: int = Field(
         100_000,
