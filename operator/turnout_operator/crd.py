@@ -222,7 +222,8 @@ def _sections(path: str, node: dict[str, Any]) -> Iterator[str]:
             nested.append((child, target))
         default = "required" if name in required else _code(field.get("default", ...))
         described = field.get("description", "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type(field, child)} | {default} | {described} |")
+        typed = _type(field, child).replace("|", "\\|")  # a pattern's `|` would end the cell
+        rows.append(f"| `{name}` | {typed} | {default} | {described} |")
     rules = [
         f"The API server checks: {v['message']}." for v in node.get("x-kubernetes-validations", ())
     ]
