@@ -810,3 +810,17 @@ def test_what_the_analysis_writes_to_status_is_accepted_and_kept_whole() -> None
         "at": "2026-11-23T12:00:00Z", "verdict": "Successful",
         "message": "errorRatio 0 <= errorRatioMax 0.01", "values": PRE_VALUES,
     }  # fmt: skip
+
+
+def test_a_newer_version_taking_the_old_color_ends_the_post_promotion_analysis() -> None:
+    """The old color is what a failed analysis would go back to: once a newer rollout takes
+    it, the analysis is superseded (never left to fail with nowhere to go)."""
+    result = plan(with_post(POST_GATE), observe(after_switch(), colors=FULL,
+                                                resolution=Resolved("5", uri("5"))), NOW)  # fmt: skip
+    assert result.status.post_promotion_analysis is None
+    assert result.status.rollout is not None and result.status.rollout.color == "blue"
+    assert ("Normal", R.SUPERSEDED, "post-promotion analysis of version 4 stopped: version 5 "
+            "rolls out into blue") in [(a.type, a.reason, a.message) for a in result.actions
+                                       if isinstance(a, Emit)]  # fmt: skip
+    assert result.status.phase == "Progressing"
+    assert condition(result, R.PROGRESSING) == ("True", R.WAITING_FOR_PREVIEW)

@@ -305,6 +305,17 @@ def _post_progress(run: PostPromotionRun) -> str:
     )
 
 
+def stop_post_promotion(p: Pass, color: Color, why: str) -> None:
+    """A newer rollout takes the old color the post-promotion analysis would roll back to:
+    the analysis ends (superseded, like the rollout of a version nobody wants any more)."""
+    run = p.status.post_promotion_analysis
+    if run is None or run.previous_color != color or run.phase not in ("Running", "Inconclusive"):
+        return
+    p.status.post_promotion_analysis = None
+    p.analysing, p.held_color, p.waiting_for_promotion = False, None, False
+    p.emit(False, R.SUPERSEDED, f"post-promotion analysis of version {run.version} stopped: {why}")
+
+
 def accept_post_promotion(p: Pass) -> bool:
     """turnout.dev/promote with no rollout: accept an inconclusive post-promotion verdict."""
     run = p.status.post_promotion_analysis

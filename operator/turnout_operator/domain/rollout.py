@@ -35,6 +35,7 @@ def start(p: Pass) -> None:
         return
     first = status.active_color is None
     color: Color = "blue" if status.active_color is None else other(status.active_color)
+    gates.stop_post_promotion(p, color, f"version {target} rolls out into {color}")
     for sd in [sd for sd in status.scale_downs if sd.color == color]:
         # The idle color still holds the previous version for instant rollback; the new
         # rollout needs it, so that version is retired now.
