@@ -70,6 +70,8 @@ _PRINTER_COLUMNS = [
     ("Color", "string", ".status.activeColor"),
     ("Phase", "string", ".status.phase"),
     ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+    # where a rollout stands: the gate it waits on (PrePromotionAnalysis, WaitingForPromotion...)
+    ("Step", "string", '.status.conditions[?(@.type=="Progressing")].reason'),
     ("Age", "date", ".metadata.creationTimestamp"),
 ]
 # Keys copied as they are; the order is the one written out, for a CRD that reads top-down.
