@@ -15,8 +15,9 @@ What counts, per pod (turnout-serve's families, serving/turnout_serving/metrics.
   (`turnout_shadow_latency_seconds{side="preview"}`);
 - shadow: copies compared, the agreement gauge (weighted by its window's rows across pods), the
   mean of `turnout_shadow_abs_diff` over the interval;
-- prediction drift: the largest `turnout_prediction_drift_psi` of the color's pods; quality: live
-  MAE, or 1 - live accuracy, weighted by each pod's labelled rows.
+- prediction drift: the largest `turnout_prediction_drift_psi` of the color's pods whose drift
+  window holds rows (`turnout_drift_window_rows`; an empty window reads PSI 0, which says
+  nothing); quality: live MAE, or 1 - live accuracy, weighted by each pod's labelled rows.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Reading:
     agreement: float | None = None
     agreement_rows: float = 0.0
     prediction_drift: float | None = None
+    drift_rows: float = 0.0
     quality_error: float | None = None
     quality_rows: float = 0.0
 
@@ -57,6 +59,7 @@ class Reading:
 def read(text: str) -> Reading:
     """A pod's /metrics text as a Reading (families the pod does not export read as none)."""
     requests = errors = compared = abs_sum = abs_count = agreement_rows = quality_rows = 0.0
+    drift_rows = 0.0
     latency: dict[float, float] = {}
     agreement = drift = mae = accuracy = None
     for family in text_string_to_metric_families(text):
@@ -85,6 +88,8 @@ def read(text: str) -> Reading:
                 agreement_rows = value
             elif name == "turnout_prediction_drift_psi":
                 drift = _finite(value)
+            elif name == "turnout_drift_window_rows":
+                drift_rows = value
             elif name == "turnout_live_mae":
                 mae = _finite(value)
             elif name == "turnout_live_accuracy":
@@ -95,7 +100,8 @@ def read(text: str) -> Reading:
     return Reading(
         requests=requests, errors=errors, latency=latency, shadow_compared=compared,
         abs_diff_sum=abs_sum, abs_diff_count=abs_count, agreement=agreement,
-        agreement_rows=agreement_rows, prediction_drift=drift,
+        agreement_rows=agreement_rows, prediction_drift=drift if drift_rows > 0 else None,
+        drift_rows=drift_rows,
         quality_error=quality if quality_rows > 0 else None, quality_rows=quality_rows,
     )  # fmt: skip
 
@@ -158,6 +164,7 @@ def figures(readings: Sequence[Reading]) -> ColorFigures:
         errors=round(sum(r.errors for r in readings)),
         p99_seconds=quantile(0.99, latency),
         prediction_drift=max(drifts) if drifts else None,
+        drift_rows=round(sum(r.drift_rows for r in readings)),
         quality_error=_weighted((r.quality_error, r.quality_rows) for r in readings),
         shadow_compared=round(sum(r.shadow_compared for r in readings)),
         shadow_agreement=_weighted((r.agreement, r.agreement_rows) for r in readings),

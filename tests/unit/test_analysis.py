@@ -270,10 +270,11 @@ def measured(blue: ColorFigures, green: ColorFigures, **extra: Any) -> Measureme
     return Measurement("PrePromotion", "4", A_TIME, {"blue": blue, "green": green}, **extra)
 
 
-ACTIVE = ColorFigures(requests=1000, errors=1, p99_seconds=0.020, prediction_drift=0.05)
+ACTIVE = ColorFigures(requests=1000, errors=1, p99_seconds=0.020, prediction_drift=0.05,
+                      drift_rows=1000)  # fmt: skip
 PREVIEW = ColorFigures(
-    requests=100, errors=0, p99_seconds=0.025, prediction_drift=0.08, shadow_compared=90,
-    shadow_agreement=0.99, shadow_mean_abs_diff=0.4,
+    requests=100, errors=0, p99_seconds=0.025, prediction_drift=0.08, drift_rows=100,
+    shadow_compared=90, shadow_agreement=0.99, shadow_mean_abs_diff=0.4,
 )  # fmt: skip
 PROMETHEUS = {"prometheus": {"address": "http://p", "query": "q", "successCondition": "result >= 0.95"}}  # fmt: skip
 ALL_PRE = dict(
@@ -328,6 +329,13 @@ PRE_CASES = [
                    "predictions is needed)"),
     ),
     (
+        # Mirrored copies feed no drift window: a preview drift of an empty window says nothing.
+        {"predictionDriftMax": 0.1},
+        measured(ACTIVE, replace(PREVIEW, drift_rows=0)),
+        Evaluation("Inconclusive", PRE_VALUES,
+                   "predictionDrift: previewDriftRows 0 < minRequests 10"),
+    ),
+    (
         {"provider": PROMETHEUS}, measured(ACTIVE, PREVIEW, result=float("nan")),
         Evaluation("Inconclusive", PRE_VALUES,
                    "result: the Prometheus query returned no number"),
@@ -352,7 +360,7 @@ def test_a_pre_promotion_measurement_is_judged_with_its_figures_and_reasons(
 
 
 NEW_ACTIVE = ColorFigures(requests=400, errors=2, p99_seconds=0.030, prediction_drift=0.12,
-                          quality_error=3.5)  # fmt: skip
+                          drift_rows=400, quality_error=3.5)  # fmt: skip
 POST_VALUES = {"requests": 400, "p99LatencySeconds": 0.030, "baselineP99LatencySeconds": 0.020,
                "errorRatio": 0.005, "p99LatencyRatio": pytest.approx(1.5), "drift": 0.12,
                "quality": 3.5}  # fmt: skip
@@ -368,6 +376,10 @@ POST_CASES = [
         {"qualityMax": 3, "driftMax": 0.1}, NEW_ACTIVE, 0.020,
         Evaluation("Failed", POST_VALUES,
                    "drift 0.12 > driftMax 0.1; quality 3.5 > qualityMax 3"),
+    ),
+    (
+        {"driftMax": 0.5}, replace(NEW_ACTIVE, drift_rows=5), 0.020,
+        Evaluation("Inconclusive", POST_VALUES, "drift: driftRows 5 < minRequests 10"),
     ),
     (
         {"qualityMax": 3, "p99LatencyRatioMax": 2},

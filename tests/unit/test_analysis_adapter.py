@@ -80,6 +80,8 @@ def shadow_and_drift(agreement: float, rows: float, diffs: list[float], drift: f
             latency.labels(**labels, side=side).observe(seconds)
     Gauge("turnout_prediction_drift_psi", "", list(labels), registry=registry).labels(
         **labels).set(drift)  # fmt: skip
+    Gauge("turnout_drift_window_rows", "", list(labels), registry=registry).labels(
+        **labels).set(200)  # fmt: skip
     quality = Gauge("turnout_live_window_rows", "", list(labels), registry=registry)
     quality.labels(**labels).set(0 if mae is None and accuracy is None else 50)
     if mae is not None:
@@ -94,7 +96,7 @@ def test_a_previews_shadow_figures_count_as_its_traffic() -> None:
     reading = read(shadow_and_drift(0.9, 40, [0.5, 1.5, 4.0], 0.2, mae=3.0))
     assert reading == Reading(
         requests=5, errors=1, shadow_compared=3, abs_diff_sum=6.0, abs_diff_count=3,
-        agreement=0.9, agreement_rows=40, prediction_drift=0.2, quality_error=3.0,
+        agreement=0.9, agreement_rows=40, prediction_drift=0.2, drift_rows=200, quality_error=3.0,
         quality_rows=50, latency=reading.latency,
     )  # fmt: skip
     # the preview's own scoring time of the copies, not the active's
@@ -131,7 +133,7 @@ def test_a_color_sums_its_pods_and_reads_p99_from_the_merged_buckets() -> None:
     assert color == ColorFigures(
         # 105 timed: 103 up to 5 ms (99 + the previews' 2 + 2 scoring times), 2 at 0.3 s
         requests=99 + 2 + 4 + 4, errors=1 + 1 + 1, p99_seconds=pytest.approx(0.36875),
-        prediction_drift=0.3, quality_error=3.0, shadow_compared=4,
+        prediction_drift=0.3, drift_rows=400, quality_error=3.0, shadow_compared=4,
         shadow_agreement=pytest.approx(0.875), shadow_mean_abs_diff=3.0,
     )  # fmt: skip
     assert figures([]) == ColorFigures()

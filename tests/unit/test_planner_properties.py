@@ -87,10 +87,10 @@ class Cluster:
 # "good" passes every one, "bad" fails every one, "thin" leaves every one without enough data,
 # "down" could not be read at all.
 FIGURES = {
-    "good": ColorFigures(requests=100, errors=0, p99_seconds=0.01, prediction_drift=0.0,
+    "good": ColorFigures(requests=100, errors=0, p99_seconds=0.01, prediction_drift=0.0, drift_rows=100,
                          quality_error=0.0, shadow_compared=100, shadow_agreement=1.0,
                          shadow_mean_abs_diff=0.0),
-    "bad": ColorFigures(requests=100, errors=100, p99_seconds=100.0, prediction_drift=10.0,
+    "bad": ColorFigures(requests=100, errors=100, p99_seconds=100.0, prediction_drift=10.0, drift_rows=100,
                         quality_error=1e6, shadow_compared=100, shadow_agreement=0.0,
                         shadow_mean_abs_diff=1e6),
     "thin": ColorFigures(),
@@ -357,6 +357,23 @@ def check_analyses(world: World, before: ModelDeploymentStatus, result: Plan) ->
         phase = world.pre.phase
         assert phase == "Successful" or (phase == "Inconclusive" and world.pre.promoted_by_hand), (
             world.pre, before.rollout,
+        )  # fmt: skip
+    # The planner's verdicts are the oracle's (Argo's rules over the same readings).
+    rollout = after.rollout
+    run = rollout.pre_promotion_analysis if rollout else None
+    same = rollout is not None and (rollout.version, rollout.started_at) == world.pre_of
+    if run is not None and world.pre is not None and same:
+        assert run.phase == world.pre.phase, (run, world.pre)
+    post = after.post_promotion_analysis
+    if (
+        post is not None
+        and world.post is not None
+        and (post.version, post.started_at) == world.post_of
+    ):
+        expected = world.post.phase
+        # the window may end a run the oracle (which knows no time) still counts as running
+        assert post.phase == expected or (expected, post.phase) == ("Running", "Successful"), (
+            post, world.post,
         )  # fmt: skip
     running = before.post_promotion_analysis
     failed = world.post is not None and world.post.phase in ("Failed", "Error")

@@ -56,6 +56,7 @@ class ColorFigures:
     errors: int = 0  # of which 5xx
     p99_seconds: float | None = None  # from the merged request-duration histograms
     prediction_drift: float | None = None  # prediction drift PSI against the training reference
+    drift_rows: int = 0  # rows in the drift windows that PSI stands on
     quality_error: float | None = None  # live MAE, or 1 - live accuracy
     shadow_compared: int = 0  # mirrored requests compared with the active color's answer
     shadow_agreement: float | None = None  # share of those answered alike
@@ -148,6 +149,10 @@ def _too_few(name: str, count: int, floor: int) -> str | None:
     return f"{name} {count} < minRequests {floor}" if count < floor else None
 
 
+def _no_drift(by: str = "") -> str:
+    return f"prediction drift not exported{by} (a reference profile with predictions is needed)"
+
+
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole > 0 else None
 
@@ -171,6 +176,10 @@ def evaluate_pre(
     drift = None
     if new.prediction_drift is not None and old.prediction_drift is not None:
         drift = new.prediction_drift - old.prediction_drift
+    # Mirrored copies feed no drift window: the preview's needs traffic of its own.
+    few_drift = _too_few("previewDriftRows", new.drift_rows, floor) or _too_few(
+        "activeDriftRows", old.drift_rows, floor
+    )
     c = conditions
     j.check(
         "shadowAgreement",
@@ -214,13 +223,7 @@ def evaluate_pre(
         "predictionDriftMax",
         c.prediction_drift_max,
         j.read("predictionDrift", drift),
-        few_preview
-        or (
-            None
-            if drift is not None
-            else "prediction drift not exported "
-            "by both colors (a reference profile with predictions is needed)"
-        ),
+        (_no_drift(" by both colors") if drift is None else None) or few_drift,
     )
     j.provider(c.provider.prometheus if c.provider else None, m.result)  # fmt: skip
     return j.verdict()
@@ -259,9 +262,8 @@ def evaluate_post(
         "driftMax",
         c.drift_max,
         j.read("drift", now.prediction_drift),
-        None
-        if now.prediction_drift is not None
-        else "prediction drift not exported (a reference profile with predictions is needed)",
+        (_no_drift() if now.prediction_drift is None else None)
+        or _too_few("driftRows", now.drift_rows, floor),
     )
     j.check(
         "quality",
