@@ -70,6 +70,8 @@ _PRINTER_COLUMNS = [
     ("Color", "string", ".status.activeColor"),
     ("Phase", "string", ".status.phase"),
     ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+    # where a rollout stands: the gate it waits on (PrePromotionAnalysis, WaitingForPromotion...)
+    ("Step", "string", '.status.conditions[?(@.type=="Progressing")].reason'),
     ("Age", "date", ".metadata.creationTimestamp"),
 ]
 # Keys copied as they are; the order is the one written out, for a CRD that reads top-down.
@@ -222,7 +224,8 @@ def _sections(path: str, node: dict[str, Any]) -> Iterator[str]:
             nested.append((child, target))
         default = "required" if name in required else _code(field.get("default", ...))
         described = field.get("description", "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {_type(field, child)} | {default} | {described} |")
+        typed = _type(field, child).replace("|", "\\|")  # a pattern's `|` would end the cell
+        rows.append(f"| `{name}` | {typed} | {default} | {described} |")
     rules = [
         f"The API server checks: {v['message']}." for v in node.get("x-kubernetes-validations", ())
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,13 +21,17 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from turnout_operator.domain.manifests import (
+    COLOR_LABEL,
     HASH_ANNOTATION,
     NAME_LABEL,
+    PORT,
     TOKEN_HEADER,
     TOKENS_KEY,
     VERSION_LABEL,
+    admin_secret_name,
     deployment_name,
     first_token,
+    labels,
     service_name,
 )
 from turnout_operator.domain.observed import ColorState, SmokeResult
@@ -143,6 +148,59 @@ class Kube:
         if token is None:
             raise LookupError(f"secret {namespace}/{name} holds no token in {TOKENS_KEY!r}")
         return token
+
+    def ready_pods(self, namespace: str, name: str, color: Color) -> list[tuple[str, str]]:
+        """(name, IP) of the ready pods of one color: those its Services send traffic to."""
+        pods = _json(self.core.list_namespaced_pod(
+            namespace, label_selector=f"{NAME_LABEL}={name},{COLOR_LABEL}={color}",
+            _preload_content=False,
+        ))  # fmt: skip
+        return sorted(
+            (pod["metadata"]["name"], pod["status"]["podIP"])
+            for pod in pods.get("items", [])
+            if (pod.get("status") or {}).get("podIP") and _ready(pod)
+        )
+
+    def pod_request(
+        self, namespace: str, pod: str, ip: str, method: str, path: str, direct: bool,
+        timeout: float, headers: dict[str, str] | None = None, body: Any = None,
+    ) -> tuple[int, str]:  # fmt: skip
+        """One HTTP request to a serving pod: to its IP when `direct` (in the cluster), else
+        through the API server's pod proxy. The status code and the body's text."""
+        headers = {"Accept": "*/*", **(headers or {})}
+        if direct:
+            answer = requests.request(
+                method, f"http://{ip}:{PORT}{path}", json=body, headers=headers, timeout=timeout
+            )
+            return answer.status_code, answer.text
+        proxied = f"/api/v1/namespaces/{namespace}/pods/{pod}:{PORT}/proxy{path}"
+        try:
+            response = self.api.call_api(
+                proxied, method, body=body, header_params=headers,
+                auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+            )  # fmt: skip
+        except ApiException as exc:
+            text = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+            return int(exc.status or 0), str(text or exc.reason)
+        raw = response[0] if isinstance(response, tuple) else response
+        return int(raw.status), raw.data.decode(errors="replace")
+
+    def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
+        """The Secret holding the admin token of the ModelDeployment's serving pods (mounted as
+        their admin token file): created once with a random token, never changed."""
+        secret_name = admin_secret_name(name)
+        if self._get(self.core.read_namespaced_secret, namespace, secret_name) is not None:
+            return
+        body = {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": secret_name, "namespace": namespace, "labels": labels(name)},
+            "data": {TOKENS_KEY: base64.b64encode(new_admin_token().encode()).decode()},
+        }  # fmt: skip
+        try:
+            self.core.create_namespaced_secret(namespace, _owned(body, owner))
+        except ApiException as exc:
+            if exc.status != 409:  # created meanwhile: the first token stands
+                raise
 
     def _get(self, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -302,6 +360,15 @@ def _judge(version: str, code: int, text: str) -> SmokeResult:
     if predictions is None or (hasattr(predictions, "__len__") and len(predictions) == 0):
         return SmokeResult(version, False, f"smoke test got no predictions: {text[:200]}")
     return SmokeResult(version, True, "input example answered with predictions")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def new_admin_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def _pod_failure(pods: list[dict[str, Any]]) -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("promoted", "aborted", "superseded", "rolled_back")
+ANALYSIS_PHASES = {"PrePromotion": "pre_promotion", "PostPromotion": "post_promotion"}
+ANALYSIS_RESULTS = ("Successful", "Failed", "Inconclusive", "Error")
 PHASES = ("Pending", "Progressing", "Paused", "Healthy", "Degraded")
 
 
@@ -43,9 +45,18 @@ class OperatorMetrics:
             "MLflow model-version tags waiting to be written (the registry is down or slow).",
             registry=registry,
         )
+        self.analysis_runs = Counter(
+            "turnout_operator_analysis_runs",
+            "Analyses ended, by gate (pre_promotion, post_promotion) and verdict.",
+            ["phase", "result"],
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
             self.duration.labels(outcome)
+        for phase in ANALYSIS_PHASES.values():
+            for result in ANALYSIS_RESULTS:
+                self.analysis_runs.labels(phase, result.lower())
         for phase in PHASES:
             self._phase.labels(phase)
         # (namespace, name) -> the labels of its info series; the phase is the last of them
@@ -54,6 +65,9 @@ class OperatorMetrics:
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()
         self.duration.labels(outcome).observe(seconds)
+
+    def analysis_finished(self, gate: str, result: str) -> None:
+        self.analysis_runs.labels(ANALYSIS_PHASES[gate], result.lower()).inc()
 
     def observe(
         self, namespace: str, name: str, phase: str | None, model: str = "",

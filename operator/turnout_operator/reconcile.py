@@ -1,9 +1,9 @@
 """One reconcile of one ModelDeployment: observe, plan, act, write the status once.
 
 The steps are the planner's; this module only reads the cluster and the registry through the
-adapters, carries out the actions in order and writes the status back. A smoke test is the one
-action whose answer the planner needs at once: the reconcile then observes again and plans a
-second time. Everything here is synchronous and runs in a worker thread.
+adapters, carries out the actions in order and writes the status back. A smoke test and a
+measurement are the actions whose answers the planner needs at once: the reconcile then observes
+again and plans another time. Everything here is synchronous and runs in a worker thread.
 
 What the order guarantees:
 - The spec and every object it becomes are checked first (domain/validation.py): an invalid
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -28,18 +28,24 @@ from pydantic import ValidationError
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
+    AnalysisFinished,
     DeployColor,
     Emit,
+    Measure,
     PointService,
     RemoveAnnotation,
     RolloutFinished,
     ScaleColor,
     SmokeTest,
+    StartShadow,
+    StopShadow,
     TagVersion,
     VersionState,
 )
+from turnout_operator.domain.analysis import Measurement
 from turnout_operator.domain.manifests import (
     Defaults,
+    admin_secret_name,
     build_deployment,
     build_service,
     deployment_name,
@@ -57,13 +63,14 @@ from turnout_operator.domain.spec import ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, parse_time
 from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
 from turnout_operator.kube import Kube, Rejected
+from turnout_operator.meter import Meter
 from turnout_operator.metrics import OperatorMetrics
 from turnout_operator.registry_http import RegistryError
 from turnout_operator.settings import OperatorSettings
 from turnout_operator.tags import TagWriter
 
 log = logging.getLogger("turnout_operator.reconcile")
-MAX_PASSES = 3
+MAX_PASSES = 4  # a smoke test, the old color's latency, then the switch
 MAX_REGISTRY_RETRY_SECONDS = 300.0
 
 
@@ -111,6 +118,17 @@ class Reconciler:
     tags: TagWriter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     in_cluster: bool = False
+    meter: Meter = field(init=False)  # reads the pods for analysis; tests may swap it
+
+    def __post_init__(self) -> None:
+        self.meter = Meter(self.kube, self.settings.metrics_timeout_seconds)
+
+    @property
+    def direct(self) -> bool:
+        """Whether pods and Services are reached directly (in the cluster) or through the API
+        server's proxy."""
+        via = self.settings.smoke_via
+        return via == "direct" or (via == "auto" and self.in_cluster)
 
     @property
     def defaults(self) -> Defaults:
@@ -180,15 +198,15 @@ class Reconciler:
         status = observed.status
         for _ in range(MAX_PASSES):
             result = plan(spec, observed, now)
-            smoke = act.run(result.actions)
+            smoke, measurement = act.run(result.actions)
             if result.status != status:
                 self.kube.patch_status(act.namespace, act.name, wire(result.status))
             status = result.status
-            if smoke is None:
+            if smoke is None and measurement is None:
                 break
             active, preview = self.kube.selectors(act.namespace, act.name)
             observed = replace(
-                observed, status=status, annotations={}, smoke=smoke,
+                observed, status=status, annotations={}, smoke=smoke, measurement=measurement,
                 colors=self.kube.colors(act.namespace, act.name),
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip
@@ -241,6 +259,8 @@ class _Acts:
         self.postponed = False
         self.handled: list[str] = []  # annotations acted on, removed once the status is written
         self.defaults = reconciler.defaults
+        self._admin_secret = False  # ensured during this reconcile
+        self._mirroring: set[StartShadow] = set()  # asked during this reconcile
 
     @property
     def registry(self) -> Registry:
@@ -248,18 +268,24 @@ class _Acts:
             self._registry = self.r.registry_for(self.spec, self.namespace)[0]
         return self._registry
 
-    def run(self, actions: tuple[Action, ...]) -> SmokeResult | None:
-        smoke = None
+    def run(self, actions: tuple[Action, ...]) -> tuple[SmokeResult | None, Measurement | None]:
+        """Carry out the plan; the smoke test's and the measurement's answers, if any ran."""
+        smoke, measurement = None, None
         for action in actions:
             result = self.do(action)
-            if result is not None:
+            if isinstance(result, SmokeResult):
                 smoke = result
-        return smoke
+            elif isinstance(result, Measurement):
+                measurement = result
+        return smoke, measurement
 
-    def do(self, action: Action) -> SmokeResult | None:
+    def do(self, action: Action) -> SmokeResult | Measurement | None:
         kube, ns, name = self.r.kube, self.namespace, self.name
         match action:
             case DeployColor(color, version, model_uri, replicas):
+                if not self._admin_secret:  # the pods mount it: it must exist before them
+                    kube.ensure_admin_secret(ns, name, self.body)
+                    self._admin_secret = True
                 kube.apply_deployment(
                     build_deployment(name, ns, color, version, model_uri, replicas, self.spec,
                                      self.defaults), self.body)  # fmt: skip
@@ -278,7 +304,35 @@ class _Acts:
                 kube.event(self.body, type_, reason, message)
             case RolloutFinished(outcome, seconds):
                 self.r.metrics.rollout_finished(outcome, seconds)
+            case Measure():
+                return self.r.meter.measure(ns, name, action, self.r.direct, self.r.clock())
+            case StartShadow() | StopShadow():
+                self.shadow(action)
+            case AnalysisFinished(gate, result):
+                self.r.metrics.analysis_finished(gate, result)
         return None
+
+    def shadow(self, action: StartShadow | StopShadow) -> None:
+        """Start (or renew) or stop mirroring on the active pods, with the admin token the
+        operator gave them; a token missing now only delays mirroring to the next pass. Each
+        planning pass of a reconcile renews the lease: once is enough."""
+        if action in self._mirroring:
+            return
+        if isinstance(action, StartShadow):
+            self._mirroring.add(action)
+        try:
+            admin = self.r.kube.auth_token(self.namespace, admin_secret_name(self.name))
+            inference = None
+            if isinstance(action, StartShadow) and self.spec.auth.token_secret:
+                inference = self.r.kube.auth_token(self.namespace, self.spec.auth.token_secret)
+        except LookupError as exc:
+            log.warning("mirroring of %s/%s: %s", self.namespace, self.name, exc)
+            return
+        meter, direct = self.r.meter, self.r.direct
+        if isinstance(action, StartShadow):
+            meter.start_shadow(self.namespace, self.name, action, direct, admin, inference)
+        else:
+            meter.stop_shadow(self.namespace, self.name, action, direct, admin)
 
     def remove_handled_annotations(self) -> None:
         for key in dict.fromkeys(self.handled):
@@ -302,13 +356,9 @@ class _Acts:
                 token = self.r.kube.auth_token(self.namespace, self.spec.auth.token_secret)
             except LookupError as exc:
                 return SmokeResult(version, False, f"smoke test has no token to send: {exc}")
-        settings = self.r.settings
-        direct = settings.smoke_via == "direct" or (
-            settings.smoke_via == "auto" and self.r.in_cluster
-        )
         return self.r.kube.smoke(
-            self.namespace, service_name(self.name, "preview"), version, payload, direct,
-            settings.smoke_timeout_seconds, token,
+            self.namespace, service_name(self.name, "preview"), version, payload, self.r.direct,
+            self.r.settings.smoke_timeout_seconds, token,
         )  # fmt: skip
 
 

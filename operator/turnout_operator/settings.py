@@ -26,11 +26,18 @@ class OperatorSettings(BaseSettings):
     smoke_via: str = Field(
         "auto",
         pattern="^(auto|proxy|direct)$",
-        description="How smoke tests reach a preview Service: `direct` (cluster DNS, in-cluster), "
-        "`proxy` (through the API server's service proxy, out-of-cluster), `auto` (direct when "
-        "running in a pod).",
+        description="How smoke tests reach a preview Service, and analysis the serving pods' "
+        "/metrics and /admin/shadow: `direct` (cluster DNS and pod IPs, in-cluster), `proxy` "
+        "(through the API server's service and pod proxies, out-of-cluster), `auto` (direct "
+        "when running in a pod).",
     )
     smoke_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one smoke request.")
+    metrics_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Timeout of one read of a serving pod's /metrics or /admin/shadow, or of "
+        "one Prometheus query of an analysis.",
+    )
     registry_retry_seconds: float = Field(
         10.0, gt=0, description="First retry delay after a registry error (doubles up to 5 min)."
     )

@@ -30,6 +30,7 @@ class RecordingKube:
         self.refuse = refuse
         self.writes: list[tuple[str, Any]] = []
         self.colors_: dict[str, ColorState] = {}
+        self.admin_secrets: set[str] = set()  # ModelDeployments whose admin Secret was ensured
 
     def model_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         return self.body
@@ -40,7 +41,12 @@ class RecordingKube:
     def selectors(self, namespace: str, name: str) -> tuple[None, None]:
         return None, None
 
+    def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
+        self.admin_secrets.add(name)
+
     def apply_deployment(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        # the pods mount the admin token: its Secret comes first, or they could not start
+        assert body["metadata"]["labels"]["turnout.dev/model-deployment"] in self.admin_secrets
         if self.refuse:
             raise Rejected(f"Deployment {body['metadata']['name']}: {self.refuse}")
         self.writes.append(("deployment", body["metadata"]["name"]))

@@ -151,10 +151,11 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 - apiGroups: [""]
   resources: [services/proxy]
   verbs: [create]
-# registry credentials named by spec.registry.credentialsSecret
+# registry credentials named by spec.registry.credentialsSecret, the smoke test's token, and
+# the serving pods' admin token (a Secret the operator creates once per ModelDeployment)
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get]
+  verbs: [get, create]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

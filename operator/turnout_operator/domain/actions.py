@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from turnout_operator.domain.spec import Color
+from turnout_operator.domain.spec import Color, PrometheusQuery
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,51 @@ class RolloutFinished:
     seconds: float
 
 
+@dataclass(frozen=True)
+class StartShadow:
+    """Have the pods of `color` (the active color) mirror `percent` of their requests, at most
+    `max_requests_per_second` per pod, to the preview Service (which points at `target`),
+    for `lease_seconds`: the pods stop by themselves unless asked again before the lease ends,
+    so mirroring never outlives an operator that stopped renewing it."""
+
+    color: Color
+    target: Color
+    percent: float
+    max_requests_per_second: float
+    lease_seconds: int
+
+
+@dataclass(frozen=True)
+class StopShadow:
+    """Have the pods of `color` stop mirroring."""
+
+    color: Color
+
+
+Gate = Literal["PrePromotion", "PostPromotion", "Baseline"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Read the metrics of the pods of `colors` (and run `query` when given); the result comes
+    back as `Observed.measurement` in a second planning pass of the same reconcile. `version`
+    is the version the gate is about (the preview's before the switch, the active one's
+    after)."""
+
+    gate: Gate
+    version: str
+    colors: tuple[Color, ...]
+    query: PrometheusQuery | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisFinished:
+    """For the operator's metrics: an analysis of `gate` ended with `result`."""
+
+    gate: Gate
+    result: Literal["Successful", "Failed", "Inconclusive", "Error"]
+
+
 Action = (
     DeployColor
     | ScaleColor
@@ -86,4 +131,8 @@ Action = (
     | RemoveAnnotation
     | Emit
     | RolloutFinished
+    | StartShadow
+    | StopShadow
+    | Measure
+    | AnalysisFinished
 )

@@ -23,6 +23,11 @@ PORT = 8080
 CACHE_DIR = "/var/cache/turnout"
 TOKENS_DIR = "/etc/turnout/auth"
 TOKENS_KEY = "tokens"  # the key of spec.auth.tokenSecret that the pods read as their token file
+# The admin token of turnout-serve's /admin endpoints (shadow traffic): a Secret the operator
+# creates per ModelDeployment and every serving pod mounts, whether mirroring is asked for or
+# not, so turning mirroring on or off never changes the pod template (no restart).
+ADMIN_DIR = "/etc/turnout/admin"
+ADMIN_TOKEN_HEADER = "X-Turnout-Admin-Token"
 # The header turnout-serve also takes a token in (its TOKEN_HEADER): the API server's service
 # proxy deletes `Authorization` before forwarding, so the smoke test sends the token here.
 TOKEN_HEADER = "X-Turnout-Token"
@@ -56,6 +61,10 @@ def deployment_name(name: str, color: Color) -> str:
 
 def service_name(name: str, role: str) -> str:
     return name if role == "active" else f"{name}-preview"
+
+
+def admin_secret_name(name: str) -> str:
+    return f"{name}-turnout-admin"
 
 
 def selector(name: str, color: Color) -> dict[str, str]:
@@ -141,7 +150,11 @@ def _pod_template(
     pod: dict[str, Any] = {
         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [_container(color, model_uri, spec, defaults)],
-        "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": "cache", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "admin", "secret": {"secretName": admin_secret_name(name)}},
+        ],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
     }
     if spec.auth.token_secret:
@@ -188,9 +201,11 @@ def _container(
         {"name": "MLFLOW_TRACKING_URI",
          "value": spec.registry.tracking_uri or defaults.tracking_uri},
     ]  # fmt: skip
+    env.append({"name": "TURNOUT_ADMIN_TOKEN_FILE", "value": f"{ADMIN_DIR}/{TOKENS_KEY}"})
     mounts: list[dict[str, Any]] = [
         {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "admin", "mountPath": ADMIN_DIR, "readOnly": True},
     ]
     if spec.auth.token_secret:
         env.append({"name": "TURNOUT_AUTH_TOKEN_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})

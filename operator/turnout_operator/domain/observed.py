@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from turnout_operator.domain.analysis import Measurement
 from turnout_operator.domain.spec import Color
 from turnout_operator.domain.status import ModelDeploymentStatus
 
@@ -80,6 +81,7 @@ class Observed:
     active_selector: Color | None = None  # the active Service's color, None without a Service
     preview_selector: Color | None = None
     smoke: SmokeResult | None = None  # the result of a smoke test run during this reconcile
+    measurement: Measurement | None = None  # what a Measure of this reconcile read
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, NO_DEPLOYMENT)

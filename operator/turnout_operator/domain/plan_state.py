@@ -40,6 +40,8 @@ class Pass:
         self.progress: tuple[str, str] = (R.NO_ROLLOUT, "")  # Progressing reason and message
         self.waiting_for_promotion = False
         self.invalid: str | None = None  # the spec cannot be acted on: why, naming the field
+        self.analysing = False  # a post-promotion analysis runs or waits for a decision
+        self.held_color: Color | None = None  # kept warm for it, whatever its scale-down says
 
     def uri(self, version: str) -> str:
         return f"models:/{self.spec.model.name}/{version}"

@@ -1,16 +1,18 @@
 """The blue-green planner: `plan(spec, observed, now) -> Plan(actions, status, requeue_after)`.
 
 A pure function, read as a list of steps in the spirit of Argo Rollouts' blue-green reconcile:
-handle the users' annotations, take the registry's answer, settle pending scale-downs (rolling
-back automatically if the newly active color fails inside its window), start or advance the one
-rollout, keep Services and idle colors as the status says, then compute the status once. The
-caller reads the cluster and the registry, carries out the actions in order and writes the
-status back.
+handle the users' annotations, take the registry's answer, advance the post-promotion analysis
+and settle pending scale-downs (rolling back automatically if the newly active color fails, or
+fails its analysis, inside its window), start or advance the one rollout, keep Services and idle
+colors as the status says, then compute the status once. The caller reads the cluster and the
+registry, carries out the actions in order and writes the status back.
 
 Invariants (property tests in tests/unit/test_planner_properties.py): the active Service is only
 pointed at a color whose pods serve the active version and are available; at most one rollout
 is in progress, never in the active color; a rejected version is never promoted until
-`turnout.dev/retry`.
+`turnout.dev/retry`; no version is promoted while its pre-promotion analysis is running, failed,
+or inconclusive and not accepted by `turnout.dev/promote`; a failed post-promotion analysis
+always rolls back.
 
 It must never do I/O or read the clock: `now` is an argument.
 """
@@ -20,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from turnout_operator.domain import gates, rollout
 from turnout_operator.domain import reasons as R
-from turnout_operator.domain import rollout
 from turnout_operator.domain.actions import (
     Action,
     DeployColor,
@@ -39,7 +41,11 @@ from turnout_operator.domain.observed import (
     ResolveFailed,
 )
 from turnout_operator.domain.plan_state import Pass, last_good_version
-from turnout_operator.domain.rollback import rollback, settle_scale_downs
+from turnout_operator.domain.rollback import (
+    post_promotion_analysis,
+    rollback,
+    settle_scale_downs,
+)
 from turnout_operator.domain.spec import COLORS, ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, set_condition, timestamp
 from turnout_operator.domain.summary import summarize
@@ -60,6 +66,7 @@ def plan(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Plan:
     p = Pass(spec, observed, now)
     handle_annotations(p)
     take_resolution(p)
+    post_promotion_analysis(p)
     settle_scale_downs(p)
     if not spec.paused:
         if p.status.rollout is None:
@@ -116,6 +123,10 @@ def handle_annotations(p: Pass) -> None:
         if p.status.rollout is not None:
             p.status.rollout.promote = True
             p.emit(False, R.PROMOTION_REQUESTED, f"promote version {p.status.rollout.version}")
+        elif gates.accept_post_promotion(p):
+            p.emit(False, R.PROMOTION_REQUESTED,
+                   f"version {p.status.active_version} kept: its inconclusive post-promotion "
+                   "analysis is accepted")  # fmt: skip
         else:
             p.emit(False, R.ANNOTATION_IGNORED, "promote: no rollout in progress")
     if ROLLBACK in annotations:

@@ -1,12 +1,15 @@
 """After a switch: the old color waits warm for `scaleDownDelaySeconds`. If the newly active pods
-fail inside that window the Service goes back at once (automatic rollback); the
-`turnout.dev/rollback` annotation does the same by hand, or redeploys the last good version once
-the old color is gone. When the window ends the old color is scaled to zero and its version
-retired; an aborted preview is scaled down the same way after `abortScaleDownDelaySeconds`.
+fail inside that window, or its post-promotion analysis fails, the Service goes back at once
+(automatic rollback); the `turnout.dev/rollback` annotation does the same by hand, or redeploys
+the last good version once the old color is gone. When the window ends the old color is scaled
+to zero and its version retired (not while a post-promotion analysis still runs, or waits for a
+decision on an inconclusive verdict); an aborted preview is scaled down the same way after
+`abortScaleDownDelaySeconds`.
 """
 
 from __future__ import annotations
 
+from turnout_operator.domain import gates
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import PointService, RolloutFinished, ScaleColor, TagVersion
 from turnout_operator.domain.plan_state import Pass, last_good_version
@@ -22,10 +25,13 @@ def settle_scale_downs(p: Pass) -> None:
         in_use = sd.color == status.active_color or (
             status.rollout is not None and status.rollout.color == sd.color
         )
+        held = sd.after == "Promotion" and sd.color == p.held_color
         if in_use:
             p.drop_scale_down(sd)
-        elif sd.after == "Promotion" and p.now < due and _active_failing(p):
+        elif sd.after == "Promotion" and (p.now < due or held) and _active_failing(p):
             _auto_rollback(p, sd)
+        elif held:
+            continue  # the post-promotion analysis may still need it
         elif p.now >= due:
             p.actions.append(ScaleColor(sd.color, 0))
             p.drop_scale_down(sd)
@@ -34,6 +40,32 @@ def settle_scale_downs(p: Pass) -> None:
             p.emit(False, R.SCALED_DOWN, f"{sd.color} (version {sd.version}) scaled to 0")
         else:
             p.wakeups.append(due)
+
+
+def post_promotion_analysis(p: Pass) -> None:
+    """Advance the post-promotion analysis; a failed one rolls back like a failing pod does:
+    through the warm old color, or by redeploying the last good version when it is gone."""
+    run = gates.post_promotion(p)
+    if run is None:
+        return
+    message = gates.post_failure_message(run)
+    warm = next(
+        (sd for sd in p.status.scale_downs
+         if sd.color == run.previous_color and sd.version == run.previous_version
+         and sd.after == "Promotion"),
+        None,
+    )  # fmt: skip
+    state = p.observed.color(run.previous_color)
+    if warm is not None and state.version == warm.version and state.available:
+        message += f"; switched back to version {warm.version} ({warm.color})"
+        _switch_back(p, warm, run.color, run.version, R.ANALYSIS_FAILED, message)
+        p.reject(run.version, R.ANALYSIS_FAILED, message)
+        return
+    _count_rollback(p, run.version, run.color)
+    p.reject(run.version, R.ANALYSIS_FAILED, message)
+    good = last_good_version(p.status)
+    then = f"redeploying version {good}" if good else "no earlier good version to go back to"
+    p.emit(True, R.ANALYSIS_FAILED, f"{message}; the old color is no longer warm: {then}")
 
 
 def _active_failing(p: Pass) -> bool:

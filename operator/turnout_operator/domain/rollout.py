@@ -1,15 +1,18 @@
-"""The one rollout: deploy the target to the idle color, wait for it, smoke-test it, wait for the
-promotion gate, scale it up, switch the active Service; or abort, or give way to a newer version.
+"""The one rollout: deploy the target to the idle color, wait for it, smoke-test it, analyse it
+(mirroring the active color's traffic to it), wait for the promotion gate, scale it up, switch
+the active Service; or abort, or give way to a newer version.
 
 Argo Rollouts' blue-green order, with the registry's version as the thing rolled out. The active
 Service is only switched here (`switch`) and only once the new color serves the version with all
-its replicas available and the smoke test passed.
+its replicas available, the smoke test passed and the pre-promotion analysis (gates.py) did, or
+was inconclusive and accepted by hand.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from turnout_operator.domain import gates
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     DeployColor,
@@ -32,6 +35,7 @@ def start(p: Pass) -> None:
         return
     first = status.active_color is None
     color: Color = "blue" if status.active_color is None else other(status.active_color)
+    gates.stop_post_promotion(p, color, f"version {target} rolls out into {color}")
     for sd in [sd for sd in status.scale_downs if sd.color == color]:
         # The idle color still holds the previous version for instant rollback; the new
         # rollout needs it, so that version is retired now.
@@ -88,6 +92,8 @@ def advance(p: Pass) -> None:
         rollout.ready_at = timestamp(p.now)
     if not _smoke_tested(p, rollout):
         return
+    if not first and not _analysed(p, rollout):
+        return
     if not first and not _promotion_allowed(p, rollout):
         return
     if not full:
@@ -98,7 +104,20 @@ def advance(p: Pass) -> None:
         p.progress = (R.SCALING_UP, f"scaling {rollout.color} to {p.spec.replicas}")
         p.wakeups.append(p.after(p.bg.progress_deadline_seconds))
         return
+    if not first and not gates.baseline_taken(p, rollout):
+        return
     switch(p, rollout)
+
+
+def _analysed(p: Pass, rollout: Rollout) -> bool:
+    """Mirroring runs from the smoke test to the switch; the pre-promotion analysis must pass
+    (or, inconclusive, be accepted by turnout.dev/promote); a failed one aborts."""
+    verdict, why = gates.pre_promotion(p, rollout)
+    if verdict == "failed":
+        abort(p, R.ANALYSIS_FAILED, why)
+        return False
+    gates.keep_mirroring(p, rollout)
+    return verdict == "passed"
 
 
 def _wait_for_pods(p: Pass, rollout: Rollout, replicas: int, available: int) -> None:
@@ -172,6 +191,7 @@ def switch(p: Pass, rollout: Rollout) -> None:
     status.active_version, status.active_color = rollout.version, rollout.color
     status.model_uri, status.run_id = rollout.model_uri, rollout.run_id
     status.rollout = None
+    gates.stop_mirroring(p, rollout, old_color)
     if old_color is not None and old_version is not None:
         p.schedule_scale_down(
             old_color, old_version, p.bg.scale_down_delay_seconds, "Promotion", old_run
@@ -180,6 +200,7 @@ def switch(p: Pass, rollout: Rollout) -> None:
     p.emit(False, R.PROMOTED, f"version {rollout.version} ({rollout.color}) is active")
     p.actions.append(RolloutFinished("promoted", p.elapsed(rollout)))
     p.progress = (R.ROLLOUT_COMPLETE, f"version {rollout.version} promoted")
+    gates.start_post_promotion(p, rollout, old_version, old_color)
     # Promoting the last good version while the desired one is rejected (a rollback by
     # redeploy) ends Degraded like a warm rollback: what serves is not what the spec asks for.
     p.healthy_again = p.desired_version() not in status.rejected_versions
@@ -191,6 +212,7 @@ def abort(p: Pass, reason: str, message: str) -> None:
     rollout = status.rollout
     assert rollout is not None
     status.rollout = None
+    gates.stop_mirroring(p, rollout, status.active_color)
     p.reject(rollout.version, reason, message)
     p.record(rollout.version, rollout.color, "Aborted", message)
     p.schedule_scale_down(
@@ -210,6 +232,7 @@ def supersede(p: Pass, why: str) -> None:
     rollout = status.rollout
     assert rollout is not None
     status.rollout = None
+    gates.stop_mirroring(p, rollout, status.active_color)
     p.record(rollout.version, rollout.color, "Superseded", why)
     if status.active_color is not None:
         p.actions.append(PointService("preview", status.active_color))

@@ -10,7 +10,7 @@ Pure: no kopf, Kubernetes or MLflow imports (an import-linter contract checks it
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -256,7 +256,228 @@ class PodTemplate(_Model):
     )
 
 
+# A condition on the Prometheus provider's scalar result, as Argo Rollouts writes one
+# (`result >= 0.95`, or `result[0] >= 0.95` for the first element of a vector), and nothing more:
+# the operator compares one number, it never evaluates an expression language.
+SUCCESS_CONDITION = (
+    r"^\s*result(\[0\])?\s*(<=|>=|==|!=|<|>)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+)
+MAX_MEASUREMENTS = 1000
+
+
+class Shadow(_Model):
+    """Mirroring of live traffic from the active color to the preview while it is analysed."""
+
+    percent: float = Field(
+        10, ge=0, le=100, description="Share of the active color's requests copied to the preview."
+    )
+    max_requests_per_second: float = Field(
+        50,
+        gt=0,
+        le=10000,
+        description="At most this many mirrored requests a second per active pod (the rest are "
+        "dropped, never queued without bound).",
+    )
+
+
+class PrometheusQuery(_Model):
+    """A PromQL query whose scalar result decides a measurement (the escape hatch)."""
+
+    address: str = Field(
+        pattern=r"^https?://\S+$", description="Prometheus' base URL (http or https)."
+    )
+    query: str = Field(min_length=1, description="PromQL returning one number (a scalar or a "
+                       "one-element vector).")  # fmt: skip
+    success_condition: str = Field(
+        pattern=SUCCESS_CONDITION,
+        description="`result OP NUMBER`, OP one of `<`, `<=`, `>`, `>=`, `==`, `!=` "
+        "(`result[0]` reads the same); false fails the measurement, no result leaves it "
+        "inconclusive.",
+    )
+
+
+class Provider(_Model):
+    prometheus: PrometheusQuery = Field(description="A query to a Prometheus server.")
+
+
+class _Analysis(_Model):
+    """When to measure and how many bad verdicts to tolerate (Argo Rollouts' semantics); each
+    gate adds its count and conditions (each optional; a measurement passes when all hold)."""
+
+    CONDITIONS: ClassVar[tuple[str, ...]] = ()
+
+    interval_seconds: int = Field(
+        60,
+        ge=5,
+        le=MAX_POLL_INTERVAL_SECONDS,
+        description="Seconds between measurements; the first is taken one interval after the "
+        "analysis starts.",
+    )
+    failure_limit: int = Field(
+        0,
+        ge=0,
+        le=MAX_MEASUREMENTS,
+        description="The analysis fails once more measurements than this have failed.",
+    )
+    inconclusive_limit: int = Field(
+        0,
+        ge=0,
+        le=MAX_MEASUREMENTS,
+        description="The analysis is inconclusive once more measurements than this were.",
+    )
+    min_requests: int = Field(
+        10,
+        ge=0,
+        le=10**9,
+        description="A measurement with fewer requests (or compared mirrored requests) than "
+        "this in its interval is inconclusive for the conditions that count them.",
+    )
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> _Analysis:
+        if all(getattr(self, name) is None for name in self.CONDITIONS):
+            names = ", ".join(to_camel(name) for name in self.CONDITIONS)
+            raise ValueError(f"an analysis needs at least one condition: {names}")
+        return self
+
+
+PRE_CONDITIONS = (
+    "shadow_agreement_min", "shadow_mean_abs_diff_max", "error_ratio_max",
+    "p99_latency_seconds_max", "p99_latency_ratio_max", "prediction_drift_max", "provider",
+)  # fmt: skip
+POST_CONDITIONS = ("error_ratio_max", "p99_latency_ratio_max", "drift_max", "quality_max",
+                   "provider")  # fmt: skip
+SHADOW_CONDITIONS = ("shadow_agreement_min", "shadow_mean_abs_diff_max")
+
+
+def _one_of_rule(conditions: tuple[str, ...]) -> JsonDict:
+    names = [to_camel(name) for name in conditions]
+    return {
+        "rule": " || ".join(f"has(self.{name})" for name in names),
+        "message": f"an analysis needs at least one condition: {', '.join(names)}",
+    }
+
+
+class PrePromotionAnalysis(_Analysis):
+    """Measurements of the preview (against the active color) before the switch."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_one_of_rule(PRE_CONDITIONS)]}
+    )
+    CONDITIONS = PRE_CONDITIONS
+
+    count: int = Field(3, ge=1, le=MAX_MEASUREMENTS, description="Measurements to take.")
+    shadow_agreement_min: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Mirrored requests the preview answered like the active color / all "
+        "compared, at least (needs shadow).",
+    )
+    shadow_mean_abs_diff_max: float | None = Field(
+        None,
+        ge=0,
+        description="Mean absolute difference between the preview's and the active color's "
+        "predictions on mirrored rows (regressors), at most (needs shadow).",
+    )
+    error_ratio_max: float | None = Field(
+        None, ge=0, le=1, description="The preview's answers with a 5xx code / all, at most."
+    )
+    p99_latency_seconds_max: float | None = Field(
+        None, gt=0, le=3600, description="The preview's p99 request latency, at most."
+    )
+    p99_latency_ratio_max: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="The preview's p99 request latency / the active color's, at most.",
+    )
+    prediction_drift_max: float | None = Field(
+        None,
+        ge=0,
+        description="The preview's prediction drift PSI minus the active color's (each against "
+        "its own training reference, on the same traffic), at most.",
+    )
+    provider: Provider | None = Field(None, description="A query to Prometheus (escape hatch).")
+
+
+class PostPromotionAnalysis(_Analysis):
+    """Measurements of the new active color after the switch, while the old one is warm."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [_one_of_rule(POST_CONDITIONS)]}
+    )
+    CONDITIONS = POST_CONDITIONS
+
+    count: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_MEASUREMENTS,
+        description="Measurements to take; absent: one every interval until the window ends.",
+    )
+    window_seconds: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_DELAY_SECONDS,
+        description="How long after the switch the analysis runs, at most scaleDownDelaySeconds "
+        "(the old color must stay warm to roll back to); absent: scaleDownDelaySeconds.",
+    )
+    error_ratio_max: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="The new active color's answers with a 5xx code / all, at most.",
+    )
+    p99_latency_ratio_max: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="The new active color's p99 request latency / the old color's just before "
+        "the switch, at most.",
+    )
+    drift_max: float | None = Field(
+        None, ge=0, description="The new active color's prediction drift PSI, at most."
+    )
+    quality_max: float | None = Field(
+        None,
+        ge=0,
+        description="Live error from labelled feedback, at most: MAE for regressors, "
+        "1 - accuracy for classifiers.",
+    )
+    provider: Provider | None = Field(None, description="A query to Prometheus (escape hatch).")
+
+
+class Analysis(_Model):
+    pre_promotion: PrePromotionAnalysis | None = Field(
+        None, description="Before the switch: measure the preview; fail aborts the rollout."
+    )
+    post_promotion: PostPromotionAnalysis | None = Field(
+        None,
+        description="After the switch: measure the new active color; fail rolls back to the "
+        "warm old color.",
+    )
+
+
+SHADOW_RULE: JsonDict = {
+    "rule": "has(self.shadow) || !has(self.analysis) || !has(self.analysis.prePromotion) || "
+    + " && ".join(f"!has(self.analysis.prePromotion.{to_camel(n)})" for n in SHADOW_CONDITIONS),
+    "message": "analysis.prePromotion.shadowAgreementMin and shadowMeanAbsDiffMax compare "
+    "mirrored requests: they need shadow",
+}
+WINDOW_RULE: JsonDict = {
+    "rule": "!has(self.analysis) || !has(self.analysis.postPromotion) || "
+    "!has(self.analysis.postPromotion.windowSeconds) || "
+    "self.analysis.postPromotion.windowSeconds <= self.scaleDownDelaySeconds",
+    "message": "analysis.postPromotion.windowSeconds may be at most scaleDownDelaySeconds: a "
+    "failing analysis rolls back to the old color, which is warm only that long",
+}
+
+
 class BlueGreen(_Model):
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [SHADOW_RULE, WINDOW_RULE]}
+    )
+
     auto_promotion_enabled: bool = Field(
         True, description="false: wait in Paused for the turnout.dev/promote annotation."
     )
@@ -293,6 +514,42 @@ class BlueGreen(_Model):
     smoke_test: bool = Field(
         True, description="Send the version's logged input example to the preview before promoting."
     )
+    shadow: Shadow | None = Field(
+        None,
+        description="Mirror live requests of the active color to the preview from its smoke "
+        "test to the switch; absent: no mirroring.",
+    )
+    analysis: Analysis | None = Field(
+        None, description="Measurements that gate the switch and may roll it back."
+    )
+
+    @model_validator(mode="after")
+    def _analysis_fits(self) -> BlueGreen:
+        pre = self.analysis.pre_promotion if self.analysis else None
+        post = self.analysis.post_promotion if self.analysis else None
+        if pre is not None and self.shadow is None:
+            for name in SHADOW_CONDITIONS:
+                if getattr(pre, name) is not None:
+                    raise ValueError(
+                        f"analysis.prePromotion.{to_camel(name)} compares mirrored requests: "
+                        "it needs shadow (e.g. shadow: {percent: 10})"
+                    )
+        window = post.window_seconds if post is not None else None
+        if window is not None and window > self.scale_down_delay_seconds:
+            raise ValueError(
+                f"analysis.postPromotion.windowSeconds ({window}) may be at most "
+                f"scaleDownDelaySeconds ({self.scale_down_delay_seconds}): a failing analysis "
+                "rolls back to the old color, which is warm only that long"
+            )
+        return self
+
+    @property
+    def post_window_seconds(self) -> int:
+        """How long a post-promotion analysis runs after the switch."""
+        post = self.analysis.post_promotion if self.analysis else None
+        if post is None or post.window_seconds is None:
+            return self.scale_down_delay_seconds
+        return post.window_seconds
 
 
 class Strategy(_Model):

@@ -66,6 +66,60 @@ class Endpoints(_Model):
     preview: str | None = None
 
 
+MeasurementVerdict = Literal["Successful", "Failed", "Inconclusive", "Error"]
+AnalysisPhase = Literal["Running", "Successful", "Failed", "Inconclusive", "Error"]
+
+
+class MeasurementRecord(_Model):
+    """One measurement of an analysis: when, the figures read, the verdict and why."""
+
+    at: str
+    verdict: MeasurementVerdict
+    values: dict[str, float] = Field(
+        default_factory=dict, description="The figures read, by name (see docs/analysis.md)."
+    )
+    message: str = Field("", description="Why this verdict: each condition against its limit.")
+
+
+class AnalysisRun(_Model):
+    """An analysis in progress or done: its verdict counts (kept whole) and its last
+    measurements (at most MEASUREMENT_HISTORY, as Argo Rollouts keeps them)."""
+
+    phase: AnalysisPhase = Field(
+        "Running", description="Running, then Successful, Failed, Inconclusive or Error."
+    )
+    started_at: str
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    errors: int = Field(0, description="Measurements that could not be taken, in a row.")
+    measurements: list[MeasurementRecord] = Field(
+        default_factory=list, description="The last 10 measurements, oldest first."
+    )
+    message: str = Field("", description="Why the analysis ended as it did.")
+
+    @property
+    def taken(self) -> int:
+        """Measurements that count toward `count` (errors do not, as in Argo Rollouts)."""
+        return self.successful + self.failed + self.inconclusive
+
+
+class PostPromotionRun(AnalysisRun):
+    """The post-promotion analysis of the version the last switch made active."""
+
+    version: str
+    color: Color
+    previous_version: str
+    previous_color: Color
+    ends_at: str = Field(description="When the window ends (at most the old color's scale-down).")
+    baseline_p99_seconds: float | None = Field(
+        None, description="The old color's p99 latency just before the switch."
+    )
+    accepted: bool = Field(
+        False, description="An inconclusive verdict accepted by the turnout.dev/promote annotation."
+    )
+
+
 class Rollout(_Model):
     """The rollout in progress: a version deployed to the idle color, not yet active."""
 
@@ -79,6 +133,16 @@ class Rollout(_Model):
     smoke_message: str = ""
     promote: bool = Field(False, description="Promotion requested by the promote annotation.")
     scaled_up_at: str | None = Field(None, description="When it was scaled to full replicas.")
+    mirroring: bool = Field(
+        False, description="The active color mirrors requests to this preview (spec.shadow)."
+    )
+    pre_promotion_analysis: AnalysisRun | None = Field(
+        None, description="The pre-promotion analysis of this version."
+    )
+    baseline_p99_seconds: float | None = Field(
+        None, description="The active color's p99 latency measured before the switch."
+    )
+    baseline_at: str | None = Field(None, description="When that baseline was measured.")
 
 
 class ScaleDown(_Model):
@@ -124,6 +188,9 @@ class ModelDeploymentStatus(_Model):
         default_factory=list, description="Colors to scale to zero, and when."
     )
     resolved_at: str | None = Field(None, description="When the registry was last asked.")
+    post_promotion_analysis: PostPromotionRun | None = Field(
+        None, description="The post-promotion analysis of the last switch."
+    )
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

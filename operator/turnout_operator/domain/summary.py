@@ -12,7 +12,7 @@ Verdict = tuple[ConditionStatus, str, str]  # status, reason, message
 # Degraded reasons that stay until a promotion or a retry (the others are recomputed each pass).
 STICKY_DEGRADED = frozenset({
     R.ABORTED_BY_USER, R.SMOKE_TEST_FAILED, R.PROGRESS_DEADLINE_EXCEEDED, R.CRASH_LOOP,
-    R.IMAGE_PULL, R.PREVIEW_FAILED, R.ROLLED_BACK, R.AUTO_ROLLED_BACK,
+    R.IMAGE_PULL, R.PREVIEW_FAILED, R.ROLLED_BACK, R.AUTO_ROLLED_BACK, R.ANALYSIS_FAILED,
 })  # fmt: skip
 
 
@@ -30,7 +30,7 @@ def summarize(p: Pass) -> None:
     reason, message = p.progress
     progressing: Verdict = (
         ("True", reason, message)
-        if rollout is not None
+        if rollout is not None or p.analysing
         else ("False", R.ROLLOUT_COMPLETE if reason == R.NO_ROLLOUT else reason, message)
     )
     degraded = _degraded(p, ready[0] == "True")
@@ -91,7 +91,7 @@ def _phase(p: Pass, ready: Verdict, degraded: Verdict) -> tuple[Phase, str]:
         return "Degraded", p.invalid
     if p.spec.paused:
         return "Paused", "spec.paused is true: rollouts are frozen"
-    if p.status.rollout is not None:
+    if p.status.rollout is not None or p.analysing:
         return ("Paused" if p.waiting_for_promotion else "Progressing"), p.progress[1]
     if degraded[0] == "True":
         return "Degraded", degraded[2]
