@@ -525,13 +525,12 @@ def test_the_variables_left_to_users_are_turnout_serves_tunables() -> None:
     from turnout_serving.settings import ServingSettings
 
     served = {f"TURNOUT_{field.upper()}" for field in ServingSettings.model_fields}
-    # Every pod gets the admin token file of turnout-serve's /admin endpoints (shadow traffic),
-    # which a server without them does not read.
-    served |= {"TURNOUT_ADMIN_TOKEN_FILE"}
     assert served >= TUNABLE_ENV_NAMES
-    # The pod's terminationGracePeriodSeconds is sized for the drain and the keep-alive close.
+    # The pod's terminationGracePeriodSeconds is sized for the drain and the keep-alive close;
+    # the admin token of shadow traffic is the operator's (a file from its Secret).
     governed = {
         "TURNOUT_AUTH_TOKENS",
+        "TURNOUT_ADMIN_TOKEN",
         "TURNOUT_GRACEFUL_SHUTDOWN_SECONDS",
         "TURNOUT_KEEP_ALIVE_SECONDS",
     }
