@@ -17,10 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from turnout_serving import __version__
-from turnout_serving.dataplane import InferenceProtocol, InferenceRequest
+from turnout_serving.dataplane import InferenceProtocol
 from turnout_serving.domain.tensors import datatype_of_mlflow
 from turnout_serving.errors import NotFound
 from turnout_serving.http import Instrumented
+from turnout_serving.routes import answer, live_request
 from turnout_serving.runtime import Runtime
 
 
@@ -79,20 +80,10 @@ def oip_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
     @router.post("/models/{name}/infer")
     @router.post("/models/{name}/versions/{version}/infer")
     async def infer(name: str, request: Request, version: str | None = None) -> Response:
-        content_type = request.headers.get("content-type")
-
         async def handle(body: bytes, request_id: str) -> Response:
             check_name(name, version)
-            asked = InferenceRequest(
-                body,
-                content_type,
-                request_id,
-                InferenceProtocol.OPEN_INFERENCE,
-                live=True,
-                path=request.scope["path"],
-            )
-            answer = await runtime.infer(asked)
-            return Response(answer.body, media_type="application/json")
+            protocol = InferenceProtocol.OPEN_INFERENCE
+            return await answer(runtime, live_request(request, body, request_id, protocol))
 
         return await instrumented(request, handle)
 

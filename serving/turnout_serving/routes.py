@@ -50,19 +50,9 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
 
     @router.post("/invocations")
     async def invocations(request: Request) -> Response:
-        content_type = request.headers.get("content-type")
-
         async def handle(body: bytes, request_id: str) -> Response:
-            asked = InferenceRequest(
-                body,
-                content_type,
-                request_id,
-                InferenceProtocol.MLFLOW,
-                live=True,
-                path=request.scope["path"],
-            )
-            answer = await runtime.infer(asked)
-            return Response(answer.body, media_type="application/json")
+            asked = live_request(request, body, request_id, InferenceProtocol.MLFLOW)
+            return await answer(runtime, asked)
 
         return await instrumented(request, handle)
 
@@ -78,6 +68,22 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
         return await instrumented(request, handle)
 
     return router
+
+
+def live_request(
+    request: Request, body: bytes, request_id: str, protocol: InferenceProtocol
+) -> InferenceRequest:
+    """A client's inference request, as the data plane takes it."""
+    content_type = request.headers.get("content-type")
+    return InferenceRequest(
+        body, content_type, request_id, protocol, live=True, path=request.scope["path"]
+    )
+
+
+async def answer(runtime: Runtime, asked: InferenceRequest) -> Response:
+    """The data plane's answer to `asked`, as an HTTP response."""
+    answered = await runtime.infer(asked)
+    return Response(answered.body, media_type="application/json")
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:
