@@ -178,8 +178,10 @@ class DeploymentController:
             if rollout is not None:
                 self._stop_process(rollout, now)
             rollout = self._rollouts[key] = Rollout(uid=meta["uid"], progress_at=now)
-        if meta.get("deletionTimestamp"):
-            self._stop_process(rollout, now)
+        if meta.get("deletionTimestamp"):  # being deleted: only the status is synced (its
+            self._stop_process(rollout, now)  # generation moved), as syncStatusOnly does
+            status = {**(dep.get("status") or {}), "observedGeneration": meta.get("generation")}
+            self._write_status(self._deployments, dep, status)
             return
         replicas = int(spec.get("replicas", 1))
         behaviour = self._behaviours.get(key, self._default)

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 from tests.kube.resources import Obj, ResourceType
 
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" if cluster-scoped), name
+# What the garbage collector never collects (garbagecollector.DefaultIgnoredResources): Events,
+# whatever their ownerReferences say.
+IGNORED = {("", "events")}
 
 
 class GarbageCollector:
@@ -60,7 +63,7 @@ class GarbageCollector:
         for key, obj in list(self._objects.items()):
             meta = obj["metadata"]
             deleting = bool(meta.get("deletionTimestamp"))
-            if not deleting and self._owners_gone(obj):
+            if not deleting and key[:2] not in IGNORED and self._owners_gone(obj):
                 self._delete_key(key, "Background")
                 return True
             finalizers = meta.get("finalizers", [])
