@@ -29,7 +29,7 @@ from kmock import KubernetesError
 from tests.kube import decoding, patches
 from tests.kube.resources import VERBS, Obj, ResourceType
 from tests.kube.selectors import field_selector, label_selector
-from tests.kube.store import Store, not_found
+from tests.kube.store import Store, name_mismatch, not_found
 from tests.kube.watching import watch_stream
 
 # (namespace, service name, port from the URL) -> the local TCP port to forward to, or None.
@@ -274,6 +274,9 @@ class ApiHandler(kmock.KubernetesScaffold):
         if verb == "update" and api.name:
             body = request.data if isinstance(request.data, dict) else {}
             self._decode(request, rt, body)
+            named = (body.get("metadata") or {}).get("name")
+            if named and named != api.name:  # the handler checks it before anything is read
+                raise name_mismatch(rt, api.name, named)
             if not rt.builtin and not (body.get("metadata") or {}).get("resourceVersion"):
                 raise unconditional_update(rt, api.name)
             return self.store.update(rt, api.namespace, api.name, lambda current: body,

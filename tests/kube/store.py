@@ -67,6 +67,13 @@ def conflict(rt: ResourceType, name: str) -> KubernetesError:
     )  # fmt: skip
 
 
+def name_mismatch(rt: ResourceType, name: str, named: object) -> KubernetesError:
+    return KubernetesError(
+        status=400, reason="BadRequest", details={"name": name, "kind": rt.plural},
+        message=f"the name of the object ({named}) does not match the name on the URL ({name})",
+    )  # fmt: skip
+
+
 def precondition_failed(
     rt: ResourceType, name: str, what: str, given: str, actual: str, might: str
 ) -> KubernetesError:
@@ -324,15 +331,11 @@ class Store(GarbageCollector):
                 raise KubernetesError(status=400, reason="BadRequest", details={},
                                       message="the patched object is not a JSON object")  # fmt: skip
             wanted_meta = wanted.get("metadata") or {}
+            if wanted_meta.get("name", name) != name:  # the handler's check, before storage's
+                raise name_mismatch(rt, name, wanted_meta.get("name"))
             rv = wanted_meta.get("resourceVersion")
             if rv not in (None, "", current["metadata"]["resourceVersion"]):
                 raise conflict(rt, name)
-            if wanted_meta.get("name", name) != name:
-                raise KubernetesError(
-                    status=400, reason="BadRequest", details={"name": name, "kind": rt.plural},
-                    message=f"the name of the object ({wanted_meta.get('name')}) does not match "
-                    f"the name on the URL ({name})",
-                )  # fmt: skip
             return self._write(rt, key, current, wanted, subresource)
 
     def _write(
