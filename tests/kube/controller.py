@@ -178,8 +178,11 @@ class DeploymentController:
             if rollout is not None:
                 self._stop_process(rollout, now)
             rollout = self._rollouts[key] = Rollout(uid=meta["uid"], progress_at=now)
-        if meta.get("deletionTimestamp"):  # being deleted: only the status is synced (its
-            self._stop_process(rollout, now)  # generation moved), as syncStatusOnly does
+        if meta.get("deletionTimestamp") or spec.get("paused"):
+            # Being deleted (syncStatusOnly) or paused (no new ReplicaSet): the pods are left as
+            # they are, only the status follows the generation.
+            if meta.get("deletionTimestamp"):
+                self._stop_process(rollout, now)
             status = {**(dep.get("status") or {}), "observedGeneration": meta.get("generation")}
             self._write_status(self._deployments, dep, status)
             return

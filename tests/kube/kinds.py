@@ -10,6 +10,7 @@ ports, volumes and env vars, the selector and the template labels it must match,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -201,6 +202,9 @@ def validate_deployment(obj: Obj, old: Obj | None = None) -> list[FieldError]:
         errs.append(
             not_supported("spec.template.spec.restartPolicy", pod["restartPolicy"], ["Always"])
         )
+    old_selector = ((old or {}).get("spec") or {}).get("selector")
+    if old is not None and spec.get("selector") != old_selector:  # ValidateDeploymentUpdate
+        errs.append(invalid("spec.selector", spec.get("selector"), "field is immutable"))
     return errs
 
 
@@ -238,6 +242,30 @@ def validate_service(obj: Obj, old: Obj | None = None) -> list[FieldError]:
         elif target is not None:
             errs += [invalid(join(at, "targetPort"), target, m) for m in is_valid_port_num(target)]
     errs += validate_labels(spec.get("selector") or {}, "spec.selector")
+    return errs
+
+
+def validate_service_status(obj: Obj) -> list[FieldError]:
+    """ValidateServiceStatusUpdate: load balancer ingress only for type LoadBalancer, and then
+    IP addresses and DNS names."""
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if not ingress:
+        return []
+    if (obj.get("spec") or {}).get("type") != "LoadBalancer":
+        return [forbidden("status.loadBalancer.ingress",
+                          "may only be used when `spec.type` is 'LoadBalancer'")]  # fmt: skip
+    errs: list[FieldError] = []
+    for i, entry in enumerate(ingress):
+        at = join("status.loadBalancer.ingress", i)
+        if entry.get("ip"):
+            try:
+                ipaddress.ip_address(entry["ip"])
+            except ValueError:
+                errs.append(invalid(join(at, "ip"), entry["ip"],
+                                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))  # fmt: skip
+        if entry.get("hostname"):
+            errs += [invalid(join(at, "hostname"), entry["hostname"], m)
+                     for m in is_dns1123_subdomain(entry["hostname"])]  # fmt: skip
     return errs
 
 
@@ -306,6 +334,9 @@ def validate_secret(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     return errs
 
 
+STATUS_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
+    ("", "services"): validate_service_status,
+}
 KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj, Obj | None], list[FieldError]]] = {
     ("", "configmaps"): validate_config_map,
     ("", "secrets"): validate_secret,

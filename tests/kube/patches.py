@@ -252,6 +252,25 @@ def _merge_list(field: str, target: list[Any], patch: list[Any]) -> list[Any]:
             result.append(strategic_merge({}, item))
         else:
             result[index] = strategic_merge(result[index], item)
+    return _element_order(result, patch, target, key)
+
+
+def _element_order(merged: list[Any], patch: list[Any], original: list[Any], key: str) -> list[Any]:
+    """normalizeElementOrder: the patch's items in the patch's order, the others in the
+    original's, merged so that an item the original does not have comes before the original's
+    ones still to place (`mergeSortedSlice`): a new list item goes first, not last."""
+    patched = [item.get(key) for item in patch if item.get("$patch") != "delete"]
+    by_key = {item.get(key): item for item in merged}
+    right = [by_key[k] for k in dict.fromkeys(patched) if k in by_key]
+    left = [item for item in merged if item.get(key) not in patched]
+    order = [item.get(key) for item in original]
+    result: list[Any] = []
+    while left or right:
+        if left and right and left[0].get(key) in order and right[0].get(key) in order:
+            first_left = order.index(left[0].get(key)) < order.index(right[0].get(key))
+        else:
+            first_left = not right
+        result.append((left if first_left else right).pop(0))
     return result
 
 

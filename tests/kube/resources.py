@@ -18,7 +18,7 @@ from typing import Any
 from tests.kube import events
 from tests.kube.customresources import decode_custom_resource, validate_custom_resource
 from tests.kube.fielderrors import FieldError, invalid_status
-from tests.kube.kinds import KIND_VALIDATORS, name_check
+from tests.kube.kinds import KIND_VALIDATORS, STATUS_VALIDATORS, name_check
 from tests.kube.names import (
     is_dns1123_subdomain,
     is_path_segment_name,
@@ -270,6 +270,12 @@ def default_and_validate(
     object metadata (`names.py`); for the kinds in `kinds.py` the spec; for custom resources their
     schema and CEL rules (`customresources.py`, after decoding: pruning, nulls, defaults). A status
     write (`status_only`) checks the status alone, as the status strategy does."""
+    if status_only and rt.builtin:
+        status_validator = STATUS_VALIDATORS.get((rt.group, rt.plural))
+        errors = status_validator(obj) if status_validator else []
+        if errors:
+            raise invalid_status(rt.kind, rt.group, obj["metadata"].get("name") or "", errors)
+        return
     compact_metadata(obj.setdefault("metadata", {}))
     if (rt.group, rt.plural) == ("", "services") and old is not None:
         _keep_allocated(obj, old)

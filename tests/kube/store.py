@@ -349,8 +349,7 @@ class Store(GarbageCollector):
                 new["status"] = wanted["status"]
             else:
                 new.pop("status", None)
-            if not rt.builtin:
-                default_and_validate(rt, new, current, status_only=True)
+            default_and_validate(rt, new, current, status_only=True)
         elif subresource is None:
             new = to_storage(rt, copy.deepcopy(wanted))
             old_meta, meta = current["metadata"], new.setdefault("metadata", {})
@@ -443,8 +442,7 @@ class Store(GarbageCollector):
             if rt.plural == "namespaces" and not rt.group:
                 finalizers = finalizers or ["kubernetes"]
             if not old_finalizers and set(finalizers) == set(old_finalizers):
-                self._remove(key)
-                return self._view(rt, current), True
+                return self._view(rt, self._remove(key)), True
             new = copy.deepcopy(current)
             new_meta = new["metadata"]
             if not meta.get("deletionTimestamp"):
@@ -462,7 +460,8 @@ class Store(GarbageCollector):
             self.collect_garbage()
             return self._view(rt, new), False
 
-    def _remove(self, key: Key) -> None:
+    def _remove(self, key: Key) -> Obj:
+        """Remove an object; its last state, at the resourceVersion of its removal."""
         obj = self._objects.pop(key)
         self._decoded_under.pop(id(obj), None)
         self._uids.pop(obj["metadata"]["uid"], None)
@@ -474,6 +473,7 @@ class Store(GarbageCollector):
             self._drop_custom_resources(obj)
             self._sync_crd_types()
         self.collect_garbage()
+        return gone
 
     def _drop_custom_resources(self, crd: Obj) -> None:
         """A deleted CRD takes its objects with it (at once: their finalizers are not waited for)."""
