@@ -98,11 +98,12 @@ class GarbageCollector:
 
     def _replace_stored(self, key: Key, new: Obj) -> None:
         current = self._objects[key]
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            self._remove(key)  # the last finalizer gone: the object goes, the update is not stored
+            return
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._objects[key] = new
         self._record("MODIFIED", key, new, current)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            self._remove(key)
 
     def _strip_owner(self, key: Key, uid: str) -> None:
         new = copy.deepcopy(self._objects[key])

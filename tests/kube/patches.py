@@ -235,8 +235,9 @@ def _merge_key(field: str, items: list[Any]) -> str | None:
 
 
 def _merge_list(field: str, target: list[Any], patch: list[Any]) -> list[Any]:
-    if field in SET_LISTS:
-        return list(target) + [item for item in patch if item not in target]
+    if field in SET_LISTS:  # primitives: deduplicated, then ordered as a merged list is
+        merged = list(dict.fromkeys([*target, *patch]))
+        return _element_order(merged, patch, target, None)
     key = _merge_key(field, target + patch)
     if key is None or not all(isinstance(item, dict) for item in patch):
         return copy.deepcopy(patch)
@@ -255,19 +256,26 @@ def _merge_list(field: str, target: list[Any], patch: list[Any]) -> list[Any]:
     return _element_order(result, patch, target, key)
 
 
-def _element_order(merged: list[Any], patch: list[Any], original: list[Any], key: str) -> list[Any]:
+def _element_order(
+    merged: list[Any], patch: list[Any], original: list[Any], key: str | None
+) -> list[Any]:
     """normalizeElementOrder: the patch's items in the patch's order, the others in the
     original's, merged so that an item the original does not have comes before the original's
-    ones still to place (`mergeSortedSlice`): a new list item goes first, not last."""
-    patched = [item.get(key) for item in patch if item.get("$patch") != "delete"]
-    by_key = {item.get(key): item for item in merged}
+    ones still to place (`mergeSortedSlice`): a new list item goes first, not last. Items are
+    told apart by their merge key, or by value (`key` None: a list of primitives)."""
+
+    def ident(item: Any) -> Any:
+        return item if key is None else item.get(key)
+
+    patched = [ident(i) for i in patch if key is None or i.get("$patch") != "delete"]
+    by_key = {ident(item): item for item in merged}
     right = [by_key[k] for k in dict.fromkeys(patched) if k in by_key]
-    left = [item for item in merged if item.get(key) not in patched]
-    order = [item.get(key) for item in original]
+    left = [item for item in merged if ident(item) not in patched]
+    order = [ident(item) for item in original]
     result: list[Any] = []
     while left or right:
-        if left and right and left[0].get(key) in order and right[0].get(key) in order:
-            first_left = order.index(left[0].get(key)) < order.index(right[0].get(key))
+        if left and right and ident(left[0]) in order and ident(right[0]) in order:
+            first_left = order.index(ident(left[0])) < order.index(ident(right[0]))
         else:
             first_left = not right
         result.append((left if first_left else right).pop(0))

@@ -381,14 +381,18 @@ class Store(GarbageCollector):
             new["metadata"]["generation"] = current["metadata"].get("generation", 0) + 1
         if new == current:
             return self._view(rt, current)  # a no-op write: no new version, no watch event
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            # The last finalizer of an object being deleted: the update is not stored, the
+            # object goes (the registry's shouldDeleteDuringUpdate); the answer is the object as
+            # the update left it, at the version it had.
+            self._remove(key)
+            return self._view(rt, new)
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._put(rt, key, new)
         self._record("MODIFIED", key, new, current)
         if rt.group == CRD_GROUP:
             self._sync_crd_types()
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            self._remove(key)
-        elif new["metadata"].get("deletionTimestamp"):
+        if new["metadata"].get("deletionTimestamp"):
             self.collect_garbage()  # `orphan` / `foregroundDeletion` finalizers may now proceed
         return self._view(rt, new)
 
@@ -483,6 +487,10 @@ class Store(GarbageCollector):
 
 
 def _spec_of(rt: ResourceType, obj: Obj) -> Obj:
-    """What `metadata.generation` tracks: everything but metadata (and status, if a subresource)."""
+    """What `metadata.generation` tracks: everything but metadata (and status, if a subresource);
+    a Deployment's annotations too (apps' strategy: they are copied to its ReplicaSets)."""
     skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
-    return {key: value for key, value in obj.items() if key not in skip}
+    tracked = {key: value for key, value in obj.items() if key not in skip}
+    if (rt.group, rt.plural) == ("apps", "deployments"):
+        tracked["annotations"] = obj["metadata"].get("annotations")
+    return tracked

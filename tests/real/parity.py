@@ -81,8 +81,8 @@ class Side:
         if match is None:
             return self.actual_name(token)
         what, key = match[1], match[2]
-        if what == "uid":
-            return next((u for u, k in self.uids.items() if k == key), DANGLING_UID)
+        if what == "uid":  # the latest object of that name
+            return next((u for u, k in reversed(self.uids.items()) if k == key), DANGLING_UID)
         seen = self.rvs.get(key, [])
         if what == "rv":
             return seen[-1] if seen else "1"
