@@ -5,12 +5,14 @@ Service, Deployment, Event (core v1 and events.k8s.io/v1: one storage, so the sa
 two APIs) and the ModelDeployment custom resource — and every call goes, as the same HTTP request,
 to a `KubeEmulator` and to the real API server of `tests/real`; their answers must agree once
 `tests/real/parity.py` has normalized what legitimately differs (uids, resourceVersion values,
-timestamps, generated name suffixes); what is sent to each kind is in `parity_calls.py`. Calls: create (by name or generateName; labels, annotations,
-finalizers, ownerReferences; invalid names, missing fields, wrong types), get, list with label and
-field selectors, update with the current, a stale or no resourceVersion, merge / strategic / JSON
-patches, status writes, delete (propagation policies, preconditions, finalizers), finalizer
-removal. After a delete or a finalizer removal, the namespaces' whole content must agree too, once
-the real garbage collector (asynchronous, where the emulator's is synchronous) has caught up.
+timestamps, generated name suffixes). What is sent to each kind is in `parity_calls.py`. Calls:
+create (by name or generateName; labels, annotations, finalizers, ownerReferences; invalid names,
+missing fields, wrong types), get, list with label and field selectors, update with the current, a
+stale or no resourceVersion, merge / strategic / JSON patches, status writes, delete (propagation
+policies, preconditions, finalizers), finalizer removal. Once the garbage collector has work (an
+ownerReference or an orphan/foreground deletion was sent), the namespace's whole content must
+agree after every write too, when the real collector (asynchronous, where the emulator's runs
+inside the write) has caught up.
 
 Where they disagree the real server is right: the emulator is fixed. What the test leaves out on
 purpose is said where it is left out. Each example runs in a namespace of its own (the same name on
