@@ -26,10 +26,10 @@ import attrs
 import kmock
 from kmock import KubernetesError
 
-from tests.kube import patches
+from tests.kube import decoding, patches
 from tests.kube.resources import VERBS, Obj, ResourceType
 from tests.kube.selectors import field_selector, label_selector
-from tests.kube.store import Store, not_found
+from tests.kube.store import Store, name_mismatch, not_found
 from tests.kube.watching import watch_stream
 
 # (namespace, service name, port from the URL) -> the local TCP port to forward to, or None.
@@ -42,6 +42,10 @@ NOT_FORWARDED = frozenset({
     "authorization", "connection", "proxy-connection", "keep-alive", "proxy-authenticate",
     "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "content-length",
 })  # fmt: skip
+
+
+# The kinds whose registry answers a delete with the deleted object (`ReturnDeletedObject`).
+RETURNS_DELETED = {("", "services"), ("", "pods"), ("", "namespaces")}
 
 
 @dataclass
@@ -269,6 +273,12 @@ class ApiHandler(kmock.KubernetesScaffold):
             return reply(self._create(request, rt, api), status=201)
         if verb == "update" and api.name:
             body = request.data if isinstance(request.data, dict) else {}
+            self._decode(request, rt, body)
+            named = (body.get("metadata") or {}).get("name")
+            if named and named != api.name:  # the handler checks it before anything is read
+                raise name_mismatch(rt, api.name, named)
+            if not rt.builtin and not (body.get("metadata") or {}).get("resourceVersion"):
+                raise unconditional_update(rt, api.name)
             return self.store.update(rt, api.namespace, api.name, lambda current: body,
                                      subresource=api.subresource)  # fmt: skip
         if verb == "patch" and api.name:
@@ -277,21 +287,27 @@ class ApiHandler(kmock.KubernetesScaffold):
             return self._delete(request, rt, api.namespace, api.name)
         if verb == "deletecollection":
             items, _ = self.store.list_objects(rt, api.namespace, self._selector(request, rt))
-            deleted = [self._delete(request, rt, i["metadata"].get("namespace"), i["metadata"]["name"])
-                       for i in items]  # fmt: skip
+            propagation = self._delete_options(request).get("propagationPolicy")
+            deleted = [self.store.delete(rt, i["metadata"].get("namespace"), i["metadata"]["name"],
+                                         propagation=propagation) for i in items]  # fmt: skip
             return self._list_body(rt, deleted, self.store.resource_version)
         raise KubernetesError(status=405, reason="MethodNotAllowed", details={},
                               message="the server does not allow this method on the requested resource")  # fmt: skip
 
     def _selector(self, request: kmock.Request, rt: ResourceType) -> Callable[[Obj], bool]:
         labels = label_selector(request.params.get("labelSelector"))
-        fields = field_selector(request.params.get("fieldSelector"), rt.group, rt.plural)
+        fields = field_selector(request.params.get("fieldSelector"), rt.group, rt.plural,
+                                builtin=rt.builtin)  # fmt: skip
         return lambda obj: labels(obj) and fields(obj)
 
     @staticmethod
     def _list_body(rt: ResourceType, items: list[Obj], rv: int) -> Obj:
-        return {"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
-                "metadata": {"resourceVersion": str(rv)}, "items": items}  # fmt: skip
+        """A list; a custom resource's (unstructured) says `continue: ""` when complete."""
+        meta = {"resourceVersion": str(rv), **({} if rt.builtin else {"continue": ""})}
+        if rt.builtin:  # a typed list's items carry no apiVersion and kind
+            items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
+        return {"apiVersion": rt.api_version, "kind": f"{rt.kind}List", "metadata": meta,
+                "items": items}  # fmt: skip
 
     def _list(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Obj:
         # `limit` is ignored, as the API allows: everything comes in one chunk with no `continue`.
@@ -318,6 +334,7 @@ class ApiHandler(kmock.KubernetesScaffold):
         if rt.namespaced and api.namespace is None:
             raise KubernetesError(status=405, reason="MethodNotAllowed", details={},
                                   message=f"create {rt.plural} needs a namespace in the URL")  # fmt: skip
+        self._decode(request, rt, body)
         body_ns = body.get("metadata", {}).get("namespace")
         if rt.namespaced and body_ns not in (None, "", api.namespace):
             raise KubernetesError(
@@ -327,34 +344,60 @@ class ApiHandler(kmock.KubernetesScaffold):
             )  # fmt: skip
         return self.store.create(rt, api.namespace, body)
 
+    @staticmethod
+    def _decode(request: kmock.Request, rt: ResourceType, body: Obj) -> None:
+        decoding.check_body(rt.group, rt.version, rt.plural, rt.kind, body, request.text,
+                            builtin=rt.builtin)  # fmt: skip
+
     def _patch(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Obj:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
         patch = request.data
         apply: Callable[[Obj], Obj]
+        if content_type == patches.STRATEGIC and not rt.builtin:
+            raise KubernetesError(
+                status=415, reason="UnsupportedMediaType", details={},
+                message="the body of the request was in an unknown format - accepted media types "
+                f"include: {patches.JSON}, {patches.MERGE}, {patches.APPLY}",
+            )  # fmt: skip
+        if content_type not in (patches.MERGE, patches.JSON, patches.STRATEGIC):
+            # server-side apply (application/apply-patch+yaml) is not emulated
+            raise KubernetesError(status=415, reason="UnsupportedMediaType", details={},
+                                  message="415: Unsupported Media Type")  # fmt: skip
+        patches.decode_patch(content_type, patch)
         if content_type == patches.MERGE:
             apply = lambda current: patches.merge_patch(current, patch)  # noqa: E731
         elif content_type == patches.JSON:
             apply = lambda current: patches.json_patch(current, patch)  # noqa: E731
-        elif content_type == patches.STRATEGIC and rt.builtin:
-            apply = lambda current: patches.strategic_merge(current, patch)  # noqa: E731
         else:
-            accepted = [patches.JSON, patches.MERGE] + ([patches.STRATEGIC] if rt.builtin else [])
-            raise KubernetesError(
-                status=415, reason="UnsupportedMediaType", details={},
-                message=f"the body of the request was in an unknown format - accepted media types "
-                f"include: {', '.join(accepted)}",
-            )  # fmt: skip
+            apply = lambda current: patches.strategic_merge(current, patch or {})  # noqa: E731
         assert api.name is not None
         return self.store.update(rt, api.namespace, api.name, apply, subresource=api.subresource)
 
+    @staticmethod
+    def _delete_options(request: kmock.Request) -> Obj:
+        """DeleteOptions from the body; from the query only when there is no body (the
+        handler decodes one or the other, so a body's options win whole)."""
+        if request.body:
+            return request.data if isinstance(request.data, dict) else {}
+        return dict(request.params)
+
     def _delete(self, request: kmock.Request, rt: ResourceType, ns: str | None, name: str) -> Obj:
-        options = request.data if isinstance(request.data, dict) else {}
-        propagation = request.params.get("propagationPolicy") or options.get("propagationPolicy")
+        """A deleted object is answered as the registry answers it: a Service as it was, other
+        kinds by a `Success` Status; one only marked for deletion as it now is."""
+        options = self._delete_options(request)
+        propagation = options.get("propagationPolicy")
         preconditions = options.get("preconditions") or {}
-        return self.store.delete(
-            rt, ns, name, propagation=propagation or "Background",
+        obj, gone = self.store.delete_object(
+            rt, ns, name, propagation=propagation,
             precondition_rv=preconditions.get("resourceVersion"),
+            precondition_uid=preconditions.get("uid"),
         )  # fmt: skip
+        if not gone or rt.storage in RETURNS_DELETED:
+            return obj
+        details = {"name": name, **({"group": rt.group} if rt.group else {}), "kind": rt.plural,
+                   "uid": obj["metadata"]["uid"]}  # fmt: skip
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}  # fmt: skip
 
     async def _proxy(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Any:
         assert api.name is not None and api.namespace is not None
@@ -389,6 +432,18 @@ class ApiHandler(kmock.KubernetesScaffold):
                 status=503, reason="ServiceUnavailable", details={},
                 message=f"error trying to reach service: {exc!r}",
             ) from None  # fmt: skip
+
+
+def unconditional_update(rt: ResourceType, name: str) -> KubernetesError:
+    """A custom resource cannot be replaced without a resourceVersion (its strategy's
+    `AllowUnconditionalUpdate` is false); the error names the resource, not the kind."""
+    problem = "Invalid value: 0: must be specified for an update"
+    return KubernetesError(
+        status=422, reason="Invalid", message=f'{rt.group_resource} "{name}" is invalid: '
+        f"metadata.resourceVersion: {problem}",
+        details={"name": name, "group": rt.group, "kind": rt.plural, "causes": [
+            {"reason": "FieldValueInvalid", "message": problem, "field": "metadata.resourceVersion"}]},
+    )  # fmt: skip
 
 
 def forwarded_headers(received: Mapping[str, str], path: str) -> dict[str, str]:

@@ -178,8 +178,13 @@ class DeploymentController:
             if rollout is not None:
                 self._stop_process(rollout, now)
             rollout = self._rollouts[key] = Rollout(uid=meta["uid"], progress_at=now)
-        if meta.get("deletionTimestamp"):
-            self._stop_process(rollout, now)
+        if meta.get("deletionTimestamp") or spec.get("paused"):
+            # Being deleted (syncStatusOnly) or paused (no new ReplicaSet): the pods are left as
+            # they are, only the status follows the generation.
+            if meta.get("deletionTimestamp"):
+                self._stop_process(rollout, now)
+            status = {**(dep.get("status") or {}), "observedGeneration": meta.get("generation")}
+            self._write_status(self._deployments, dep, status)
             return
         replicas = int(spec.get("replicas", 1))
         behaviour = self._behaviours.get(key, self._default)

@@ -27,7 +27,7 @@ import httpx
 from tests.kube import patches
 from tests.kube.api import ApiHandler, Call
 from tests.kube.controller import DeploymentController
-from tests.kube.resources import CRD_GROUP, Obj, ResourceType
+from tests.kube.resources import CRD_GROUP, Obj, ResourceType, view
 from tests.kube.selectors import label_selector
 from tests.kube.store import Store
 
@@ -178,9 +178,9 @@ class KubeEmulator:
         what a controller wrote along the way, not only on where it ended."""
         rt = self._type(api_version, kind)
         return [
-            {**change.obj, "apiVersion": rt.api_version}
+            view(rt, change.obj)
             for change in self.store.changes_since(0)
-            if (change.group, change.plural) == (rt.group, rt.plural)
+            if (change.group, change.plural) == rt.storage
             and change.obj["metadata"].get("namespace") == (namespace if rt.namespaced else None)
             and change.obj["metadata"]["name"] == name
         ]
@@ -188,7 +188,7 @@ class KubeEmulator:
     def events(
         self, namespace: str | None = None, involved_name: str | None = None
     ) -> builtins.list[Obj]:
-        """Core v1 Events, oldest first."""
+        """Every Event, written through either API, as core v1 shows it, oldest first."""
         return events_about(self.list, namespace, involved_name)
 
     @property
@@ -202,9 +202,10 @@ def events_about(
     namespace: str | None,
     involved_name: str | None,
 ) -> list[Obj]:
-    """Core v1 Events (what kopf posts) about `involved_name` (any, if None), oldest first;
-    `lister(api_version, kind, namespace)` lists objects. (A real API server serves the same
-    objects again as events.k8s.io/v1; reading both would count each twice.)"""
+    """Events about `involved_name` (any, if None), oldest first, as core v1 shows them;
+    `lister(api_version, kind, namespace)` lists objects. Core v1 and events.k8s.io/v1 serve the
+    same Events (one storage, converted), so listing core v1 finds each Event once, whichever
+    API wrote it (`involvedObject` is events.k8s.io's `regarding`)."""
     found = [event for event in lister("v1", "Event", namespace)
              if involved_name in (None, (event.get("involvedObject") or {}).get("name"))]  # fmt: skip
     return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))

@@ -29,8 +29,14 @@ TYPES = {
 WITHOUT_VALUE = {"FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong"}
 
 
+class Rendered(str):
+    """A bad value already printed as Go prints it (a struct's JSON in its fields' order)."""
+
+
 def go_value(value: Any) -> str:
     """How ErrorBody prints a bad value: simple types with %v, strings with %q, else as JSON."""
+    if isinstance(value, Rendered):
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

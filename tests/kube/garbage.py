@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 from tests.kube.resources import Obj, ResourceType
 
 Key = tuple[str, str, str, str]  # group, plural, namespace ("" if cluster-scoped), name
+# What the garbage collector never collects (garbagecollector.DefaultIgnoredResources): Events,
+# whatever their ownerReferences say.
+IGNORED = {("", "events")}
 
 
 class GarbageCollector:
@@ -34,7 +37,7 @@ class GarbageCollector:
 
         def _record(self, kind: str, key: Key, obj: Obj, old: Obj | None) -> None: ...
 
-        def _remove(self, key: Key) -> None: ...
+        def _remove(self, key: Key) -> Obj: ...
 
     def _dependents(self, owner: Obj) -> list[Key]:
         uid = owner["metadata"]["uid"]
@@ -60,7 +63,7 @@ class GarbageCollector:
         for key, obj in list(self._objects.items()):
             meta = obj["metadata"]
             deleting = bool(meta.get("deletionTimestamp"))
-            if not deleting and self._owners_gone(obj):
+            if not deleting and key[:2] not in IGNORED and self._owners_gone(obj):
                 self._delete_key(key, "Background")
                 return True
             finalizers = meta.get("finalizers", [])
@@ -95,11 +98,12 @@ class GarbageCollector:
 
     def _replace_stored(self, key: Key, new: Obj) -> None:
         current = self._objects[key]
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            self._remove(key)  # the last finalizer gone: the object goes, the update is not stored
+            return
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._objects[key] = new
         self._record("MODIFIED", key, new, current)
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            self._remove(key)
 
     def _strip_owner(self, key: Key, uid: str) -> None:
         new = copy.deepcopy(self._objects[key])

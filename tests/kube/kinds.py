@@ -10,6 +10,8 @@ ports, volumes and env vars, the selector and the template labels it must match,
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,12 +33,16 @@ from tests.kube.names import (
     is_label_key,
     is_valid_port_name,
     is_valid_port_num,
+    regex_error,
     validate_annotations,
     validate_labels,
 )
 
 Obj = dict[str, Any]
 PROTOCOLS = ["SCTP", "TCP", "UDP"]
+SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
+CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+CONFIG_KEY_MSG = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
 
 
 def name_check(group: str, plural: str) -> Callable[[str], list[str]]:
@@ -159,7 +165,7 @@ def validate_pod_spec(spec: Obj, path: str) -> list[FieldError]:
     return errs
 
 
-def validate_deployment(obj: Obj) -> list[FieldError]:
+def validate_deployment(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     spec = obj.get("spec") or {}
     errs: list[FieldError] = []
     if int(spec.get("replicas", 0)) < 0:
@@ -178,7 +184,8 @@ def validate_deployment(obj: Obj) -> list[FieldError]:
             )
     template = spec.get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
-    if selector and not _matches(selector, labels):
+    # LabelSelectorAsSelector: no selector selects nothing, an empty one everything
+    if spec.get("selector") is None or not _matches(selector, labels):
         errs.append(
             invalid(
                 "spec.template.metadata.labels",
@@ -195,12 +202,17 @@ def validate_deployment(obj: Obj) -> list[FieldError]:
         errs.append(
             not_supported("spec.template.spec.restartPolicy", pod["restartPolicy"], ["Always"])
         )
+    old_selector = ((old or {}).get("spec") or {}).get("selector")
+    if old is not None and spec.get("selector") != old_selector:  # ValidateDeploymentUpdate
+        errs.append(invalid("spec.selector", spec.get("selector"), "field is immutable"))
     return errs
 
 
-def validate_service(obj: Obj) -> list[FieldError]:
+def validate_service(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     spec = obj.get("spec") or {}
     errs: list[FieldError] = []
+    if spec.get("type", "ClusterIP") not in SERVICE_TYPES:
+        errs.append(not_supported("spec.type", spec["type"], SERVICE_TYPES))
     ports = spec.get("ports") or []
     if (
         not ports
@@ -233,27 +245,102 @@ def validate_service(obj: Obj) -> list[FieldError]:
     return errs
 
 
-def validate_core_event(obj: Obj) -> list[FieldError]:
-    """core/validation/events.go ValidateEventCreate for the v1 API: only `legacyValidateEvent`
-    ("no further validation for backwards compatibility": no name rule at all); for an event without
-    `eventTime`, the namespaces must agree."""
-    involved = (obj.get("involvedObject") or {}).get("namespace") or ""
-    namespace = obj["metadata"].get("namespace") or ""
-    if obj.get("eventTime") or (
-        namespace in ("", "default") if not involved else namespace == involved
-    ):
+def validate_service_status(obj: Obj) -> list[FieldError]:
+    """ValidateServiceStatusUpdate: load balancer ingress only for type LoadBalancer, and then
+    IP addresses and DNS names."""
+    ingress = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    if not ingress:
         return []
-    return [invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+    if (obj.get("spec") or {}).get("type") != "LoadBalancer":
+        return [forbidden("status.loadBalancer.ingress",
+                          "may only be used when `spec.type` is 'LoadBalancer'")]  # fmt: skip
+    errs: list[FieldError] = []
+    for i, entry in enumerate(ingress):
+        at = join("status.loadBalancer.ingress", i)
+        if entry.get("ip"):
+            try:
+                ipaddress.ip_address(entry["ip"])
+            except ValueError:
+                errs.append(invalid(join(at, "ip"), entry["ip"],
+                                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))  # fmt: skip
+        if entry.get("hostname"):
+            errs += [invalid(join(at, "hostname"), entry["hostname"], m)
+                     for m in is_dns1123_subdomain(entry["hostname"])]  # fmt: skip
+    return errs
 
 
-def validate_pod(obj: Obj) -> list[FieldError]:
+def validate_pod(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     return validate_pod_spec(obj.get("spec") or {}, "spec")
 
 
-KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
+IMMUTABLE_SET = "field is immutable when `immutable` is set"
+
+
+def is_config_map_key(key: str) -> list[str]:
+    """validation.IsConfigMapKey: the keys of ConfigMap and Secret data."""
+    errs = ["must be no more than 253 characters"] if len(key) > 253 else []
+    if not re.fullmatch(CONFIG_KEY_FMT, key):
+        errs.append(regex_error(CONFIG_KEY_MSG, CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
+    if key in (".", ".."):
+        errs.append(f"must not be '{key}'")
+    elif key.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _immutable_data(obj: Obj, old: Obj | None, fields: tuple[str, ...]) -> list[FieldError]:
+    """An `immutable` ConfigMap or Secret keeps its data and stays immutable."""
+    if old is None or not old.get("immutable"):
+        return []
+    errs = [] if obj.get("immutable") else [forbidden("immutable", IMMUTABLE_SET)]
+    return errs + [forbidden(f, IMMUTABLE_SET) for f in fields if obj.get(f) != old.get(f)]
+
+
+def validate_config_map(obj: Obj, old: Obj | None = None) -> list[FieldError]:
+    """ValidateConfigMap (and ValidateConfigMapUpdate's immutability), keys in sorted order
+    (Go walks the map in a random one)."""
+    errs = _immutable_data(obj, old, ("data", "binaryData"))
+    data, binary = obj.get("data") or {}, obj.get("binaryData") or {}
+    for key in sorted(data):
+        errs += [invalid(f"data[{key}]", key, m) for m in is_config_map_key(key)]
+        if key in binary:
+            errs.append(invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
+    for key in sorted(binary):
+        errs += [invalid(f"binaryData[{key}]", key, m) for m in is_config_map_key(key)]
+    return errs
+
+
+# Secret type -> the data keys it requires (each one a `Required value`).
+SECRET_KEYS = {"kubernetes.io/tls": ("tls.crt", "tls.key"),
+               "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+               "kubernetes.io/dockercfg": (".dockercfg",),
+               "kubernetes.io/dockerconfigjson": (".dockerconfigjson",)}  # fmt: skip
+
+
+def validate_secret(obj: Obj, old: Obj | None = None) -> list[FieldError]:
+    """ValidateSecret (and ValidateSecretUpdate: the type is immutable), for the types an
+    operator writes; `stringData` is already folded into `data`."""
+    errs: list[FieldError] = []
+    kind = obj.get("type") or "Opaque"
+    if old is not None and kind != (old.get("type") or "Opaque"):
+        errs.append(invalid("type", kind, "field is immutable"))
+    errs += _immutable_data(obj, old, ("data",))
+    data = obj.get("data") or {}
+    for key in sorted(data):
+        errs += [invalid(f"data[{key}]", key, m) for m in is_config_map_key(key)]
+    if kind == "kubernetes.io/basic-auth" and "username" not in data and "password" not in data:
+        errs += [required("data[username]"), required("data[password]")]
+    errs += [required(f"data[{key}]") for key in SECRET_KEYS.get(kind, ()) if key not in data]
+    return errs
+
+
+STATUS_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
+    ("", "services"): validate_service_status,
+}
+KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj, Obj | None], list[FieldError]]] = {
+    ("", "configmaps"): validate_config_map,
+    ("", "secrets"): validate_secret,
     ("apps", "deployments"): validate_deployment,
     ("", "services"): validate_service,
     ("", "pods"): validate_pod,
-    ("", "events"): validate_core_event,
 }
-WITHOUT_OBJECT_META = {("", "events")}  # kinds whose create skips ValidateObjectMeta

@@ -14,11 +14,20 @@ the chart supports (1.31), because the operator must work there: Service names a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tests.kube.fielderrors import FieldError, forbidden, invalid, join, required, too_long
+from tests.kube.fielderrors import (
+    FieldError,
+    Rendered,
+    forbidden,
+    invalid,
+    join,
+    required,
+    too_long,
+)
 
 LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 SUBDOMAIN_FMT = LABEL_FMT + "(\\." + LABEL_FMT + ")*"
@@ -130,6 +139,13 @@ def is_valid_port_num(port: Any) -> list[str]:
     return [] if ok else ["must be between 1 and 65535, inclusive"]
 
 
+def is_path_segment_name(name: str) -> list[str]:
+    """path.IsValidPathSegmentName: the name rule of kinds without one of their own."""
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+
+
 # --- object metadata -------------------------------------------------------------------------------
 
 NameCheck = Callable[[str], list[str]]
@@ -181,10 +197,59 @@ def validate_object_meta(
         errs.append(forbidden(join("metadata", "namespace"), "not allowed on this type"))
     errs += validate_labels(meta.get("labels") or {}, join("metadata", "labels"))
     errs += validate_annotations(meta.get("annotations") or {}, join("metadata", "annotations"))
+    errs += validate_owner_references(meta.get("ownerReferences") or [])
     for finalizer in meta.get("finalizers") or []:
         errs += [
             invalid(join("metadata", "finalizers"), finalizer, m) for m in is_label_key(finalizer)
         ]
+    return errs
+
+
+STANDARD_FINALIZERS = ("kubernetes", "orphan", "foregroundDeletion")
+
+
+def kube_finalizer_errors(meta: Mapping[str, Any]) -> list[FieldError]:
+    """What core/validation adds for the built-in kinds (`validateKubeFinalizerName`): a
+    finalizer without a '/' must be one of the standard ones."""
+    return [
+        invalid(join("metadata", "finalizers", i), f,
+                "name is neither a standard finalizer name nor is it fully qualified")
+        for i, f in enumerate(meta.get("finalizers") or [])
+        if "/" not in f and f not in STANDARD_FINALIZERS
+    ]  # fmt: skip
+
+
+def _owner_json(ref: Mapping[str, Any]) -> str:
+    """An OwnerReference as Go's JSON encoding prints it (its fields in the struct's order)."""
+    fields = [(k, ref.get(k) or "") for k in ("apiVersion", "kind", "name", "uid")]
+    fields += [(k, ref[k]) for k in ("controller", "blockOwnerDeletion") if ref.get(k) is not None]
+    return "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields) + "}"
+
+
+def validate_owner_references(refs: list[Mapping[str, Any]]) -> list[FieldError]:
+    """ValidateOwnerReferences: each reference's fields, no core v1 Event as an owner
+    (`BannedOwners`), and at most one controller."""
+    path = join("metadata", "ownerReferences")
+    errs: list[FieldError] = []
+    controller = ""
+    for i, ref in enumerate(refs):
+        group, _, version = str(ref.get("apiVersion") or "").rpartition("/")
+        present = {"apiVersion": version, "kind": ref.get("kind"), "name": ref.get("name"),
+                   "uid": ref.get("uid")}  # fmt: skip
+        errs += [
+            required(join(path, i, k), "must not be empty") for k, v in present.items() if not v
+        ]
+        if (group, version, ref.get("kind")) == ("", "v1", "Event"):
+            errs.append(invalid(join(path, i), Rendered(_owner_json(ref)),
+                                "/v1, Kind=Event is disallowed from being an owner"))  # fmt: skip
+        if ref.get("controller"):
+            name = f"{ref.get('kind', '')}/{ref.get('name', '')}"
+            if controller:
+                shown = Rendered("[" + ",".join(_owner_json(r) for r in refs) + "]")
+                errs.append(invalid(path, shown, "Only one reference can have Controller set to "
+                                    f'true. Found "true" in references for {controller} and {name}'))  # fmt: skip
+            else:
+                controller = name
     return errs
 
 

@@ -46,8 +46,35 @@ MERGE_KEYS: dict[str, str] = {
 SET_LISTS = frozenset({"finalizers"})
 
 
-def unprocessable(message: str) -> KubernetesError:
+# What kube-apiserver answers for any JSON patch operation that fails (patch.go wraps the
+# library's error in a 422 that does not say which): a missing path, a failed `test`, an
+# unknown operation.
+REJECTED = "the server rejected our request due to an error in our request"
+
+
+def unprocessable(message: str = REJECTED) -> KubernetesError:
     return KubernetesError(status=422, reason="Invalid", message=message, details={})
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
+
+
+def decode_patch(content_type: str, patch: Any) -> None:
+    """What patch.go refuses before applying: a body that is not the patch type's JSON shape."""
+    problem = None
+    if content_type == JSON and patch is not None and not isinstance(patch, list):
+        problem = f"error decoding patch: json: cannot unmarshal {_json_type(patch)} into Go value of type []handlers.jsonPatchOp"
+    elif content_type == MERGE and patch is not None and not isinstance(patch, dict):
+        problem = f"error decoding patch: json: cannot unmarshal {_json_type(patch)} into Go value of type map[string]interface {{}}"
+    elif content_type == STRATEGIC and patch is not None and not isinstance(patch, dict):
+        problem = f"json: cannot unmarshal {_json_type(patch)} into Go value of type map[string]interface {{}}"
+    if problem:
+        raise KubernetesError(status=400, reason="BadRequest", details={}, message=problem)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -99,7 +126,7 @@ def _pointer(path: str) -> list[str]:
     if path == "":
         return []
     if not path.startswith("/"):
-        raise unprocessable(f"invalid JSON pointer: {path!r}")
+        raise unprocessable()
     return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
 
 
@@ -111,7 +138,7 @@ def _parent(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            raise unprocessable(f"the server rejected our request: doc is missing path: {path!r}")
+            raise unprocessable()
     return node, parts[-1]
 
 
@@ -124,7 +151,7 @@ def _get(doc: Any, path: str) -> Any:
         return node[last]
     if isinstance(node, list) and last.isdigit() and int(last) < len(node):
         return node[int(last)]
-    raise unprocessable(f"the server rejected our request: doc is missing path: {path!r}")
+    raise unprocessable()
 
 
 def _remove(doc: Any, path: str) -> Any:
@@ -149,40 +176,51 @@ def _add(doc: Any, path: str, value: Any) -> Any:
     elif isinstance(node, list) and last.isdigit() and int(last) <= len(node):
         node.insert(int(last), value)
     else:
-        raise unprocessable(f"the server rejected our request: doc is missing path: {path!r}")
+        raise unprocessable()
     return doc
 
 
+def _copied(doc: Any, path: str) -> Any:
+    """What `copy` reads at `path`: a missing member of an object is null."""
+    parts = _pointer(path)
+    node, last = _parent(doc, parts, path) if parts else (None, "")
+    if isinstance(node, dict) and last not in node:
+        return None
+    return _get(doc, path)
+
+
 def json_patch(target: Any, ops: Any) -> Any:
-    """RFC 6902, atomically: the target is untouched when any operation fails."""
-    if not isinstance(ops, list):
-        raise KubernetesError(status=400, reason="BadRequest", details={},
-                              message="json patch must be a list of operations")  # fmt: skip
+    """RFC 6902 as evanphx/json-patch v4 applies it, atomically: the target is untouched when
+    any operation fails. Where v4 departs from the RFC (its objects read a missing key as nil):
+    `replace` of a missing member of an object sets it, `test` of a missing member passes for
+    `null`, and `copy` from a missing member copies `null`."""
     doc = copy.deepcopy(target)
-    for op in ops:
+    for op in ops or []:
         kind, path = op.get("op"), op.get("path", "")
         if kind == "test":
-            actual = _get(doc, path)
-            if actual != op.get("value"):
-                raise unprocessable(
-                    f"the server rejected our request due to an error in our request: "
-                    f"testing value {path} failed: {actual!r} != {op.get('value')!r}"
-                )
+            if _copied(doc, path) != op.get("value"):  # a missing member tests as null
+                raise unprocessable()
         elif kind == "add":
             doc = _add(doc, path, copy.deepcopy(op.get("value")))
         elif kind == "remove":
             _remove(doc, path)
-        elif kind == "replace":
-            _get(doc, path)  # must exist
-            if _pointer(path):
-                _remove(doc, path)
+        elif kind == "replace":  # v4 sets a missing member of an object; a list item must exist
+            parts = _pointer(path)
+            parent = _parent(doc, parts, path)[0] if parts else None
+            if not isinstance(parent, dict):
+                _get(doc, path)
+            if parts:
+                if not isinstance(parent, dict):
+                    _remove(doc, path)
+                elif parts[-1] in parent:
+                    del parent[parts[-1]]
             doc = _add(doc, path, copy.deepcopy(op.get("value")))
         elif kind == "move":
             doc = _add(doc, path, _remove(doc, op["from"]))
         elif kind == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op["from"])))
+            doc = _add(doc, path, copy.deepcopy(_copied(doc, op.get("from", ""))))
         else:
-            raise unprocessable(f"unknown JSON patch operation: {kind!r}")
+            raise unprocessable()
     return doc
 
 
@@ -197,8 +235,9 @@ def _merge_key(field: str, items: list[Any]) -> str | None:
 
 
 def _merge_list(field: str, target: list[Any], patch: list[Any]) -> list[Any]:
-    if field in SET_LISTS:
-        return list(target) + [item for item in patch if item not in target]
+    if field in SET_LISTS:  # primitives: deduplicated, then ordered as a merged list is
+        merged = list(dict.fromkeys([*target, *patch]))
+        return _element_order(merged, patch, target, None)
     key = _merge_key(field, target + patch)
     if key is None or not all(isinstance(item, dict) for item in patch):
         return copy.deepcopy(patch)
@@ -214,6 +253,32 @@ def _merge_list(field: str, target: list[Any], patch: list[Any]) -> list[Any]:
             result.append(strategic_merge({}, item))
         else:
             result[index] = strategic_merge(result[index], item)
+    return _element_order(result, patch, target, key)
+
+
+def _element_order(
+    merged: list[Any], patch: list[Any], original: list[Any], key: str | None
+) -> list[Any]:
+    """normalizeElementOrder: the patch's items in the patch's order, the others in the
+    original's, merged so that an item the original does not have comes before the original's
+    ones still to place (`mergeSortedSlice`): a new list item goes first, not last. Items are
+    told apart by their merge key, or by value (`key` None: a list of primitives)."""
+
+    def ident(item: Any) -> Any:
+        return item if key is None else item.get(key)
+
+    patched = [ident(i) for i in patch if key is None or i.get("$patch") != "delete"]
+    by_key = {ident(item): item for item in merged}
+    right = [by_key[k] for k in dict.fromkeys(patched) if k in by_key]
+    left = [item for item in merged if ident(item) not in patched]
+    order = [ident(item) for item in original]
+    result: list[Any] = []
+    while left or right:
+        if left and right and ident(left[0]) in order and ident(right[0]) in order:
+            first_left = order.index(ident(left[0])) < order.index(ident(right[0]))
+        else:
+            first_left = not right
+        result.append((left if first_left else right).pop(0))
     return result
 
 

@@ -9,15 +9,22 @@ validation live here too, kept to what an operator's code can observe. Nothing h
 from __future__ import annotations
 
 import base64
+import copy
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.kube import events
 from tests.kube.customresources import decode_custom_resource, validate_custom_resource
-from tests.kube.fielderrors import invalid_status
-from tests.kube.kinds import KIND_VALIDATORS, WITHOUT_OBJECT_META, name_check
-from tests.kube.names import validate_object_meta
+from tests.kube.fielderrors import FieldError, invalid_status
+from tests.kube.kinds import KIND_VALIDATORS, STATUS_VALIDATORS, name_check
+from tests.kube.names import (
+    is_dns1123_subdomain,
+    is_path_segment_name,
+    kube_finalizer_errors,
+    validate_object_meta,
+)
 
 Obj = dict[str, Any]
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -37,6 +44,12 @@ class ResourceType:
     has_generation: bool = False
     builtin: bool = True
     schema: Obj | None = field(default=None, hash=False)  # a CRD version's openAPIV3Schema
+    stored_as: tuple[str, str] | None = None  # (group, plural) of another API's storage
+
+    @property
+    def storage(self) -> tuple[str, str]:
+        """Where its objects live: events.k8s.io/v1 Events are core v1 Events, converted."""
+        return self.stored_as or (self.group, self.plural)
 
     @property
     def api_version(self) -> str:
@@ -66,7 +79,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _builtin("apps/v1", "deployments", "Deployment", short_names=("deploy",),
              status_subresource=True, has_generation=True),
-    _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",)),
+    _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",), stored_as=("", "events")),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
     _builtin("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False, short_names=("crd", "crds"), status_subresource=True,
@@ -136,8 +149,10 @@ def _default_pod(obj: Obj) -> None:
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
     for container in spec.get("containers", []):
-        container.setdefault("imagePullPolicy", "IfNotPresent")
+        container.setdefault("imagePullPolicy", _pull_policy(container.get("image") or ""))
+        container.setdefault("resources", {})
         container.setdefault("terminationMessagePath", "/dev/termination-log")
         container.setdefault("terminationMessagePolicy", "File")
         for port in container.get("ports", []):
@@ -149,6 +164,22 @@ def _default_pod(obj: Obj) -> None:
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
+def _keep_allocated(obj: Obj, old: Obj) -> None:
+    """An update that leaves out the Service's cluster IPs keeps the allocated ones (the service
+    registry's `patchAllocatedValues`), rather than getting new ones."""
+    spec, old_spec = obj.setdefault("spec", {}), old.get("spec") or {}
+    for allocated in ("clusterIP", "clusterIPs"):
+        if not spec.get(allocated) and allocated in old_spec:
+            spec[allocated] = copy.deepcopy(old_spec[allocated])
+
+
+def _pull_policy(image: str) -> str:
+    """SetDefaults_Container: `Always` for an image without a tag (or digest) or `:latest`."""
+    name = image.rsplit("/", 1)[-1]
+    tag = name.partition(":")[2] if ":" in name and "@" not in image else ""
+    return "Always" if "@" not in image and tag in ("", "latest") else "IfNotPresent"
+
+
 def _default_service(obj: Obj) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
@@ -156,6 +187,10 @@ def _default_service(obj: Obj) -> None:
     if "clusterIP" not in spec:
         spec["clusterIP"] = f"10.96.{random.randint(0, 255)}.{random.randint(1, 254)}"
         spec["clusterIPs"] = [spec["clusterIP"]]
+    if spec["type"] != "ExternalName":  # single-stack IPv4, as the control plane of tests/real
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
     for port in spec.get("ports", []):
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))
@@ -163,11 +198,19 @@ def _default_service(obj: Obj) -> None:
 
 
 def _default_secret(obj: Obj) -> None:
-    obj.setdefault("type", "Opaque")
+    obj["type"] = obj.get("type") or "Opaque"
     string_data = obj.pop("stringData", None) or {}
     data = obj.setdefault("data", {})
     for key, value in string_data.items():
         data[key] = base64.b64encode(str(value).encode()).decode()
+    if not data:  # an empty map is not encoded (`omitempty`)
+        del obj["data"]
+
+
+def _default_config_map(obj: Obj) -> None:
+    for member in ("data", "binaryData"):  # `omitempty`
+        if member in obj and not obj[member]:
+            del obj[member]
 
 
 def _default_deployment(obj: Obj) -> None:
@@ -186,14 +229,38 @@ def _default_deployment(obj: Obj) -> None:
         _default_pod({"spec": template_spec})
 
 
+def to_storage(rt: ResourceType, obj: Obj) -> Obj:
+    """A body written through `rt`'s API, as stored (Events of both APIs are stored alike)."""
+    if rt.storage != ("", "events"):
+        return obj
+    return events.from_events_v1(obj) if rt.stored_as else events.to_core(obj)
+
+
+def view(rt: ResourceType, stored: Obj) -> Obj:
+    """A stored object as `rt`'s API shows it (not a copy, unless converted)."""
+    converted = events.to_events_v1(stored) if rt.stored_as == ("", "events") else stored
+    return {**converted, "apiVersion": rt.api_version}
+
+
 Defaulter = Callable[[Obj], None]
 DEFAULTS: dict[tuple[str, str], Defaulter] = {
     ("", "namespaces"): _default_namespace,
     ("", "pods"): _default_pod,
     ("", "services"): _default_service,
     ("", "secrets"): _default_secret,
+    ("", "configmaps"): _default_config_map,
     ("apps", "deployments"): _default_deployment,
 }
+
+
+def compact_metadata(meta: Obj) -> None:
+    """What the API server's encoding leaves out of `metadata`: every ObjectMeta field is
+    `omitempty`, so an empty name, map or list (`labels: {}`, `finalizers: []`) or a zero
+    `generation` is not stored (a zero `deletionGracePeriodSeconds`, a pointer, is)."""
+    for key in [
+        k for k, v in meta.items() if v in ("", {}, [], None) or (k, v) == ("generation", 0)
+    ]:
+        del meta[key]
 
 
 def default_and_validate(
@@ -203,6 +270,15 @@ def default_and_validate(
     object metadata (`names.py`); for the kinds in `kinds.py` the spec; for custom resources their
     schema and CEL rules (`customresources.py`, after decoding: pruning, nulls, defaults). A status
     write (`status_only`) checks the status alone, as the status strategy does."""
+    if status_only and rt.builtin:
+        status_validator = STATUS_VALIDATORS.get((rt.group, rt.plural))
+        errors = status_validator(obj) if status_validator else []
+        if errors:
+            raise invalid_status(rt.kind, rt.group, obj["metadata"].get("name") or "", errors)
+        return
+    compact_metadata(obj.setdefault("metadata", {}))
+    if (rt.group, rt.plural) == ("", "services") and old is not None:
+        _keep_allocated(obj, old)
     defaulter = DEFAULTS.get((rt.group, rt.plural))
     if defaulter is not None:
         defaulter(obj)
@@ -211,15 +287,48 @@ def default_and_validate(
         if old is None and rt.status_subresource:
             obj.pop("status", None)  # strategy.go PrepareForCreate: create cannot set status
     meta = obj["metadata"]
-    checked = not status_only and (rt.group, rt.plural) not in WITHOUT_OBJECT_META
-    namer = name_check(rt.group, rt.plural)
-    errors = validate_object_meta(meta, rt.namespaced, namer) if checked else []
+    if rt.storage == ("", "events"):
+        errors = _event_errors(rt, obj, old)
+        if errors:
+            raise invalid_status(rt.kind, "", meta.get("name") or "", errors)
+        return
+    errors = [] if status_only else _meta_errors(rt, meta, old)
     validator = KIND_VALIDATORS.get((rt.group, rt.plural))
     if validator is not None:
-        errors += validator(obj)
+        errors += validator(obj, old)
     if rt.schema is not None:
         errors = validate_custom_resource(
             rt.schema, obj, old, status_only=status_only, earlier=errors
         )
     if errors:
         raise invalid_status(rt.kind, rt.group, meta.get("name") or "", errors)
+
+
+def _meta_errors(rt: ResourceType, meta: Obj, old: Obj | None) -> list[FieldError]:
+    """The object metadata's errors: ValidateObjectMeta, with core/validation's finalizer rule
+    for the built-in kinds. On an update of a custom resource, a real server (1.37) lists each
+    label and annotation error three times in the causes, once in the message: so here (the
+    differential test of tests/real holds it to that)."""
+    errors = validate_object_meta(meta, rt.namespaced, name_check(rt.group, rt.plural))
+    if rt.builtin:
+        return errors + kube_finalizer_errors(meta)
+    if old is not None:
+        again = [e for e in errors if e.field in ("metadata.labels", "metadata.annotations")]
+        errors += again + again
+    return errors
+
+
+def _event_errors(rt: ResourceType, obj: Obj, old: Obj | None) -> list[FieldError]:
+    """core/validation/events.go through either API, with the generic object metadata checks of
+    `rest.BeforeCreate` (only once the Event's own rules pass) or `BeforeUpdate` (first), whose
+    names need only be valid path segments. The Event is in its stored (core v1) form."""
+    meta, strict = obj["metadata"], bool(rt.stored_as)
+    generic = validate_object_meta(meta, True, is_path_segment_name)
+    if old is not None:
+        errors = generic + events.legacy_errors(obj, strict=strict)
+        return errors + (events.strict_update_errors(obj, old) if strict else [])
+    errors = events.legacy_errors(obj, strict=strict)
+    if strict:
+        errors += validate_object_meta(meta, True, is_dns1123_subdomain)
+        errors += kube_finalizer_errors(meta) + events.strict_create_errors(obj)
+    return errors or generic

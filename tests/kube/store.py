@@ -37,6 +37,8 @@ from tests.kube.resources import (
     crd_types,
     default_and_validate,
     random_suffix,
+    to_storage,
+    view,
 )
 
 
@@ -63,6 +65,47 @@ def conflict(rt: ResourceType, name: str) -> KubernetesError:
         "been modified; please apply your changes to the latest version and try again",
         details=_details(rt, name),
     )  # fmt: skip
+
+
+def name_mismatch(rt: ResourceType, name: str, named: object) -> KubernetesError:
+    return KubernetesError(
+        status=400, reason="BadRequest", details={"name": name, "kind": rt.plural},
+        message=f"the name of the object ({named}) does not match the name on the URL ({name})",
+    )  # fmt: skip
+
+
+def precondition_failed(
+    rt: ResourceType, name: str, what: str, given: str, actual: str, might: str
+) -> KubernetesError:
+    """A delete's precondition that does not hold (`Preconditions.Check`): 409 Conflict naming
+    the kind (`Event` for both Event APIs)."""
+    kind = f"{rt.kind}.{rt.storage[0]}" if rt.storage[0] else rt.kind
+    return KubernetesError(
+        status=409, reason="Conflict", details=_details(rt, name),
+        message=f'Operation cannot be fulfilled on {kind} "{name}": the {what} in the precondition '
+        f"({given}) does not match the {what} in record ({actual}). The object might have been "
+        f"{might}",
+    )  # fmt: skip
+
+
+# The garbage collector's finalizers, and the kinds it does not handle (rest.Unsupported).
+GC_FINALIZERS = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}
+NO_GARBAGE_COLLECTION = {("", "events")}
+
+
+def gc_finalizers(rt: ResourceType, finalizers: list[str], propagation: str | None) -> list[str]:
+    """deletionFinalizersForGarbageCollection: the object's finalizers with `orphan` or
+    `foregroundDeletion` as the propagation policy asks (an explicit one wins, then the one
+    already set; the default, Background, sets neither)."""
+    if rt.storage in NO_GARBAGE_COLLECTION:
+        return finalizers
+    kept = [f for f in finalizers if f not in GC_FINALIZERS.values()]
+    if propagation in ("Orphan", "Foreground"):
+        return [*kept, GC_FINALIZERS[propagation]]
+    if propagation is None:
+        chosen = next((f for f in finalizers if f in GC_FINALIZERS.values()), None)
+        return [*kept, chosen] if chosen else kept
+    return kept
 
 
 @dataclass(frozen=True)
@@ -168,12 +211,11 @@ class Store(GarbageCollector):
 
     @staticmethod
     def key(rt: ResourceType, namespace: str | None, name: str) -> Key:
-        return (rt.group, rt.plural, namespace or "" if rt.namespaced else "", name)
+        return (*rt.storage, namespace or "" if rt.namespaced else "", name)
 
     def _view(self, rt: ResourceType, obj: Obj) -> Obj:
         """A private copy, shown under the version it was asked for (versions share storage)."""
-        result = copy.deepcopy(obj)
-        result["apiVersion"] = rt.api_version
+        result = copy.deepcopy(view(rt, obj))
         if rt.schema is not None and self._decoded_under.get(id(obj)) is not rt.schema:
             decode_custom_resource(
                 rt.schema, result
@@ -202,7 +244,7 @@ class Store(GarbageCollector):
             # Filter before sorting and copying: the store also holds every Event and Pod.
             kind = [
                 (key, obj) for key, obj in self._objects.items()
-                if key[:2] == (rt.group, rt.plural) and namespace in (None, key[2])
+                if key[:2] == rt.storage and namespace in (None, key[2])
             ]  # fmt: skip
             items = [self._view(rt, obj) for _, obj in sorted(kind, key=lambda kv: kv[0])
                      if match(obj)]  # fmt: skip
@@ -211,7 +253,7 @@ class Store(GarbageCollector):
     # --- writes -------------------------------------------------------------------------------------
 
     def create(self, rt: ResourceType, namespace: str | None, body: Obj) -> Obj:
-        obj = copy.deepcopy(body)
+        obj = to_storage(rt, copy.deepcopy(body))
         meta = obj.setdefault("metadata", {})
         with self.lock:
             if rt.namespaced:
@@ -222,7 +264,8 @@ class Store(GarbageCollector):
                 meta.pop("namespace", None)
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = generated_name(meta["generateName"], random_suffix())
-            obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+            if not rt.stored_as:  # stored as the storage's own API shows it
+                obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
             for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
                 meta.pop(field, None)
             if rt.has_generation:
@@ -232,9 +275,11 @@ class Store(GarbageCollector):
             default_and_validate(rt, obj)  # before the name is looked up, as BeforeCreate
             key = self.key(rt, namespace, meta["name"])
             if key in self._objects:
+                deleting = self._objects[key]["metadata"].get("deletionTimestamp")
                 raise KubernetesError(
                     status=409, reason="AlreadyExists",
-                    message=f'{rt.group_resource} "{meta["name"]}" already exists',
+                    message=("object is being deleted: " if deleting else "")
+                    + f'{rt.group_resource} "{meta["name"]}" already exists',
                     details=_details(rt, meta["name"]),
                 )  # fmt: skip
             meta["uid"] = str(uuid.uuid4())
@@ -286,15 +331,11 @@ class Store(GarbageCollector):
                 raise KubernetesError(status=400, reason="BadRequest", details={},
                                       message="the patched object is not a JSON object")  # fmt: skip
             wanted_meta = wanted.get("metadata") or {}
+            if wanted_meta.get("name", name) != name:  # the handler's check, before storage's
+                raise name_mismatch(rt, name, wanted_meta.get("name"))
             rv = wanted_meta.get("resourceVersion")
             if rv not in (None, "", current["metadata"]["resourceVersion"]):
                 raise conflict(rt, name)
-            if wanted_meta.get("name", name) != name:
-                raise KubernetesError(
-                    status=400, reason="BadRequest", details={"name": name, "kind": rt.plural},
-                    message=f"the name of the object ({wanted_meta.get('name')}) does not match "
-                    f"the name on the URL ({name})",
-                )  # fmt: skip
             return self._write(rt, key, current, wanted, subresource)
 
     def _write(
@@ -308,10 +349,9 @@ class Store(GarbageCollector):
                 new["status"] = wanted["status"]
             else:
                 new.pop("status", None)
-            if not rt.builtin:
-                default_and_validate(rt, new, current, status_only=True)
+            default_and_validate(rt, new, current, status_only=True)
         elif subresource is None:
-            new = copy.deepcopy(wanted)
+            new = to_storage(rt, copy.deepcopy(wanted))
             old_meta, meta = current["metadata"], new.setdefault("metadata", {})
             for field in ("uid", "creationTimestamp", "deletionTimestamp",
                           "deletionGracePeriodSeconds", "generation", "name", "namespace"):  # fmt: skip
@@ -341,14 +381,18 @@ class Store(GarbageCollector):
             new["metadata"]["generation"] = current["metadata"].get("generation", 0) + 1
         if new == current:
             return self._view(rt, current)  # a no-op write: no new version, no watch event
+        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+            # The last finalizer of an object being deleted: the update is not stored, the
+            # object goes (the registry's shouldDeleteDuringUpdate); the answer is the object as
+            # the update left it, at the version it had.
+            self._remove(key)
+            return self._view(rt, new)
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._put(rt, key, new)
         self._record("MODIFIED", key, new, current)
         if rt.group == CRD_GROUP:
             self._sync_crd_types()
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-            self._remove(key)
-        elif new["metadata"].get("deletionTimestamp"):
+        if new["metadata"].get("deletionTimestamp"):
             self.collect_garbage()  # `orphan` / `foregroundDeletion` finalizers may now proceed
         return self._view(rt, new)
 
@@ -358,42 +402,70 @@ class Store(GarbageCollector):
         namespace: str | None,
         name: str,
         *,
-        propagation: str = "Background",
+        propagation: str | None = None,
         precondition_rv: str | None = None,
+        precondition_uid: str | None = None,
     ) -> Obj:
+        """Delete (or start deleting) an object; its last state as the API shows it."""
+        obj, _ = self.delete_object(
+            rt, namespace, name, propagation=propagation, precondition_rv=precondition_rv,
+            precondition_uid=precondition_uid,
+        )  # fmt: skip
+        return obj
+
+    def delete_object(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation: str | None = None,
+        precondition_rv: str | None = None,
+        precondition_uid: str | None = None,
+    ) -> tuple[Obj, bool]:
+        """The registry's `Delete`: preconditions (uid, then resourceVersion), then the garbage
+        collector's finalizers for the propagation policy (`deletionFinalizersForGarbageCollection`);
+        an object with finalizers is only marked (`deletionTimestamp`), one without goes at once.
+        The object's state, and whether it went at once."""
         with self.lock:
             key = self.key(rt, namespace, name)
             current = self._objects.get(key)
             if current is None:
                 raise not_found(rt, name)
-            if precondition_rv and precondition_rv != current["metadata"]["resourceVersion"]:
-                raise conflict(rt, name)
-            if current["metadata"].get("deletionTimestamp"):
-                return self._view(rt, current)
-            finalizers = list(current["metadata"].get("finalizers", []))
-            extra = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(propagation)
-            if extra and extra not in finalizers and self._dependents(current):
-                finalizers.append(extra)
+            meta = current["metadata"]
+            if precondition_uid and precondition_uid != meta["uid"]:
+                raise precondition_failed(rt, name, "UID", precondition_uid, meta["uid"],
+                                          "deleted and then recreated")  # fmt: skip
+            if precondition_rv and precondition_rv != meta["resourceVersion"]:
+                raise precondition_failed(rt, name, "ResourceVersion", precondition_rv,
+                                          meta["resourceVersion"], "modified")  # fmt: skip
+            old_finalizers = list(meta.get("finalizers", []))
+            finalizers = gc_finalizers(rt, old_finalizers, propagation)
+            if set(finalizers) == set(old_finalizers):
+                finalizers = old_finalizers
             if rt.plural == "namespaces" and not rt.group:
                 finalizers = finalizers or ["kubernetes"]
-            if not finalizers:
-                self._remove(key)
-                return self._view(rt, current)
+            if not old_finalizers and set(finalizers) == set(old_finalizers):
+                return self._view(rt, self._remove(key)), True
             new = copy.deepcopy(current)
-            meta = new["metadata"]
-            meta.update(deletionTimestamp=now_iso(), deletionGracePeriodSeconds=0)
-            meta["finalizers"] = finalizers
-            if rt.has_generation:
-                meta["generation"] = meta.get("generation", 0) + 1
+            new_meta = new["metadata"]
+            if not meta.get("deletionTimestamp"):
+                new_meta.update(deletionTimestamp=now_iso(), deletionGracePeriodSeconds=0)
+                if rt.has_generation:
+                    new_meta["generation"] = new_meta.get("generation", 0) + 1
+            new_meta["finalizers"] = finalizers
             if rt.plural == "namespaces" and not rt.group:
                 new.setdefault("status", {})["phase"] = "Terminating"
-            meta["resourceVersion"] = self._next_rv()
+            if new == current:
+                return self._view(rt, current), False
+            new_meta["resourceVersion"] = self._next_rv()
             self._put(rt, key, new)
             self._record("MODIFIED", key, new, current)
             self.collect_garbage()
-            return self._view(rt, new)
+            return self._view(rt, new), False
 
-    def _remove(self, key: Key) -> None:
+    def _remove(self, key: Key) -> Obj:
+        """Remove an object; its last state, at the resourceVersion of its removal."""
         obj = self._objects.pop(key)
         self._decoded_under.pop(id(obj), None)
         self._uids.pop(obj["metadata"]["uid"], None)
@@ -405,6 +477,7 @@ class Store(GarbageCollector):
             self._drop_custom_resources(obj)
             self._sync_crd_types()
         self.collect_garbage()
+        return gone
 
     def _drop_custom_resources(self, crd: Obj) -> None:
         """A deleted CRD takes its objects with it (at once: their finalizers are not waited for)."""
@@ -414,6 +487,10 @@ class Store(GarbageCollector):
 
 
 def _spec_of(rt: ResourceType, obj: Obj) -> Obj:
-    """What `metadata.generation` tracks: everything but metadata (and status, if a subresource)."""
+    """What `metadata.generation` tracks: everything but metadata (and status, if a subresource);
+    a Deployment's annotations too (apps' strategy: they are copied to its ReplicaSets)."""
     skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
-    return {key: value for key, value in obj.items() if key not in skip}
+    tracked = {key: value for key, value in obj.items() if key not in skip}
+    if (rt.group, rt.plural) == ("apps", "deployments"):
+        tracked["annotations"] = obj["metadata"].get("annotations")
+    return tracked

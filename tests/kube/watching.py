@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp.web
 
-from tests.kube.resources import Obj, ResourceType
+from tests.kube.resources import Obj, ResourceType, view
 from tests.kube.store import Change, Gone, Store
 
 
@@ -33,7 +33,7 @@ def translate(
     change: Change, rt: ResourceType, namespace: str | None, select: Callable[[Obj], bool]
 ) -> Obj | None:
     """The event a watcher of (rt, namespace, select) gets for `change`, if any."""
-    if (change.group, change.plural) != (rt.group, rt.plural):
+    if (change.group, change.plural) != rt.storage:
         return None
     if namespace is not None and change.obj["metadata"].get("namespace", "") != namespace:
         return None
@@ -44,7 +44,7 @@ def translate(
         kind = "ADDED" if now_in else "DELETED"
     elif not (now_in or (kind == "DELETED" and was_in)):
         return None
-    return {"type": kind, "object": {**change.obj, "apiVersion": rt.api_version}}
+    return {"type": kind, "object": view(rt, change.obj)}
 
 
 async def watch_stream(
