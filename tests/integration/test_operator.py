@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -140,6 +141,49 @@ def test_deleting_a_model_deployment_removes_what_it_owns(cluster: Cluster) -> N
         )
 
     wait_until(collected, timeout=30, what="owned Services and Deployments collected")
+
+
+def test_an_analysed_rollout_reads_and_steers_the_pods_through_the_pod_proxy(
+    cluster: Cluster,
+) -> None:
+    """Out of the cluster the operator reaches the serving pods through the API server's pod
+    proxy: their /metrics for each measurement, their /admin/shadow to start and stop mirroring
+    (the copies themselves go nowhere here: the emulator's pods have no cluster DNS; the real
+    control plane's tests follow them, tests/real/test_analysis.py)."""
+    analysis = {"intervalSeconds": 5, "count": 2, "minRequests": 0, "errorRatioMax": 0.5}
+    strategy = {"blueGreen": {
+        "scaleDownDelaySeconds": 30, "shadow": {"percent": 100},
+        "analysis": {"prePromotion": analysis,
+                     "postPromotion": {**analysis, "count": 1, "windowSeconds": 10}},
+    }}  # fmt: skip
+    cluster.apply("measured", {"name": "Diabetes", "version": "1"}, strategy=strategy)
+    cluster.wait_phase("measured", "Healthy", activeVersion="1", activeColor="blue")
+    cluster.kube.patch(API, "ModelDeployment", "default", "measured",
+                       {"spec": {"model": {"name": "Diabetes", "version": "2"}}})  # fmt: skip
+
+    def post_promotion_verdict() -> dict[str, Any] | None:
+        """Traffic to both Services until a verdict: each measurement needs requests of both
+        colors, and the preview gets no mirrored copies here."""
+        for service in ("measured", "measured-preview"):
+            assert cluster.predict(service).status_code in (200, 503)  # 503: no preview yet
+        run = cluster.status("measured").get("postPromotionAnalysis")
+        return run if run and run["phase"] != "Running" else None
+
+    post = wait_until(post_promotion_verdict, timeout=120, what="the post-promotion verdict")
+    status = cluster.wait_phase("measured", "Healthy", activeVersion="2", activeColor="green")
+    assert status["history"][0]["version"] == "2"
+    assert (post["phase"], post["successful"], post["version"]) == ("Successful", 1, "2")
+    reasons = cluster.reasons("measured")
+    assert reasons.count("AnalysisSuccessful") == 2, reasons
+    proxied = {
+        (c.method, c.path.rsplit("/proxy", 1)[1], c.code)
+        for c in cluster.kube.requests
+        if (c.resource, c.subresource, c.name.split("-")[:1] if c.name else None)
+        == ("pods", "proxy", ["measured"])
+    }
+    assert proxied == {
+        ("GET", "/metrics", 200), ("PUT", "/admin/shadow", 200), ("DELETE", "/admin/shadow", 200),
+    }  # fmt: skip
 
 
 # kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).

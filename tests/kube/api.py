@@ -33,7 +33,7 @@ from tests.kube.store import Store, name_mismatch, not_found
 from tests.kube.watching import watch_stream
 
 # (namespace, service name, port from the URL) -> the local TCP port to forward to, or None.
-ProxyResolver = Callable[[str, str, str], int | None]
+ProxyResolver = Callable[[str, str, str, str], int | None]  # plural, namespace, name, port
 # What the service proxy does not pass on, as kube-apiserver: `Authorization`, deleted once the
 # caller is authenticated (k8s.io/apiserver/pkg/endpoints/filters/authentication.go:
 # `req.Header.Del("Authorization")`), and the hop-by-hop headers Go's httputil.ReverseProxy
@@ -108,6 +108,8 @@ def verb_of(method: str, api: ApiPath, params: dict[str, str]) -> str:
         return "delete" if api.name else "deletecollection"
     return {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
 
+
+PROXIED = frozenset({("", "services"), ("", "pods")})  # the proxy subresources served
 
 KMOCK_ACTIONS = {
     "get": kmock.action.FETCH, "list": kmock.action.LIST, "watch": kmock.action.WATCH,
@@ -249,7 +251,7 @@ class ApiHandler(kmock.KubernetesScaffold):
         assert api is not None and api.plural is not None  # guaranteed by _is_resource_request
         rt = self._type(api)
         method = request.method.value
-        if api.subresource == "proxy" and (rt.group, rt.plural) == ("", "services") and api.name:
+        if api.subresource == "proxy" and (rt.group, rt.plural) in PROXIED and api.name:
             return await self._proxy(request, rt, api)
         if api.subresource not in (None, "status") or (
             api.subresource == "status" and not rt.status_subresource
@@ -401,16 +403,22 @@ class ApiHandler(kmock.KubernetesScaffold):
 
     async def _proxy(self, request: kmock.Request, rt: ResourceType, api: ApiPath) -> Any:
         assert api.name is not None and api.namespace is not None
-        service, _, port = api.name.partition(":")
-        if self.store.get(rt, api.namespace, service) is None:
-            raise not_found(rt, service)
-        target = self.proxy_target(api.namespace, service, port) if self.proxy_target else None
-        unavailable = KubernetesError(
-            status=503, reason="ServiceUnavailable", details={"name": service, "kind": "services"},
-            message=f'no endpoints available for service "{service}"',
-        )  # fmt: skip
-        if target is None:
-            raise unavailable
+        name, _, port = api.name.partition(":")
+        if self.store.get(rt, api.namespace, name) is None:
+            raise not_found(rt, name)
+        target = (
+            self.proxy_target(rt.plural, api.namespace, name, port) if self.proxy_target else None
+        )
+        if target is None and rt.plural == "services":
+            raise KubernetesError(
+                status=503, reason="ServiceUnavailable", details={"name": name, "kind": "services"},
+                message=f'no endpoints available for service "{name}"',
+            )  # fmt: skip
+        if target is None:  # a pod without a process listening there: refused, as a dial is
+            raise KubernetesError(
+                status=503, reason="ServiceUnavailable", details={},
+                message="error trying to reach service: dial tcp: connection refused",
+            )  # fmt: skip
         if self._session is None:
             # Idle connections are dropped after 1 s, well before a pod's server closes them
             # (uvicorn: 5 s): reusing one the server is closing at that moment fails the request

@@ -95,10 +95,15 @@ class DeploymentController:
             return None
         return f"http://127.0.0.1:{next(iter(process.launch.ports.values()))}"
 
-    def proxy_port(self, namespace: str, service: str, port: str) -> int | None:
-        """The local port a Service proxy request goes to: a ready `process` pod the Service selects,
-        its container port resolved from the Service port's `targetPort`; None if there is none."""
-        svc = self.store.get(self.store.find("v1", "services"), namespace, service)
+    def proxy_port(self, plural: str, namespace: str, name: str, port: str) -> int | None:
+        """The local port a proxy request goes to (None if there is none): for `services`, a
+        ready `process` pod the Service selects, its container port resolved from the Service
+        port's `targetPort`; for `pods`, that pod's own container port (its process running,
+        ready or not, as the API server proxies to any pod with an IP)."""
+        if plural == "pods":
+            pod = self.store.get(self._pods, namespace, name)
+            return None if pod is None else self._local_port(pod, port or "80", ready=False)
+        svc = self.store.get(self.store.find("v1", "services"), namespace, name)
         if svc is None:
             return None
         ports = svc["spec"].get("ports", [])
@@ -110,18 +115,24 @@ class DeploymentController:
         pods, _ = self.store.list_objects(
             self._pods, namespace, lambda pod: selects(selector, pod["metadata"].get("labels"))
         )
-        by_uid = {t.uid: t for t in list(self._rollouts.values())}
         for pod in pods:
             conditions = pod.get("status", {}).get("conditions", [])
-            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                continue
-            for ref in pod["metadata"].get("ownerReferences", []):
-                rollout = by_uid.get(ref.get("uid", ""))
-                process = rollout.process if rollout else None
-                if process is not None and process.running and process.ready:
-                    local = process.launch.local_port(target)
-                    if local is not None:
-                        return local
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                local = self._local_port(pod, target, ready=True)
+                if local is not None:
+                    return local
+        return None
+
+    def _local_port(self, pod: Obj, port: int | str, ready: bool) -> int | None:
+        """The local port of a `process` pod's container port (by number or name)."""
+        by_uid = {t.uid: t for t in list(self._rollouts.values())}
+        for ref in pod["metadata"].get("ownerReferences", []):
+            rollout = by_uid.get(ref.get("uid", ""))
+            process = rollout.process if rollout else None
+            if process is not None and process.running and (process.ready or not ready):
+                local = process.launch.local_port(port)
+                if local is not None:
+                    return local
         return None
 
     # --- lifecycle ----------------------------------------------------------------------------------

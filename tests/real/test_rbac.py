@@ -65,6 +65,7 @@ def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
     mds = f"/apis/turnout.dev/v1alpha1/namespaces/{ns}/modeldeployments"
     deployments = f"/apis/apps/v1/namespaces/{ns}/deployments"
     services = f"/api/v1/namespaces/{ns}/services"
+    pods = f"/api/v1/namespaces/{ns}/pods"
     assert admin.post(mds, json=md("iris")).status_code == 201
     assert (
         admin.post(
@@ -94,10 +95,14 @@ def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
         ("POST", f"/api/v1/namespaces/{ns}/events", {"metadata": {"name": "iris.1"}, "involvedObject": {"kind": "ModelDeployment", "name": "iris", "namespace": ns}, "reason": "Promoted", "message": "m", "type": "Normal"}, 201),
         # authorized; the Service has no endpoints yet, so the proxy answers 503
         ("POST", f"{services}/iris:http/proxy/invocations", {}, 503),
+        # analysis and mirroring through the API server: authorized; no such pod, so 404
+        ("GET", f"{pods}/iris-blue-0:8080/proxy/metrics", None, 404),
+        ("PUT", f"{pods}/iris-blue-0:8080/proxy/admin/shadow", {"percent": 10}, 404),
+        ("DELETE", f"{pods}/iris-blue-0:8080/proxy/admin/shadow", None, 404),
     ]  # fmt: skip
     seen = []
     for method, url, body, _ in calls:
-        if method == "PUT":
+        if method == "PUT" and body is None:
             seen.append(update(http, url))
             continue
         headers = MERGE_PATCH if method == "PATCH" else None
@@ -134,6 +139,7 @@ def test_the_operator_is_forbidden_everything_else(operator: Operator) -> None:
         ("GET", f"/api/v1/namespaces/{ns}/secrets", None, "list", "secrets", "", ns),
         ("POST", f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, "create", "pods", "", ns),
         ("GET", f"/api/v1/namespaces/{ns}/configmaps", None, "list", "configmaps", "", ns),
+        ("POST", f"/api/v1/namespaces/{ns}/pods/x:8080/proxy/invocations", {}, "create", "pods/proxy", "", ns),
         # its own resources in a namespace it does not watch
         ("GET", f"/apis/turnout.dev/v1alpha1/namespaces/{other}/modeldeployments", None, "list", "modeldeployments", "turnout.dev", other),
         ("POST", f"/apis/apps/v1/namespaces/{other}/deployments", deployment("x"), "create", "deployments", "apps", other),

@@ -151,6 +151,11 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 - apiGroups: [""]
   resources: [services/proxy]
   verbs: [create]
+# analysis (the serving pods' /metrics) and shadow traffic (their /admin/shadow) through the
+# API server when the operator runs outside the cluster
+- apiGroups: [""]
+  resources: [pods/proxy]
+  verbs: [get, update, delete]
 # registry credentials named by spec.registry.credentialsSecret, the smoke test's token, and
 # the serving pods' admin token (a Secret the operator creates once per ModelDeployment)
 - apiGroups: [""]
