@@ -116,7 +116,7 @@ class ServiceProxy:
                     self._sync()
                 self._listed[kind].set()
                 stream = watch.Watch().stream(
-                    lister(self.api), resource_version=listing["metadata"]["resourceVersion"],
+                    _undecoded(lister(self.api)), resource_version=listing["metadata"]["resourceVersion"],
                     timeout_seconds=60,
                 )  # fmt: skip
                 for event in stream:
@@ -166,6 +166,16 @@ class ServiceProxy:
         if current != self._names:
             self._names = current
             self.on_names(current)
+
+
+def _undecoded(call: Callable[..., Any]) -> Callable[..., Any]:
+    """`call` without its docstring, so the watch yields the events' objects as sent, undecoded:
+    the client's models refuse an EndpointSlice without endpoints, which the API allows."""
+
+    def listing(**kwargs: Any) -> Any:
+        return call(**kwargs)
+
+    return listing
 
 
 def _key(obj: Obj) -> tuple[str, str]:
