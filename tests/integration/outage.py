@@ -6,6 +6,10 @@ once (as with a stopped server) and kept-alive connections fail, as they would.
 
 It listens on 127.0.0.1 unless told another address of this host: the bridge address of
 tests/real/netns.py makes a server on the host's loopback reachable from a pod's network namespace.
+Given `upstreams` (a callable naming the servers to try, in order, for each new connection), it
+goes to the first that accepts: the node agent's Service proxy (tests/real/node/proxy.py) hands
+it a rotation of a Service's ready endpoints. Each direction is half-closed when its sender is
+done, and a connection's sockets are closed once both directions are.
 """
 
 from __future__ import annotations
@@ -13,17 +17,24 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable, Sequence
 
 from tests.conftest import free_port
 
 CHUNK = 65536
+CONNECT_TIMEOUT = 2.0
+Upstreams = Callable[[], Sequence[tuple[str, int]]]
 
 
 class Forwarder:
-    def __init__(self, target_port: int, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, target_port: int = 0, host: str = "127.0.0.1", port: int | None = None,
+        upstreams: Upstreams | None = None,
+    ) -> None:  # fmt: skip
         self.port = port or free_port()
         self.target_port = target_port
         self.host = host
+        self.upstreams = upstreams or (lambda: [("127.0.0.1", self.target_port)])
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -66,19 +77,45 @@ class Forwarder:
                 continue
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
+    def _connect(self, client: socket.socket) -> None:
+        """Join `client` to the first of the upstreams that accepts a connection; with none, the
+        client sees its connection closed."""
+        for address in self.upstreams():
+            try:
+                upstream = socket.create_connection(address, timeout=CONNECT_TIMEOUT)
+            except OSError:
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                cut = self._listener is None
+                if not cut:
+                    self._sockets |= {client, upstream}
+            if cut:
+                upstream.close()
+                break
+            done = threading.Barrier(2, action=lambda u=upstream: self._close(client, u))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst, done), daemon=True).start()
+            return
+        client.close()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
+        try:
             while data := src.recv(CHUNK):
                 dst.sendall(data)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
+            how = socket.SHUT_WR  # the sender is done: pass its half-close on
+        except OSError:  # reset: end the other direction too
+            how = socket.SHUT_RDWR
+        for sock in (dst, src) if how == socket.SHUT_RDWR else (dst,):
+            with contextlib.suppress(OSError):
+                sock.shutdown(how)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            done.wait()
+
+    def _close(self, *sockets: socket.socket) -> None:
+        with self._lock:
+            self._sockets -= set(sockets)
+        for sock in sockets:
+            sock.close()

@@ -25,11 +25,14 @@ NODE = "turnout-node"
 
 def node_agent(plane: cp.ControlPlane, *, max_backoff: float | None = None) -> NodeAgent:
     """The node agent of `plane`'s cluster (its kubeconfig, `system:node:turnout-node`, is made
-    when missing)."""
+    when missing), with its Service proxy (as `system:kube-proxy`)."""
     kubeconfig = plane.state / f"node-{NODE}.kubeconfig"
     if not kubeconfig.exists() and (plane.state / "cluster.json").exists():
         kubeconfig = plane.node_kubeconfig(NODE)
-    return NodeAgent(kubeconfig, plane.state / "node", name=NODE, max_backoff=max_backoff)
+    if not (plane.state / "cluster.json").exists():  # only to stop an agent: no proxy to run
+        return NodeAgent(kubeconfig, plane.state / "node", name=NODE, max_backoff=max_backoff)
+    return NodeAgent(kubeconfig, plane.state / "node", name=NODE, max_backoff=max_backoff,
+                     proxy_kubeconfig=plane.proxy_kubeconfig, service_cidr=plane.service_cidr)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

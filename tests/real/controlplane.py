@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import shutil
@@ -48,8 +50,10 @@ from tests.real import pki as pki_module
 BUILD_SCRIPT = ROOT / "scripts" / "build-controlplane.sh"
 # Order of start; stopped in reverse.
 PROGRAMS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-SERVICE_CIDR = "10.96.0.0/16"  # ClusterIPs; pod addresses come from tests/real/netns.py's range
-KUBERNETES_SERVICE_IP = "10.96.0.1"
+# ClusterIPs: one /24 of this range per cluster (`free_service_range`); pod addresses come from
+# tests/real/netns.py's range
+SERVICE_RANGE = ipaddress.ip_network("10.96.0.0/16")
+SERVICE_RANGE_FLAG = "--service-cluster-ip-range="
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 STOP_TIMEOUT = 20.0
@@ -113,6 +117,23 @@ class ControlPlane:
         return self.server_for(self.ports)
 
     @property
+    def service_cidr(self) -> str:
+        """This cluster's service range (a /24 of SERVICE_RANGE): where its ClusterIPs come from."""
+        return str(json.loads((self.state / "cluster.json").read_text())["serviceCIDR"])
+
+    @property
+    def kubernetes_service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP: the range's first address, named by the API
+        server's certificate."""
+        return str(ipaddress.ip_network(self.service_cidr).network_address + 1)
+
+    @property
+    def proxy_kubeconfig(self) -> Path:
+        """kube-proxy's kubeconfig (`system:kube-proxy`, bound to `system:node-proxier`), for the
+        node agent's Service proxy."""
+        return self.state / "kube-proxy.kubeconfig"
+
+    @property
     def ca(self) -> Path:
         return self.pki_dir / "ca.crt"
 
@@ -171,18 +192,21 @@ class ControlPlane:
         (self.state / "etcd").chmod(0o700)
         began = time.monotonic()
         ports = Ports.free()
-        (self.state / "cluster.json").write_text(json.dumps(
-            {"ports": asdict(ports), "bin": str(self.bin_dir)}, indent=2))  # fmt: skip
-        keys = pki_module.create(self.pki_dir, service_ip=KUBERNETES_SERVICE_IP,
-                                 pod_gateways=netns.gateways())  # fmt: skip
-        for name, pair in keys.clients.items():
-            path = self.kubeconfig if name == "admin" else self.state / f"{name}.kubeconfig"
-            write_kubeconfig(path, self.server_for(ports), keys.ca.cert, pair)
+        info = {"ports": asdict(ports), "bin": str(self.bin_dir)}
+        (self.state / "cluster.json").write_text(json.dumps(info, indent=2))
         try:
             self._spawn("etcd", self._etcd_args(ports), detach)
             self._wait(lambda: httpx.get(f"http://127.0.0.1:{ports.etcd_client}/health").json()["health"] == "true",
                        "etcd", timeout)  # fmt: skip
-            self._spawn("kube-apiserver", self._apiserver_args(ports, keys), detach)
+            with netns.address_lock():  # the range is taken once the API server runs with it
+                info["serviceCIDR"] = str(free_service_range())
+                (self.state / "cluster.json").write_text(json.dumps(info, indent=2))
+                keys = pki_module.create(self.pki_dir, service_ip=self.kubernetes_service_ip,
+                                         pod_gateways=netns.gateways())  # fmt: skip
+                for name, pair in keys.clients.items():
+                    path = self.kubeconfig if name == "admin" else self.state / f"{name}.kubeconfig"
+                    write_kubeconfig(path, self.server_for(ports), keys.ca.cert, pair)
+                self._spawn("kube-apiserver", self._apiserver_args(ports, keys), detach)
             with self.http() as api:
                 self._wait(lambda: api.get("/readyz").status_code == 200, "kube-apiserver /readyz",
                            timeout)  # fmt: skip
@@ -291,7 +315,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={keys.service_account_pub}",
             f"--service-account-signing-key-file={keys.service_account_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"{SERVICE_RANGE_FLAG}{self.service_cidr}",
             "--authorization-mode=Node,RBAC", "--allow-privileged=true",
             # as kubeadm: a node's credentials write only its own Node, Lease and pods' status
             "--enable-admission-plugins=NodeRestriction",
@@ -350,6 +374,36 @@ class ControlPlane:
 
     def _scheduler_args(self, p: Ports, keys: pki_module.Pki) -> list[str]:
         return self._component_args("kube-scheduler", p.scheduler, keys)
+
+
+def free_service_range() -> ipaddress.IPv4Network:
+    """The first /24 of SERVICE_RANGE that no kube-apiserver running on this host serves and no
+    address of this host lies in, so two clusters on one machine (CI and a developer's, two test
+    sessions) never share a ClusterIP: their node agents put ClusterIPs on the host as addresses.
+    Call under `netns.address_lock()`, held until the API server that takes it runs. (A cluster
+    of an older checkout serves all of 10.96.0.0/16 and puts no ClusterIP on the host: that claim
+    is ignored.)"""
+    served = [net for net in _served_service_ranges() if net.prefixlen >= 24]
+    addresses = [address.ip for address in netns.host_addresses()]
+    for candidate in SERVICE_RANGE.subnets(new_prefix=24):
+        if not any(candidate.overlaps(net) for net in served) and not any(
+            address in candidate for address in addresses
+        ):
+            return candidate
+    raise RuntimeError(f"every /24 of {SERVICE_RANGE} is served by a running cluster")
+
+
+def _served_service_ranges() -> list[ipaddress.IPv4Network]:
+    """The `--service-cluster-ip-range` of every process of this host that has one."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            for arg in cmdline.read_bytes().decode(errors="replace").split("\0"):
+                if arg.startswith(SERVICE_RANGE_FLAG):
+                    with contextlib.suppress(ValueError):
+                        found.append(ipaddress.ip_network(arg.removeprefix(SERVICE_RANGE_FLAG),
+                                                          strict=False))  # fmt: skip
+    return found
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, client: pki_module.KeyPair) -> Path:

@@ -1,5 +1,6 @@
 """An HTTP server that answers every request with what it received: method, path, headers (in
-the order and spelling they arrived) and body, as JSON. The service proxy tests run it inside a
+the order and spelling they arrived) and body, as JSON, and which server answered (`server`: the
+address and port it listens on). The service proxy tests run it inside a
 pod's network namespace to see exactly what the API server forwards.
 
     python tests/real/echo.py HOST PORT
@@ -22,6 +23,7 @@ class Echo(BaseHTTPRequestHandler):
         payload = json.dumps({
             "method": self.command, "path": self.path,
             "headers": [[name, value] for name, value in self.headers.items()], "body": body,
+            "server": f"{self.server.server_address[0]}:{self.server.server_address[1]}",
         }).encode()  # fmt: skip
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,9 +98,7 @@ class PodNetwork:
         if reason:
             raise NetnsUnavailable(reason)
         cleanup_stale()
-        LOCK.parent.mkdir(parents=True, exist_ok=True)
-        with LOCK.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with address_lock():
             self.subnet = _free_subnet()
             ip("link", "add", self.bridge, "type", "bridge")
             ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
@@ -147,11 +146,26 @@ def gateways() -> tuple[str, ...]:
     return tuple(str(net.network_address + 1) for net in POD_RANGE.subnets(new_prefix=24))
 
 
+@contextlib.contextmanager
+def address_lock() -> Iterator[None]:
+    """Held from choosing a range of addresses until the choice shows to others: a pod network's
+    /24 once its bridge has its address, a cluster's service /24 (tests/real/controlplane.py) once
+    its API server runs with it."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def host_addresses() -> list[ipaddress.IPv4Interface]:
+    """Every IPv4 address on this host, with its network."""
+    return [ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")
+            for link in json.loads(ip("-j", "-4", "addr", "show") or "[]")
+            for info in link.get("addr_info", [])]  # fmt: skip
+
+
 def _free_subnet() -> ipaddress.IPv4Network:
-    used = []
-    for link in json.loads(ip("-j", "-4", "addr", "show") or "[]"):
-        for info in link.get("addr_info", []):
-            used.append(ipaddress.ip_network(f"{info['local']}/{info['prefixlen']}", strict=False))
+    used = [address.network for address in host_addresses()]
     for candidate in POD_RANGE.subnets(new_prefix=24):
         if not any(candidate.overlaps(u) for u in used):
             return candidate

@@ -165,6 +165,7 @@ def create(
         "kube-controller-manager": _write(directory, "kube-controller-manager",
                                           *ca.sign("system:kube-controller-manager")),
         "kube-scheduler": _write(directory, "kube-scheduler", *ca.sign("system:kube-scheduler")),
+        "kube-proxy": _write(directory, "kube-proxy", *ca.sign("system:kube-proxy")),
     }  # fmt: skip
     sa_key = ec.generate_private_key(ec.SECP256R1())
     sa_private, sa_public = directory / "sa.key", directory / "sa.pub"

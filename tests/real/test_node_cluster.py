@@ -5,6 +5,7 @@ replaces cleanly, and nothing left behind."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -71,7 +72,7 @@ def alive(pid: int) -> bool:
 
 
 def test_make_cluster_gives_a_ready_node_that_runs_pods_and_down_leaves_nothing(
-    tmp_path: Path, binaries: Path
+    tmp_path: Path, binaries: Path, control_plane: cp.ControlPlane
 ) -> None:
     kubectl = require_tool("kubectl")
     state = tmp_path / "cluster"
@@ -106,6 +107,18 @@ def test_make_cluster_gives_a_ready_node_that_runs_pods_and_down_leaves_nothing(
         assert status.returncode == 0
         agent = json.loads((state / "node" / "node.json").read_text())
         assert status.stdout.splitlines()[-1].split() == ["node-agent", str(agent["pid"])]
+        # a second cluster on this machine (the session's runs too): a service range of its own
+        service_range = ipaddress.ip_network(
+            json.loads((state / "cluster.json").read_text())["serviceCIDR"]
+        )
+        assert not service_range.overlaps(ipaddress.ip_network(control_plane.service_cidr))
+        ctl("create", "service", "clusterip", "web", "--tcp=80:8080")
+        cluster_ip = ipaddress.ip_address(
+            ctl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}")
+        )
+        assert cluster_ip in service_range
+        wait_until(lambda: cluster_ip in {a.ip for a in netns.host_addresses()}, timeout=30,
+                   interval=0.2, what=f"{cluster_ip} on the node's bridge")  # fmt: skip
         ctl("run", "web", "--image=busybox", "--command", "--", "sleep", "3600")
         first = wait_until(pod_pid, timeout=60, what="pod web running")
         first_netns = {
@@ -130,5 +143,7 @@ def test_make_cluster_gives_a_ready_node_that_runs_pods_and_down_leaves_nothing(
     namespaces, links = netns.owned_names()
     tag = f"{netns.PREFIX}{agent['pid']:x}"
     assert not [n for n in [*namespaces, *links] if n.startswith(tag)]
+    assert not [a for a in netns.host_addresses() if a.ip in service_range]
+    assert service_range.with_prefixlen not in netns.ip("route", "show")
     assert not state.exists()
     assert run("status").returncode == 1

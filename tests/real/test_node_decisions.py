@@ -1,6 +1,8 @@
 """The node agent's decisions, pure: the pod's phase and conditions from its containers' states
 (the kubelet's getPhase and status generators), the CrashLoopBackOff back-off, the restart
-decision, probe result counting, and the environment and volume files planned from a pod spec."""
+decision, probe result counting, the environment and volume files planned from a pod spec, and
+what the Services make of the Service proxy and of a pod's /etc/hosts (with the in-place rewrite
+that keeps a bind-mounted file's inode)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.podspec import ConfigError, MountError
-from tests.real.node import plan
+from tests.real.node import plan, runtime, services
 from tests.real.node.lifecycle import BackOff, ProbeSpec, ProbeState, should_restart
 from tests.real.node.status import PodView, Record, Terminated, conditions, phase, pod_status
 
@@ -338,3 +340,100 @@ def test_volume_files_of_every_kind_and_their_mounts() -> None:
         plan.Mount("/state/volumes/s/user", "/etc/user", False),
         plan.Mount("/srv/data", "/data", False),
     ]
+
+
+def endpoint(ip: str, ready: bool | None) -> Obj:
+    return {"addresses": [ip], **({} if ready is None else {"conditions": {"ready": ready}})}
+
+
+def test_the_proxy_routes_each_tcp_port_of_a_cluster_ip_to_the_ready_endpoints_of_that_port_name() -> (
+    None
+):
+    def svc(ns: str, name: str, ip: str, ports: list[Obj], kind: str = "ClusterIP") -> Obj:
+        return {"metadata": {"namespace": ns, "name": name},
+                "spec": {"type": kind, "clusterIP": ip, "ports": ports}}  # fmt: skip
+
+    def slice_(
+        ns: str, service: str, endpoints: list[Obj], ports: list[Obj], family: str = "IPv4"
+    ) -> Obj:
+        return {"metadata": {"namespace": ns, "name": f"{service}-x",
+                             "labels": {services.SERVICE_NAME: service}},
+                "addressType": family, "endpoints": endpoints, "ports": ports}  # fmt: skip
+
+    found = services.routes(
+        [svc("n", "web", "10.96.0.10", [{"name": "http", "port": 80},
+                                         {"name": "metrics", "port": 9090, "protocol": "TCP"},
+                                         {"name": "dns", "port": 53, "protocol": "UDP"}]),
+         svc("n", "headless", "None", [{"name": "http", "port": 80}]),
+         svc("n", "outside", "", [{"port": 80}], kind="ExternalName"),
+         svc("n", "empty", "10.96.0.11", [{"port": 8080}]),
+         svc("m", "web", "10.96.0.12", [{"port": 80}])],
+        [slice_("n", "web", [endpoint("10.244.0.3", True), endpoint("10.244.0.2", None),
+                             endpoint("10.244.0.4", False)],
+                [{"name": "http", "port": 8080}, {"name": "metrics", "port": 9100},
+                 {"name": "dns", "port": 53, "protocol": "UDP"}]),
+         slice_("n", "web", [endpoint("fd00::5", True)], [{"name": "http", "port": 8080}], "IPv6"),
+         slice_("n", "empty", [], [{"port": 8080}]),  # an EndpointSlice may have no endpoints
+         slice_("m", "web", [endpoint("10.244.0.9", True)], [{"name": "", "port": 8081}])],
+    )  # fmt: skip
+    assert found == {
+        ("10.96.0.10", 80): [("10.244.0.2", 8080), ("10.244.0.3", 8080)],
+        ("10.96.0.10", 9090): [("10.244.0.2", 9100), ("10.244.0.3", 9100)],
+        ("10.96.0.11", 8080): [],
+        ("10.96.0.12", 80): [("10.244.0.9", 8081)],
+    }
+
+
+def test_a_pods_hosts_file_names_itself_its_aliases_and_every_service_short_names_in_its_namespace() -> (
+    None
+):
+    named = services.names([
+        {"metadata": {"namespace": "shop", "name": "web"}, "spec": {"clusterIP": "10.96.3.10"}},
+        {"metadata": {"namespace": "default", "name": "web"}, "spec": {"clusterIP": "10.96.3.11"}},
+        {"metadata": {"namespace": "shop", "name": "pods"}, "spec": {"clusterIP": "None"}},
+    ])  # fmt: skip
+    assert named == [("default", "web", "10.96.3.11"), ("shop", "web", "10.96.3.10")]
+    text = services.hosts_file("10.244.3.7", "web-7d9f", "shop", named,
+                               [{"ip": "10.244.3.1", "hostnames": ["mlflow", "registry"]}])  # fmt: skip
+    assert text == services.LOCAL_HOSTS + (
+        "10.244.3.7\tweb-7d9f\n"
+        "\n# Entries added by HostAliases.\n"
+        "10.244.3.1\tmlflow\tregistry\n"
+        "\n# Services (the node agent's stand-in for cluster DNS).\n"
+        "10.96.3.11\tweb.default.svc.cluster.local web.default.svc web.default\n"
+        "10.96.3.10\tweb.shop.svc.cluster.local web.shop.svc web.shop web\n"
+    )
+    assert services.resolv_conf("shop") == (
+        "search shop.svc.cluster.local svc.cluster.local cluster.local\n"
+        "nameserver 127.0.0.1\noptions ndots:5\n"
+    )
+
+
+def test_the_nodes_name_files_are_mounted_where_no_volume_mount_takes_their_path() -> None:
+    managed = {"/etc/hosts": Path("/pod/etc-hosts"), "/etc/resolv.conf": Path("/pod/resolv.conf")}
+    pod = {**POD, "spec": {**POD["spec"], "volumes": [{"name": "h", "emptyDir": {}}]}}
+    mine = {"volumeMounts": [{"name": "h", "mountPath": "/etc/hosts", "subPath": "hosts"}]}
+    assert plan.mounts(pod, mine, lambda v: Path("/v") / v, managed) == [
+        plan.Mount("/v/h/hosts", "/etc/hosts", False),
+        plan.Mount("/pod/resolv.conf", "/etc/resolv.conf", False),
+    ]
+    assert plan.mounts(pod, {}, lambda v: Path("/v") / v, managed) == [
+        plan.Mount("/pod/etc-hosts", "/etc/hosts", False),
+        plan.Mount("/pod/resolv.conf", "/etc/resolv.conf", False),
+    ]
+
+
+def test_a_rewrite_keeps_the_files_inode_and_pads_a_shorter_content_with_a_comment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "etc-hosts"
+    runtime.rewrite(path, "10.96.0.10\tweb.shop.svc\n10.96.0.11\tapi.shop.svc\n")
+    inode = path.stat().st_ino
+    runtime.rewrite(path, "10.96.0.11\tapi.shop.svc\n")
+    assert path.stat().st_ino == inode
+    assert path.read_text() == "10.96.0.11\tapi.shop.svc\n" + "#" * 23 + "\n"  # 48 bytes still
+    runtime.rewrite(
+        path, "10.96.0.12\tdb.shop.svc\n10.96.0.11\tapi.shop.svc\n10.96.0.13\tx.y.svc\n"
+    )
+    assert (path.stat().st_ino, path.read_text()) == (
+        inode, "10.96.0.12\tdb.shop.svc\n10.96.0.11\tapi.shop.svc\n10.96.0.13\tx.y.svc\n")  # fmt: skip

@@ -33,12 +33,15 @@ class NodeAgent:
     def __init__(
         self, kubeconfig: Path, state: Path, *, name: str = "turnout-node",
         expose: tuple[int, ...] = (), max_backoff: float | None = None,
+        proxy_kubeconfig: Path | None = None, service_cidr: str = "",
     ) -> None:  # fmt: skip
         self.kubeconfig = kubeconfig.resolve()
         self.state = state.resolve()
         self.name = name
         self.expose = expose
         self.max_backoff = max_backoff
+        self.proxy_kubeconfig = proxy_kubeconfig.resolve() if proxy_kubeconfig else None
+        self.service_cidr = service_cidr
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,6 +75,9 @@ class NodeAgent:
             argv += ["--expose", str(port)]
         if self.max_backoff is not None:
             argv += ["--max-backoff", str(self.max_backoff)]
+        if self.proxy_kubeconfig is not None:
+            argv += ["--proxy-kubeconfig", str(self.proxy_kubeconfig),
+                     "--service-cidr", self.service_cidr]  # fmt: skip
         began = time.monotonic()
         with self.log.open("ab") as log:
             self._child = subprocess.Popen(

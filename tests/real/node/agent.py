@@ -1,10 +1,13 @@
 """The node agent's process: registers its Node, keeps its Lease and status fresh, owns the pod
 network (bridge, one network namespace per pod), forwards the bridge address to the API server (and
-to host ports it is told to expose), watches the pods bound to it and gives each a pod worker.
+to host ports it is told to expose), watches the pods bound to it and gives each a pod worker. Given
+a kube-proxy's credentials, it runs the Service proxy too (`proxy.py`) and keeps every pod's
+/etc/hosts naming the Services (`services.py`).
 
-It talks to the API server only as `system:node:<name>`: the Node authorizer lets it read the
+It talks to the API server as `system:node:<name>`: the Node authorizer lets it read the
 Secrets, ConfigMaps and ServiceAccount tokens of its own pods only, and NodeRestriction lets it
-write only its Node, its Lease and its pods' status.
+write only its Node, its Lease and its pods' status. The Service proxy reads as
+`system:kube-proxy`, as kube-proxy does.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from kubernetes.client.rest import ApiException
 from tests.integration.outage import Forwarder
 from tests.podspec import MountError
 from tests.real import netns
-from tests.real.node import plan, runtime
+from tests.real.node import plan, runtime, services
 from tests.real.node.pods import PodWorker
+from tests.real.node.proxy import Names, ServiceProxy
 
 Obj = dict[str, Any]
 log = logging.getLogger("node-agent")
@@ -51,6 +55,8 @@ class Settings:
     name: str = "turnout-node"
     expose: list[int] = field(default_factory=list)
     max_backoff: float = 300.0
+    proxy_kubeconfig: Path | None = None  # system:kube-proxy's: run the Service proxy
+    service_cidr: str = ""  # the cluster's service range (the Service proxy routes it here)
 
 
 def micro_time() -> str:
@@ -82,6 +88,10 @@ class Agent:
         self.host_ip = ""
         self.base_env: dict[str, str] = {}
         self.node_uid = ""
+        self.proxy: ServiceProxy | None = None
+        self._names: Names = []  # the Services every pod's /etc/hosts names
+        self._hosts: dict[str, tuple[Path, str, str, str, list[Obj]]] = {}
+        self._names_lock = threading.Lock()
 
     # --- what pod workers need (pods.Node) ---------------------------------------------------
     def add_sandbox(self, key: str) -> str:
@@ -89,9 +99,34 @@ class Agent:
             return self.network.add_pod(key).ip
 
     def remove_sandbox(self, key: str) -> None:
+        with self._names_lock:
+            self._hosts.pop(key, None)
         with self._net_lock:
             if key in self.network.pods:
                 self.network.remove_pod(key)
+
+    def name_files(self, key: str, pod: Obj, pod_ip: str, directory: Path) -> dict[str, Path]:
+        hosts, resolv = directory / "etc-hosts", directory / "resolv.conf"
+        resolv.write_text(services.resolv_conf(pod["metadata"]["namespace"]))
+        entry = (hosts, pod_ip, pod["metadata"]["name"][:63], pod["metadata"]["namespace"],
+                 list(pod["spec"].get("hostAliases") or []))  # fmt: skip
+        with self._names_lock:
+            self._hosts[key] = entry
+            self._write_hosts(entry)
+        return {"/etc/hosts": hosts, "/etc/resolv.conf": resolv}
+
+    def _services_named(self, names: Names) -> None:
+        """The Services changed: every running pod's /etc/hosts rewritten in place."""
+        with self._names_lock:
+            self._names = names
+            for entry in self._hosts.values():
+                self._write_hosts(entry)
+
+    def _write_hosts(self, entry: tuple[Path, str, str, str, list[Obj]]) -> None:
+        path, pod_ip, hostname, namespace, aliases = entry
+        runtime.rewrite(
+            path, services.hosts_file(pod_ip, hostname, namespace, self._names, aliases)
+        )
 
     def netns(self, key: str) -> str:
         return self.network.pods[key].netns
@@ -187,6 +222,11 @@ class Agent:
             self.forwarders.append(exposed)
         self.base_env = {"PATH": f"{BIN}:{plan.SYSTEM_PATH}", "HOME": "/root",
                          **plan.service_env(self.host_ip, api.port)}  # fmt: skip
+        if self.settings.proxy_kubeconfig is not None:
+            proxy_api = config.new_client_from_config(str(self.settings.proxy_kubeconfig))
+            self.proxy = ServiceProxy(proxy_api, self.network.bridge, self.settings.service_cidr,
+                                      self._services_named)  # fmt: skip
+            self.proxy.start()
         self._register()
         self._renew_lease()
         info = {"name": self.name, "pid": os.getpid(), "hostIP": self.host_ip,
@@ -219,6 +259,8 @@ class Agent:
             worker.join(SHUTDOWN_GRACE + 20)
         for forwarder in self.forwarders:
             forwarder.down()
+        if self.proxy is not None:
+            self.proxy.stop()
         with self._net_lock:
             self.network.teardown()
         runtime.remove_tree(self.state / "pods")

@@ -147,9 +147,14 @@ def _projected(
     return files
 
 
-def mounts(pod: Obj, container: Obj, volume_dir: Callable[[str], Path]) -> list[Mount]:
+def mounts(
+    pod: Obj, container: Obj, volume_dir: Callable[[str], Path],
+    managed: Mapping[str, Path] | None = None,
+) -> list[Mount]:  # fmt: skip
     """The container's volumeMounts as host source -> mountPath (`subPath` inside the volume;
-    a hostPath volume's source is that host path)."""
+    a hostPath volume's source is that host path), then the files the node manages for the pod
+    (`managed`: mountPath -> host file, /etc/hosts and /etc/resolv.conf) where no volumeMount
+    takes that path, as the kubelet mounts its etc-hosts."""
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
     found = []
     for mount in container.get("volumeMounts") or []:
@@ -159,6 +164,9 @@ def mounts(pod: Obj, container: Obj, volume_dir: Callable[[str], Path]) -> list[
         )
         source = root / mount["subPath"] if mount.get("subPath") else root
         found.append(Mount(str(source), mount["mountPath"], bool(mount.get("readOnly"))))
+    taken = {m.target for m in found}
+    found += [Mount(str(source), target, False)
+              for target, source in (managed or {}).items() if target not in taken]  # fmt: skip
     return found
 
 
@@ -169,12 +177,13 @@ def launch(
     fields: Mapping[str, str],
     base_env: Mapping[str, str],
     volume_dir: Callable[[str], Path],
+    managed: Mapping[str, Path] | None = None,
 ) -> Launch:
     """The container's command line, environment, working directory and mounts; raises ConfigError
     (a missing Secret/ConfigMap or key) or NoCommand.
 
     `base_env`: what the image would give (PATH, HOME) and the service variables; the container's
-    own `env`/`envFrom` override it."""
+    own `env`/`envFrom` override it. `managed`: as `mounts` takes it."""
     if not container.get("command"):
         raise NoCommand(
             f"container {container['name']} has no command: this node runs a container's command "
@@ -185,7 +194,7 @@ def launch(
         expand(str(arg), env) for arg in [*container["command"], *(container.get("args") or [])]
     ]
     return Launch(argv, env, container.get("workingDir") or "/",
-                  mounts(pod, container, volume_dir), pod["metadata"]["name"][:63])  # fmt: skip
+                  mounts(pod, container, volume_dir, managed), pod["metadata"]["name"][:63])  # fmt: skip
 
 
 __all__ = ["ConfigError", "Launch", "Mount", "MountError", "NoCommand"]

@@ -34,6 +34,8 @@ class Node(Protocol):
     max_backoff: float
 
     def add_sandbox(self, key: str) -> str: ...  # -> the pod's IP
+    # the pod's /etc/hosts and /etc/resolv.conf, written and kept up to date until remove_sandbox
+    def name_files(self, key: str, pod: Obj, pod_ip: str, directory: Path) -> dict[str, Path]: ...
     def remove_sandbox(self, key: str) -> None: ...
     def netns(self, key: str) -> str: ...
     def lookup(self, kind: str, namespace: str, name: str) -> Obj | None: ...
@@ -70,6 +72,7 @@ class PodWorker(threading.Thread):
         self._gone = threading.Event()
         self._shutdown: float | None = None  # the agent stops: at most this grace period
         self.pod_ip = ""
+        self.name_files: dict[str, Path] = {}  # mountPath -> the file the node keeps there
         self.start_time = ""
         self.volumes_ready = False
         self.volumes_retry_at = 0.0
@@ -117,6 +120,7 @@ class PodWorker(threading.Thread):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.pod_ip = self.node.add_sandbox(self.key)
+        self.name_files = self.node.name_files(self.key, self.pod, self.pod_ip, self.directory)
         self.start_time = runtime.now_iso()
         while True:
             pod = self.pod
@@ -208,7 +212,8 @@ class PodWorker(threading.Thread):
         fields = plan.pod_fields(pod, self.pod_ip, self.node.host_ip)
         try:
             launch = plan.launch(pod, slot.spec, self.node.lookup, fields, self.node.base_env,
-                                 lambda volume: self.directory / "volumes" / volume)  # fmt: skip
+                                 lambda volume: self.directory / "volumes" / volume,
+                                 self.name_files)  # fmt: skip
         except plan.ConfigError as exc:
             slot.record.wait("CreateContainerConfigError", str(exc))
             slot.retry_at = now + 1.0

@@ -54,6 +54,18 @@ def write_volume(directory: Path, files: Files | None, *, memory: bool = False) 
         target.chmod(mode)
 
 
+def rewrite(path: Path, text: str) -> None:
+    """Replace a file's content in place, keeping its inode (a container's bind mount pins it):
+    one write from offset 0, padded with a comment to the old length rather than truncated, so a
+    reader (glibc opens /etc/hosts at every lookup) never finds the file empty or cut short."""
+    data = text.encode()
+    with path.open("r+b" if path.exists() else "wb") as handle:
+        short = handle.seek(0, os.SEEK_END) - len(data)
+        if short > 0:
+            data += b"#" * (short - 1) + b"\n"
+        os.pwrite(handle.fileno(), data, 0)
+
+
 def remove_tree(directory: Path) -> None:
     """Remove a directory of pods, unmounting the tmpfs volumes (emptyDir medium Memory) in it
     first, including those a dead agent left."""
