@@ -165,9 +165,11 @@ def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
             "query": query, "refresh": 2, "regex": "", "sort": 1, "type": "query"}  # fmt: skip
 
 
-def annotation(name: str, expr: str, color: str, title: str, text: str) -> dict[str, Any]:
+def annotation(
+    name: str, expr: str, color: str, title: str, text: str, tags: str = "outcome"
+) -> dict[str, Any]:
     return {"datasource": DATASOURCE, "enable": True, "expr": expr, "iconColor": color,
-            "name": name, "step": "1m", "tagKeys": "outcome", "textFormat": text,
+            "name": name, "step": "1m", "tagKeys": tags, "textFormat": text,
             "titleFormat": title, "useValueForTime": False}  # fmt: skip
 
 
@@ -250,6 +252,65 @@ def latency(quantile: float) -> Target:
         f"histogram_quantile({quantile}, sum by ({COLOR_KEY}, le) ({buckets}))",
         f"p{round(quantile * 100)} {COLOR_LEGEND}",
     )
+
+
+def shadow_quantile(metric: str, quantile: float, by: str, legend: str) -> Target:
+    buckets = rate(f"{metric}_bucket")
+    return Target(
+        f"histogram_quantile({quantile}, sum by ({COLOR_KEY}, {by}le) ({buckets}))",
+        f"p{round(quantile * 100)} {legend}{COLOR_LEGEND}",
+    )
+
+
+def shadow_row() -> Row:
+    """Shadow traffic (strategy.blueGreen.shadow): the active color's pods count what became of
+    each live answer offered for mirroring; the preview's pods count what they compared and how
+    their predictions differ. Series of both sides carry their own version and color."""
+    by_result = f"sum by ({COLOR_KEY}, result)"
+    active_side = 'result=~"mirrored|dropped_.+|failed"'
+    preview_side = 'result=~"compared|error"'
+    return Row("Shadow traffic", [
+        Panel("Mirrored copies per second, by result",
+              "The active color: live answers copied to the preview (mirrored), dropped because "
+              "the bounded queue was full, over maxRequestsPerSecond, or queued when mirroring "
+              "stopped, and copies the preview did not take (failed). Drops never delay a live "
+              "answer: a queue that stays full means the preview is slow.",
+              [Target(f"{by_result} ({rate('turnout_shadow_requests_total', active_side)})",
+                      f"{{{{result}}}} {COLOR_LEGEND}")], unit="reqps",
+              custom={"stacking": {"group": "A", "mode": "normal"}}),
+        Panel("Compared copies per second",
+              "The preview: mirrored copies it scored and compared with the active's answer, "
+              "and those it could not (error), by its own answer's status or incomparable.",
+              [Target(f"{by_result} ({rate('turnout_shadow_requests_total', preview_side)})",
+                      f"{{{{result}}}} {COLOR_LEGEND}"),
+               Target(f"sum by ({COLOR_KEY}, reason) ({rate('turnout_shadow_errors_total')})",
+                      f"error {{{{reason}}}} {COLOR_LEGEND}")], unit="reqps"),
+        Panel("Agreement with the active color",
+              "Per preview pod: the share of its last compared rows on which it agrees with the "
+              "active (same class, or within the regression tolerance); the pre-promotion "
+              "analysis weighs it by the rows behind it (shadowAgreementMin). Empty until a "
+              "copy is compared.",
+              [Target(f"max by ({COLOR_KEY}, pod) ({served('turnout_shadow_agreement_ratio')})",
+                      f"{{{{pod}}}} {COLOR_LEGEND}")],
+              unit="percentunit", defaults={"min": 0, "max": 1}),
+        Panel("Rows behind the agreement ratio",
+              "Compared rows each preview pod's agreement ratio stands on (its window).",
+              [Target(f"max by ({COLOR_KEY}, pod) ({served('turnout_shadow_window_rows')})",
+                      f"{{{{pod}}}} {COLOR_LEGEND}")], defaults={"min": 0, "decimals": 0}),
+        Panel("Prediction difference p50 / p99",
+              "Per compared row, |preview - active| in the target's own units (for "
+              "probabilities, the mean over the classes), from the histogram's buckets. Log "
+              "scale.",
+              [shadow_quantile("turnout_shadow_abs_diff", 0.5, "", ""),
+               shadow_quantile("turnout_shadow_abs_diff", 0.99, "", "")],
+              unit="none", custom={"scaleDistribution": {"log": 10, "type": "log"}}),
+        Panel("Scoring time: preview vs active",
+              "p50 and p99 of the time each compared copy took to score on the active (as it "
+              "reported it) and on the preview, both recorded by the preview's pods: a preview "
+              "slower on the same requests shows here before any user sees it.",
+              [shadow_quantile("turnout_shadow_latency_seconds", q, "side, ", "{{side}} ")
+               for q in (0.5, 0.99)], unit="s"),
+    ])  # fmt: skip
 
 
 def serving_dashboard() -> dict[str, Any]:
@@ -387,6 +448,7 @@ def serving_dashboard() -> dict[str, Any]:
                                                       ("orange", QUALITY_MIN_LABELS))},
               custom={"thresholdsStyle": {"mode": "line"}}),
     ])  # fmt: skip
+    shadow = shadow_row()
     model = Row("Model", [
         Panel("Model load and artifact download time",
               "Seconds each color took to load its model and to download its artifacts "
@@ -422,7 +484,7 @@ def serving_dashboard() -> dict[str, Any]:
         "Traffic, errors, latency, data drift and live quality of the models turnout serves, "
         "per model version and blue-green color.",
         variables,
-        [traffic, drift, quality, model],
+        [traffic, drift, quality, shadow, model],
     )
 
 
@@ -448,6 +510,64 @@ def duration_quantile(quantile: float) -> Target:
         f"p{round(quantile * 100)} {{{{outcome}}}}",
         instant=True,
     )
+
+
+def analyses(window: str, result: str = "") -> str:
+    matcher = f', result=~"{result}"' if result else ""
+    return f"increase(turnout_operator_analysis_runs_total{{{OPERATOR}{matcher}}}[{window}])"
+
+
+RUN_COLUMNS = ("namespace", "modeldeployment", "gate", "version", "phase")
+VERDICT_COLUMNS = ("successful", "failed", "inconclusive", "error")
+
+
+def analysis_row() -> Row:
+    """What the gates wait on (strategy.blueGreen.analysis): each ModelDeployment's step and the
+    measurements of the analyses its status holds, and the analyses that ended."""
+    step = f"turnout_operator_modeldeployment_step{{{ROLLOUT_FILTER}}}"
+    measured = 'turnout_operator_analysis_measurements{%s, verdict="%s"}'
+    # One instant query per verdict, merged into one row per analysis: Value #A ... #D.
+    counts = [Target(f"max by ({', '.join(RUN_COLUMNS)}) ({measured % (ROLLOUT_FILTER, v)})",
+                     instant=True) for v in VERDICT_COLUMNS]  # fmt: skip
+    values = {f"Value #{chr(ord('A') + i)}": v for i, v in enumerate(VERDICT_COLUMNS)}
+    return Row("Analysis", [
+        Panel("Step now",
+              "The step each ModelDeployment's rollout is at, as kubectl get mdep shows it "
+              "(STEP): PrePromotionAnalysis, AnalysisInconclusive (waiting for a person), "
+              "MeasuringBaseline, PostPromotionAnalysis, WaitingForPromotion, ...",
+              [Target(f"max by (namespace, modeldeployment, step) ({step})", instant=True)],
+              kind="table", width=8,
+              transformations=[{"id": "organize", "options": {
+                  "excludeByName": {"Time": True, "Value": True},
+                  "indexByName": {"namespace": 0, "modeldeployment": 1, "step": 2}}}]),
+        Panel("Analyses now",
+              "The analyses each ModelDeployment's status holds (its rollout's pre-promotion "
+              "analysis, its last switch's post-promotion one): the version measured, the "
+              "analysis' phase and its measurements by verdict (error: those in a row, 5 end "
+              "it). The figures behind each verdict are in the status and its Events.",
+              counts, kind="table", width=16,
+              transformations=[
+                  {"id": "merge", "options": {}},
+                  {"id": "organize", "options": {
+                      "excludeByName": {"Time": True},
+                      "indexByName": {name: i for i, name in
+                                      enumerate([*RUN_COLUMNS, *values])},
+                      "renameByName": values}}]),
+        Panel("Analyses ended, by gate and verdict",
+              "Analyses that ended per interval: pre_promotion (failed or error: the version is "
+              "rejected) and post_promotion (failed or error: traffic goes back to the old "
+              "color); inconclusive waits for a person. Operator-wide.",
+              [Target(f"sum by (phase, result) ({analyses('$__interval')})",
+                      "{{phase}} {{result}}")],
+              width=16, defaults={"min": 0},
+              custom={"drawStyle": "bars", "fillOpacity": 80,
+                      "stacking": {"group": "A", "mode": "normal"}}),
+        Panel("Analyses in the time range",
+              "Analyses ended in the selected time range, by gate and verdict (operator-wide).",
+              [Target(f"sum by (phase, result) ({analyses('$__range')})", "{{phase}} {{result}}",
+                      instant=True)],
+              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+    ])  # fmt: skip
 
 
 def rollouts_dashboard() -> dict[str, Any]:
@@ -529,6 +649,7 @@ def rollouts_dashboard() -> dict[str, Any]:
               [Target(f"sum(turnout_operator_tag_writes_pending{{{OPERATOR}}})", "waiting")],
               width=8, height=6, defaults={"min": 0, "decimals": 0}),
     ])  # fmt: skip
+    analysis = analysis_row()
     variables = [
         query_variable("namespace", "Namespace",
                        f"label_values(turnout_operator_modeldeployment_info{{{OPERATOR}}}, "
@@ -543,14 +664,20 @@ def rollouts_dashboard() -> dict[str, Any]:
         annotation("Aborts and rollbacks",
                    f"sum by (outcome) ({rollouts('1m', 'aborted|rolled_back')}) > 0", "red",
                    "Rollout {{outcome}}", "a version was rejected; the previous one serves"),
+        annotation("Analyses failed or inconclusive",
+                   f"sum by (phase, result) ({analyses('1m', 'failed|error|inconclusive')}) > 0",
+                   "orange", "Analysis {{result}}",
+                   "a {{phase}} analysis ended {{result}}: failed and error reject the version, "
+                   "inconclusive waits for a person", tags="phase, result"),
     ]  # fmt: skip
     return dashboard(
         "turnout-rollouts",
         "turnout / Rollouts",
         "ModelDeployments and their blue-green rollouts: phases, the active version and color "
-        "over time, rollout outcomes and durations, operator errors.",
+        "over time, rollout outcomes and durations, operator errors, the steps and analyses "
+        "that gate promotions.",
         variables,
-        [now, history],
+        [now, history, analysis],
         marks,
     )
 

@@ -1,13 +1,25 @@
-"""The operator's own metrics, on its own `/metrics` (explicit registry, label sets up front)."""
+"""The operator's own metrics, on its own `/metrics` (explicit registry, label sets up front).
+
+Per-object series (info, step, analysis measurements) are bounded by the ModelDeployments: a
+fixed handful each, replaced when the object's labels change and removed when it goes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from turnout_operator.domain import reasons as R
+from turnout_operator.domain.status import AnalysisRun, ModelDeploymentStatus
 
 OUTCOMES = ("promoted", "aborted", "superseded", "rolled_back")
 ANALYSIS_PHASES = {"PrePromotion": "pre_promotion", "PostPromotion": "post_promotion"}
 ANALYSIS_RESULTS = ("Successful", "Failed", "Inconclusive", "Error")
 PHASES = ("Pending", "Progressing", "Paused", "Healthy", "Degraded")
+# A run's measurement verdicts, as the status counts them (errors: in a row).
+VERDICTS = {"successful": "successful", "failed": "failed", "inconclusive": "inconclusive",
+            "error": "errors"}  # fmt: skip
 
 
 class OperatorMetrics:
@@ -51,6 +63,21 @@ class OperatorMetrics:
             ["phase", "result"],
             registry=registry,
         )
+        self._step = Gauge(
+            "turnout_operator_modeldeployment_step",
+            "1 per ModelDeployment: the step its rollout is at (the Progressing condition's "
+            "reason, kubectl's STEP column; '' before the first).",
+            ["namespace", "modeldeployment", "step"],
+            registry=registry,
+        )
+        self._measurements = Gauge(
+            "turnout_operator_analysis_measurements",
+            "Measurements of the analyses a ModelDeployment's status holds (the rollout's "
+            "pre-promotion one, the last switch's post-promotion one), by verdict; error counts "
+            "those in a row. phase: the analysis' own (Running, Successful, Failed, ...).",
+            ["namespace", "modeldeployment", "gate", "version", "phase", "verdict"],
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
             self.duration.labels(outcome)
@@ -61,6 +88,9 @@ class OperatorMetrics:
             self._phase.labels(phase)
         # (namespace, name) -> the labels of its info series; the phase is the last of them
         self._infos: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._steps: dict[tuple[str, str], tuple[str, ...]] = {}
+        # (namespace, name) -> the labels of its measurement series, verdict last
+        self._runs: dict[tuple[str, str], list[tuple[str, ...]]] = {}
 
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()
@@ -86,3 +116,45 @@ class OperatorMetrics:
         phases = [info[-1] for info in self._infos.values()]
         for each in PHASES:
             self._phase.labels(each).set(phases.count(each))
+        if phase is None:
+            self._gates(key, None, ())
+
+    def observe_status(
+        self, namespace: str, name: str, model: str, status: ModelDeploymentStatus
+    ) -> None:
+        """Record one object's status: its phase and active version, the step it is at and
+        the measurements of the analyses it holds."""
+        self.observe(namespace, name, status.phase, model, status.active_version,
+                     status.active_color)  # fmt: skip
+        progressing = status.condition(R.PROGRESSING)
+        runs: list[tuple[str, str, AnalysisRun]] = []
+        rollout = status.rollout
+        if rollout is not None and rollout.pre_promotion_analysis is not None:
+            runs.append(("pre_promotion", rollout.version, rollout.pre_promotion_analysis))
+        post = status.post_promotion_analysis
+        if post is not None:
+            runs.append(("post_promotion", post.version, post))
+        self._gates((namespace, name), progressing.reason if progressing else "", runs)
+
+    def _gates(
+        self, key: tuple[str, str], step: str | None, runs: Sequence[tuple[str, str, AnalysisRun]]
+    ) -> None:
+        """Set one object's step and measurement series, removing those it no longer has (step
+        None: it is gone). Series kept are never removed first: a scrape sees no gap."""
+        old_step = self._steps.pop(key, None)
+        if old_step is not None and old_step != (*key, step):
+            self._step.remove(*old_step)
+        if step is not None:
+            self._steps[key] = (*key, step)
+            self._step.labels(*key, step).set(1)
+        values = {
+            (*key, gate, version, run.phase, verdict): getattr(run, count)
+            for gate, version, run in runs
+            for verdict, count in VERDICTS.items()
+        }
+        for labels in set(self._runs.pop(key, ())) - values.keys():
+            self._measurements.remove(*labels)
+        for labels, value in values.items():
+            self._measurements.labels(*labels).set(value)
+        if values:
+            self._runs[key] = list(values)

@@ -161,8 +161,7 @@ class Reconciler:
         except Rejected as exc:
             why = f"the API server rejected {exc}"[:MAX_MESSAGE]
             return self._invalid(body, spec, status, generation, why, now)
-        self.metrics.observe(namespace, name, status.phase, spec.model.name,
-                             status.active_version, status.active_color)  # fmt: skip
+        self.metrics.observe_status(namespace, name, spec.model.name, status)
         wake = _next_wake(spec, status, result.requeue_after, now, self.settings)
         if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
             wake = min(wake or self.settings.registry_retry_seconds,
@@ -243,9 +242,7 @@ class Reconciler:
         if result.status != status:
             self.kube.patch_status(namespace, name, wire(result.status))
         act.remove_handled_annotations()
-        model = spec.model.name
-        self.metrics.observe(namespace, name, result.status.phase, model,
-                             result.status.active_version, result.status.active_color)  # fmt: skip
+        self.metrics.observe_status(namespace, name, spec.model.name, result.status)
         return Outcome(result.requeue_after)
 
 

@@ -59,11 +59,12 @@ def panel_queries(name: str, board: dict[str, Any]) -> list[Query]:
     """Every panel target and every Prometheus annotation of a dashboard."""
     queries = []
     for panel in board["panels"]:
-        columns = {
+        columns = {  # labels; not Time, Value, or a merged table's "Value #A"
             column
             for step in panel.get("transformations", [])
             for column in step["options"].get("indexByName", {})
-        } - {"Time", "Value"}
+            if column != "Time" and not column.startswith("Value")
+        }
         for target in panel.get("targets", []):
             shown = columns | template_labels(target.get("legendFormat", ""))
             where = f"{name}: {panel['title']} [{target['refId']}]"

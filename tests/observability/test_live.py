@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.conftest import wait_until
-from tests.observability.conftest import DRIFT_WINDOW, MD, NAMESPACE, Observed
+from tests.observability.conftest import DRIFT_WINDOW, GATED, MD, NAMESPACE, Observed
 from tests.observability.promql import (
     Query,
     annotation_labels,
@@ -28,12 +29,15 @@ from tests.observability.promql import (
     substitute,
     variable_queries,
 )
+from turnout_serving.metrics import DIFF_BUCKETS
 
 pytestmark = pytest.mark.slow
 
-# Grafana's rendering of the variables for the scenario: "All" models (both), the one version.
+# Grafana's rendering of the variables for the scenario: "All" models and ModelDeployments, the
+# version with live traffic (version 2 only compares mirrored copies: the shadow test adds it).
 VALUES = {
-    "namespace": NAMESPACE, "model": "(Diabetes|Iris)", "version": "1", "modeldeployment": MD,
+    "namespace": NAMESPACE, "model": "(Diabetes|Iris)", "version": "1",
+    "modeldeployment": f"({MD}|{GATED})",
     "__rate_interval": "1m", "__interval": "15s", "__range": "1h",
 }  # fmt: skip
 QUERIES = [query for name, board in dashboards().items() for query in panel_queries(name, board)]
@@ -57,17 +61,17 @@ def test_dashboard_variables_list_what_is_served(observed: Observed) -> None:
     assert found == {
         ("turnout-serving.json", "namespace"): {NAMESPACE},
         ("turnout-serving.json", "model"): {"Diabetes", "Iris"},
-        ("turnout-serving.json", "version"): {"1"},
+        ("turnout-serving.json", "version"): {"1", "2"},
         ("turnout-rollouts.json", "namespace"): {NAMESPACE},
-        ("turnout-rollouts.json", "modeldeployment"): {MD},
+        ("turnout-rollouts.json", "modeldeployment"): {MD, GATED},
     }
 
 
-def panel(board: str, title: str) -> list[str]:
-    """The expressions of one panel, variables substituted."""
+def panel(board: str, title: str, **values: str) -> list[str]:
+    """The expressions of one panel, variables substituted (VALUES, changed by `values`)."""
     found = [p for p in dashboards()[board]["panels"] if p["title"] == title]
     assert len(found) == 1, f"{board} has no single panel {title!r}"
-    return [substitute(t["expr"], VALUES) for t in found[0]["targets"]]
+    return [substitute(t["expr"], {**VALUES, **values}) for t in found[0]["targets"]]
 
 
 def test_drift_panels_show_the_shift_against_the_bonferroni_bound(observed: Observed) -> None:
@@ -102,21 +106,93 @@ def test_quality_panels_and_recording_rules_match_what_was_served(observed: Obse
 
 def test_rollout_panels_show_the_promotion_and_the_abort(observed: Observed) -> None:
     (table,) = panel("turnout-rollouts.json", "ModelDeployments")
-    assert [s["metric"] for s in observed.query(table)] == [{
-        "namespace": NAMESPACE, "modeldeployment": MD, "model": "Diabetes", "version": "1",
-        "color": "blue", "phase": "Degraded",
-    }]  # fmt: skip
+    row = {"namespace": NAMESPACE, "model": "Diabetes", "version": "1", "color": "blue"}
+    assert sorted((s["metric"] for s in observed.query(table)),
+                  key=lambda m: m["modeldeployment"]) == [
+        {**row, "modeldeployment": MD, "phase": "Degraded"},
+        {**row, "modeldeployment": GATED, "phase": "Progressing"},
+    ]  # fmt: skip
     (active,) = panel("turnout-rollouts.json", "Active version and color")
-    assert observed.values(active, "version") == {"1": 1.0}  # 1: blue
+    assert observed.values(active, "modeldeployment") == {MD: 1.0, GATED: 1.0}  # 1: blue
     (outcomes,) = panel("turnout-rollouts.json", "Rollouts in the time range")
     counted = {k: round(v) for k, v in observed.values(outcomes, "outcome").items()}
-    assert counted == {"promoted": 1, "aborted": 1, "superseded": 0, "rolled_back": 0}
+    assert counted == {"promoted": 2, "aborted": 1, "superseded": 0, "rolled_back": 0}
     p50, _ = panel("turnout-rollouts.json", "Rollout duration")
-    # One rollout of each, both under 5 s: the middle of the first bucket; no others (NaN).
+    # First deploys and an abort, all under 5 s: the middle of the first bucket; others NaN.
     durations = observed.values(p50, "outcome")
     assert {k: v for k, v in durations.items() if not math.isnan(v)} == {
         "promoted": 2.5, "aborted": 2.5,
     }  # fmt: skip
+
+
+def test_analysis_panels_show_what_each_gate_waits_on(observed: Observed) -> None:
+    (steps,) = panel("turnout-rollouts.json", "Step now")
+    progressing = {
+        name: next(c["reason"] for c in observed.cluster.status(name)["conditions"]
+                   if c["type"] == "Progressing")
+        for name in (MD, GATED)
+    }  # fmt: skip
+    assert progressing[GATED] == "PrePromotionAnalysis"
+    assert {s["metric"]["modeldeployment"]: s["metric"]["step"]
+            for s in observed.query(steps)} == progressing  # fmt: skip
+    # One running analysis (obs-bikes' rollout ended and took its analysis-free status with it),
+    # no measurement yet: one row, 0 of each verdict.
+    run = {"namespace": NAMESPACE, "modeldeployment": GATED, "gate": "pre_promotion",
+           "version": "2", "phase": "Running"}  # fmt: skip
+    for verdict in panel("turnout-rollouts.json", "Analyses now"):
+        assert [(s["metric"], s["value"][1]) for s in observed.query(verdict)] == [(run, "0")]
+    (ended,) = panel("turnout-rollouts.json", "Analyses in the time range")
+    counted = {(s["metric"]["phase"], s["metric"]["result"]): float(s["value"][1])
+               for s in observed.query(ended)}  # fmt: skip
+    assert counted == {(gate, result): 0.0 for gate in ("pre_promotion", "post_promotion")
+                       for result in ("successful", "failed", "inconclusive", "error")}  # fmt: skip
+
+
+def quantile(q: float, values: np.ndarray, bounds: tuple[float, ...]) -> float:
+    """Prometheus' histogram_quantile of `values` observed into buckets with these upper bounds:
+    linear within the bucket the rank falls in (the first bucket starts at 0)."""
+    counts = [int(np.sum(values <= bound)) for bound in bounds]
+    rank = q * len(values)
+    at = next(i for i, count in enumerate(counts) if count >= rank)
+    lower, below = (bounds[at - 1], counts[at - 1]) if at else (0.0, 0)
+    return lower + (bounds[at] - lower) * (rank - below) / (counts[at] - below)
+
+
+def test_shadow_panels_show_the_copies_and_how_the_preview_differs(observed: Observed) -> None:
+    """Blue (version 1) mirrored its answered requests to green (version 2). Rates over the
+    whole scenario (an hour's range): their ratios are exact."""
+    both, whole = {"version": "(1|2)"}, {"__rate_interval": "1h"}
+    (mirrored,) = panel("turnout-serving.json", "Mirrored copies per second, by result", **both,
+                        **whole)  # fmt: skip
+    active = {s["metric"]["result"]: float(s["value"][1]) for s in observed.query(mirrored)
+              if s["metric"]["color"] == "blue"}  # fmt: skip
+    assert set(active) == {"mirrored", "dropped_queue_full", "dropped_rate", "dropped_stopped",
+                           "failed"}  # fmt: skip
+    assert active["mirrored"] > 0 and {v for k, v in active.items() if k != "mirrored"} == {0.0}
+    compared, errors = panel("turnout-serving.json", "Compared copies per second", **both, **whole)
+    preview = {(s["metric"]["version"], s["metric"]["result"]): float(s["value"][1])
+               for s in observed.query(compared)}  # fmt: skip
+    assert preview[("2", "error")] == 0.0 and preview[("2", "compared")] > 0
+    assert preview[("1", "compared")] == 0.0  # the active compares nothing
+    assert {float(s["value"][1]) for s in observed.query(errors)} == {0.0}
+    (agreement,) = panel("turnout-serving.json", "Agreement with the active color", **both)
+    found = {(s["metric"]["pod"], s["metric"]["version"]): float(s["value"][1])
+             for s in observed.query(agreement)}  # fmt: skip
+    assert found[("diabetes-green-0", "2")] == pytest.approx(observed.shadow_agreement)
+    assert math.isnan(found[("diabetes-blue-0", "1")])  # nothing compared: no ratio, not 0
+    (rows,) = panel("turnout-serving.json", "Rows behind the agreement ratio", version="2")
+    assert observed.values(rows, "pod") == {"diabetes-green-0": len(observed.shadow_diffs)}
+    p50, p99 = panel("turnout-serving.json", "Prediction difference p50 / p99", version="2",
+                     **whole)  # fmt: skip
+    for expr, q in ((p50, 0.5), (p99, 0.99)):
+        assert observed.values(expr, "version") == {
+            "2": pytest.approx(quantile(q, observed.shadow_diffs, DIFF_BUCKETS))
+        }
+    p50, p99 = panel("turnout-serving.json", "Scoring time: preview vs active", version="2",
+                     **whole)  # fmt: skip
+    for expr in (p50, p99):
+        sides = observed.values(expr, "side")
+        assert set(sides) == {"active", "preview"} and all(v > 0 for v in sides.values())
 
 
 @pytest.mark.parametrize("rule", rules(), ids=[r.get("alert") or r["record"] for r in rules()])
