@@ -30,23 +30,40 @@ def serve_factory(
 
     def serve(model_uri: str, *flags: str, env: dict[str, str] | None = None,
               ready: bool = True, home: Path | None = None) -> Process:  # fmt: skip
-        """`home` is the working directory (a fresh one if not given)."""
-        port = free_port()
+        """`home` is the working directory (a fresh one if not given). A port found free may
+        be taken (by any outgoing connection of the machine) before the server binds it: the
+        server then exits at once, and is started again on another port."""
         home = home or tmp_path_factory.mktemp("serve")
-        argv = [str(BIN / "turnout-serve"), "-m", model_uri, "-p", str(port),
-                "--cache-dir", str(cache), *flags]  # fmt: skip
-        proc = Process(f"http://127.0.0.1:{port}",
-                       start(argv, home / f"serve-{port}.log",
-                             {**mlflow_registry.env, **(env or {})}),
-                       home / f"serve-{port}.log")  # fmt: skip
-        started.append(proc)
-        if ready:
-            wait_for_ready(proc)
-        return proc
+        for _ in range(3):
+            port = free_port()
+            argv = [str(BIN / "turnout-serve"), "-m", model_uri, "-p", str(port),
+                    "--cache-dir", str(cache), *flags]  # fmt: skip
+            proc = Process(f"http://127.0.0.1:{port}",
+                           start(argv, home / f"serve-{port}.log",
+                                 {**mlflow_registry.env, **(env or {})}),
+                           home / f"serve-{port}.log")  # fmt: skip
+            started.append(proc)
+            if not ready:
+                return proc
+            if ready_or_exited(proc):
+                return proc
+            if "address already in use" not in proc.output():
+                raise AssertionError(f"turnout-serve exited:\n{proc.output()[-4000:]}")
+        raise AssertionError(f"turnout-serve lost its port three times:\n{proc.output()[-2000:]}")
 
     yield serve
     for proc in started:
         proc.stop()
+
+
+def ready_or_exited(proc: Process, timeout: float = 120) -> bool:
+    """Wait until the server is ready (True) or has exited (False)."""
+
+    def settled() -> bool:
+        return not proc.alive() or httpx.get(f"{proc.url}/v2/health/ready").status_code == 200
+
+    wait_until(settled, timeout=timeout, interval=0.2, what=f"{proc.url} to be ready")
+    return proc.alive()
 
 
 def wait_for_ready(proc: Process, timeout: float = 120) -> None:

@@ -65,6 +65,7 @@ from turnout_operator.domain.status import (
     MeasurementRecord,
     ModelDeploymentStatus,
     PostPromotionRun,
+    PrePromotionRecord,
     Rollout,
     ScaleDown,
     timestamp,
@@ -575,6 +576,9 @@ def test_a_failed_measurement_aborts_with_the_figures_and_stops_mirroring() -> N
     ]
     assert result.status.history[0].outcome == "Aborted"
     assert result.status.history[0].reason == message
+    kept = result.status.last_pre_promotion_analysis  # the figures outlive the rollout
+    assert kept is not None and (kept.version, kept.color, kept.phase) == ("4", "green", "Failed")
+    assert kept.measurements[-1].message == "errorRatio 0.07 > errorRatioMax 0.01"
     assert not any(isinstance(a, PointService) and a.role == "active" for a in result.actions)
 
 
@@ -609,6 +613,8 @@ def test_a_superseded_rollout_stops_mirroring() -> None:
     assert StopShadow("blue") in result.actions
     assert result.status.rollout is not None and result.status.rollout.version == "5"
     assert not result.status.rollout.mirroring
+    kept = result.status.last_pre_promotion_analysis
+    assert kept is not None and (kept.version, kept.phase) == ("4", "Running")
 
 
 def test_without_shadow_nothing_is_mirrored_and_a_dropped_shadow_stops() -> None:
@@ -662,6 +668,10 @@ def test_the_switch_starts_the_post_promotion_analysis_with_the_pre_promotion_ba
         started_at=timestamp(NOW), version="4", color="green", previous_version="3",
         previous_color="blue", ends_at=timestamp(NOW + timedelta(seconds=60)),
         baseline_p99_seconds=0.02,
+    )  # fmt: skip
+    assert result.status.last_pre_promotion_analysis == PrePromotionRecord(
+        started_at=T0, phase="Successful", successful=1, measurements=[last], version="4",
+        color="green",
     )  # fmt: skip
     assert result.status.phase == "Progressing"
     assert condition(result, R.PROGRESSING) == ("True", R.POST_PROMOTION_ANALYSIS)

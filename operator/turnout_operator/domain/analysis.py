@@ -145,8 +145,11 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _too_few(name: str, count: int, floor: int) -> str | None:
-    return f"{name} {count} < minRequests {floor}" if count < floor else None
+def _too_few(name: str, count: float, floor: int) -> str | None:
+    """Why a measurement says nothing: `count` (summed from counters, so a float) below the
+    floor, written as the whole number it is."""
+    shown = f"{count:.0f}" if float(count).is_integer() else _number(count)
+    return f"{name} {shown} < minRequests {floor}" if count < floor else None
 
 
 def _no_drift(by: str = "") -> str:

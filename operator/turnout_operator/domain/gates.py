@@ -39,6 +39,7 @@ from turnout_operator.domain.spec import Color
 from turnout_operator.domain.status import (
     AnalysisRun,
     PostPromotionRun,
+    PrePromotionRecord,
     Rollout,
     parse_time,
     timestamp,
@@ -83,6 +84,17 @@ def stop_mirroring(p: Pass, rollout: Rollout, color: Color | None) -> None:
     if rollout.mirroring and color is not None:
         p.actions.append(StopShadow(color))
     rollout.mirroring = False
+
+
+def rollout_ended(p: Pass, rollout: Rollout, mirroring_color: Color | None) -> None:
+    """The rollout is over (promoted, aborted, superseded): mirroring stops, and its
+    pre-promotion analysis, if it had one, is kept in the status with its figures."""
+    stop_mirroring(p, rollout, mirroring_color)
+    run = rollout.pre_promotion_analysis
+    if run is not None:
+        p.status.last_pre_promotion_analysis = PrePromotionRecord(
+            **run.model_dump(), version=rollout.version, color=rollout.color
+        )
 
 
 # --- one measurement step, shared by both gates -----------------------------------------------

@@ -191,7 +191,7 @@ def switch(p: Pass, rollout: Rollout) -> None:
     status.active_version, status.active_color = rollout.version, rollout.color
     status.model_uri, status.run_id = rollout.model_uri, rollout.run_id
     status.rollout = None
-    gates.stop_mirroring(p, rollout, old_color)
+    gates.rollout_ended(p, rollout, old_color)
     if old_color is not None and old_version is not None:
         p.schedule_scale_down(
             old_color, old_version, p.bg.scale_down_delay_seconds, "Promotion", old_run
@@ -212,7 +212,7 @@ def abort(p: Pass, reason: str, message: str) -> None:
     rollout = status.rollout
     assert rollout is not None
     status.rollout = None
-    gates.stop_mirroring(p, rollout, status.active_color)
+    gates.rollout_ended(p, rollout, status.active_color)
     p.reject(rollout.version, reason, message)
     p.record(rollout.version, rollout.color, "Aborted", message)
     p.schedule_scale_down(
@@ -232,7 +232,7 @@ def supersede(p: Pass, why: str) -> None:
     rollout = status.rollout
     assert rollout is not None
     status.rollout = None
-    gates.stop_mirroring(p, rollout, status.active_color)
+    gates.rollout_ended(p, rollout, status.active_color)
     p.record(rollout.version, rollout.color, "Superseded", why)
     if status.active_color is not None:
         p.actions.append(PointService("preview", status.active_color))

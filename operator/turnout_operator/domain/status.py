@@ -120,6 +120,14 @@ class PostPromotionRun(AnalysisRun):
     )
 
 
+class PrePromotionRecord(AnalysisRun):
+    """The pre-promotion analysis of the last rollout that ended, kept once the rollout is gone
+    (promoted, aborted or superseded) so its figures stay readable."""
+
+    version: str
+    color: Color
+
+
 class Rollout(_Model):
     """The rollout in progress: a version deployed to the idle color, not yet active."""
 
@@ -190,6 +198,9 @@ class ModelDeploymentStatus(_Model):
     resolved_at: str | None = Field(None, description="When the registry was last asked.")
     post_promotion_analysis: PostPromotionRun | None = Field(
         None, description="The post-promotion analysis of the last switch."
+    )
+    last_pre_promotion_analysis: PrePromotionRecord | None = Field(
+        None, description="The pre-promotion analysis of the last rollout that ended."
     )
 
     def condition(self, type_: str) -> Condition | None:
