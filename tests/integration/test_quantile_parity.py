@@ -2,7 +2,7 @@
 Prometheus' `histogram_quantile` does (turnout_operator/pod_metrics.py): the same buckets go to a
 real Prometheus, as a query of constant series (`label_replace(vector(N), "le", ...)`, no
 scraping), and both answers must agree, over generated histograms on turnout-serve's own
-latency buckets."""
+latency buckets. A provider's PromQL query is read from the same real Prometheus."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Process, start_prometheus
+from turnout_operator.domain.spec import PrometheusQuery
+from turnout_operator.meter import Unreadable, query_prometheus
 from turnout_operator.pod_metrics import quantile
 from turnout_serving.metrics import LATENCY_BUCKETS
 
@@ -68,3 +70,38 @@ def test_p99_is_read_from_buckets_as_prometheus_reads_it(
         assert ours is None
     else:
         assert ours == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+# --- the provider's query, against the same real Prometheus --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("scalar(vector(1.5))", 1.5),  # a scalar
+        ('label_replace(vector(2), "job", "x", "", "")', 2.0),  # a vector: its first sample
+        ("vector(0) > 1", None),  # an empty vector: no sample
+        ("scalar(vector(1)) / 0", None),  # +Inf: not a number the condition can compare
+    ],
+)
+def test_a_provider_query_reads_the_number_prometheus_answers(
+    prometheus: Process, query: str, expected: float | None
+) -> None:
+    provider = PrometheusQuery(address=prometheus.url, query=query, success_condition="result > 0")
+    assert query_prometheus(provider, 10) == expected
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("su(", r"answered HTTP 400: bad_data .*parse error"),
+        ("vector(1)[5m:1m]", r"a matrix result, not a number$"),
+        ('"a string"', r"a string result, not a number$"),
+    ],
+)
+def test_a_provider_query_prometheus_refuses_or_cannot_compare_is_unreadable(
+    prometheus: Process, query: str, error: str
+) -> None:
+    provider = PrometheusQuery(address=prometheus.url, query=query, success_condition="result > 0")
+    with pytest.raises(Unreadable, match=error):
+        query_prometheus(provider, 10)
