@@ -234,9 +234,6 @@ RBAC = {
     "cluster-wide": (ROOT / "manifests" / "base" / "rbac.yaml", "ClusterRole"),
 }
 Rule = tuple[str, str, str]  # (group, resource[/subresource], verb)
-# What only an analysed rollout uses (the serving pods' /metrics and /admin/shadow through the
-# pod proxy): test_operator.py's analysed rollout uses them; the matrix has no analysis factor.
-ANALYSIS_RULES: set[Rule] = {("", "pods/proxy", verb) for verb in ("get", "update", "delete")}
 
 
 def calls_made(kube: KubeEmulator) -> set[Rule]:

@@ -3,7 +3,7 @@ of the features below meets in at least one full rollout.
 
 The rows are derived, never written by hand: a covering array of strength 2 from `allpairspy`
 (pairwise testing: most interaction failures involve at most two features, and covering every
-pair takes 9 rows where covering every combination would take 1,536). tests/unit/test_matrix.py
+pair takes 10 rows where covering every combination would take 3,072). tests/unit/test_matrix.py
 checks, independently of the generator, that every pair is covered.
 """
 
@@ -27,11 +27,12 @@ FACTORS: dict[str, tuple[Any, ...]] = {
     "overrides": (False, True),  # template env, resources, serviceAccountName
     "drift_off": (False, True),  # monitoring.drift.enabled false
     "paused": (False, True),  # spec.paused before the change to v2, then resumed
+    "analysed": (False, True),  # shadow and a pre-promotion analysis before the switch
 }
 # how a feature that is on shows in a test id
 SHORT = {"auth": "auth", "smoke": "smoke", "partial_preview": "preview1of2", "manual": "manual",
          "delay": "delay", "credentials": "creds", "overrides": "template",
-         "drift_off": "nodrift", "paused": "paused"}  # fmt: skip
+         "drift_off": "nodrift", "paused": "paused", "analysed": "analysed"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Row:
     overrides: bool
     drift_off: bool
     paused: bool
+    analysed: bool
 
     @property
     def id(self) -> str:

@@ -29,7 +29,7 @@ def test_the_matrix_rows_cover_every_pair_of_levels() -> None:
     # every level is a level of its factor, and the pairs are many more than the rows
     assert all(row[f] in FACTORS[f] for row in table for f in FACTORS)
     pairs = sum(len(FACTORS[a]) * len(FACTORS[b]) for a, b in itertools.combinations(FACTORS, 2))
-    assert (pairs, len(table)) == (198, 9)
+    assert (pairs, len(table)) == (240, 10)
 
 
 def test_the_matrix_rows_have_distinct_ids_naming_their_features() -> None:
