@@ -60,7 +60,8 @@ class CannotDecode(Exception):
     """The body does not fit the Go type; the message is what Go says."""
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type of a decoded value, as Go's json errors name it."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
@@ -121,7 +122,7 @@ def _check(value: Any, kind: Any, struct: str, path: list[str]) -> None:
     if isinstance(kind, str):
         ok = isinstance(value, expected[kind]) and (kind != INT32 or not isinstance(value, bool))
         if not ok:
-            raise CannotDecode(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+            raise CannotDecode(f"json: cannot unmarshal {json_type(value)} into Go struct field "
                                f"{struct}.{'.'.join(path)} of type {_go_type(kind)}")  # fmt: skip
         if kind == BYTES and (at := base64_error(value)) is not None:
             raise CannotDecode(f"illegal base64 data at input byte {at}")
@@ -129,14 +130,14 @@ def _check(value: Any, kind: Any, struct: str, path: list[str]) -> None:
     if kind[0] in ("map", "list"):
         wanted = dict if kind[0] == "map" else list
         if not isinstance(value, wanted):
-            raise CannotDecode(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+            raise CannotDecode(f"json: cannot unmarshal {json_type(value)} into Go struct field "
                                f"{struct}.{'.'.join(path)} of type {_go_type(kind)}")  # fmt: skip
         for item in value.values() if isinstance(value, dict) else value:
             _check(item, kind[1], struct, path)
         return
     name, fields = kind
     if not isinstance(value, dict):
-        raise CannotDecode(f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+        raise CannotDecode(f"json: cannot unmarshal {json_type(value)} into Go struct field "
                            f"{struct}.{'.'.join(path)} of type {_go_type(kind)}")  # fmt: skip
     for key, item in value.items():
         if key in fields:

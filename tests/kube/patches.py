@@ -23,6 +23,8 @@ from typing import Any
 
 from kmock import KubernetesError
 
+from tests.kube.decoding import json_type
+
 MERGE = "application/merge-patch+json"
 JSON = "application/json-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -56,23 +58,15 @@ def unprocessable(message: str = REJECTED) -> KubernetesError:
     return KubernetesError(status=422, reason="Invalid", message=message, details={})
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "null")
-
-
 def decode_patch(content_type: str, patch: Any) -> None:
     """What patch.go refuses before applying: a body that is not the patch type's JSON shape."""
     problem = None
     if content_type == JSON and patch is not None and not isinstance(patch, list):
-        problem = f"error decoding patch: json: cannot unmarshal {_json_type(patch)} into Go value of type []handlers.jsonPatchOp"
+        problem = f"error decoding patch: json: cannot unmarshal {json_type(patch)} into Go value of type []handlers.jsonPatchOp"
     elif content_type == MERGE and patch is not None and not isinstance(patch, dict):
-        problem = f"error decoding patch: json: cannot unmarshal {_json_type(patch)} into Go value of type map[string]interface {{}}"
+        problem = f"error decoding patch: json: cannot unmarshal {json_type(patch)} into Go value of type map[string]interface {{}}"
     elif content_type == STRATEGIC and patch is not None and not isinstance(patch, dict):
-        problem = f"json: cannot unmarshal {_json_type(patch)} into Go value of type map[string]interface {{}}"
+        problem = f"json: cannot unmarshal {json_type(patch)} into Go value of type map[string]interface {{}}"
     if problem:
         raise KubernetesError(status=400, reason="BadRequest", details={}, message=problem)
 
