@@ -102,9 +102,15 @@ class Kube:
         )
         version = spec["template"]["metadata"]["labels"].get(VERSION_LABEL)
         replicas = int(spec.get("replicas", 1))
-        rolled_out = int(status.get("observedGeneration", 0)) >= int(
-            meta.get("generation", 0)
-        ) and (int(status.get("updatedReplicas", 0)) == replicas)
+        # As `kubectl rollout status`: the spec observed, every pod of the new template, and no
+        # old pod left (status.replicas counts them: a warm color given a new version keeps
+        # its old pods available while the new ones start, maxUnavailable 0).
+        updated = int(status.get("updatedReplicas", 0))
+        rolled_out = (
+            int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 0))
+            and updated == replicas
+            and int(status.get("replicas", 0)) == updated
+        )
         failure = None
         if replicas:
             pods = _json(self.core.list_namespaced_pod(

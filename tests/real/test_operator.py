@@ -16,8 +16,9 @@ import signal
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
-from tests.conftest import wait_until
+from tests.conftest import Registry, wait_until
 from tests.integration.cluster import API, HEALTHY_CONDITIONS, Cluster, conditions, history, rules
 from tests.real import controlplane as cp
 from tests.real.operator import USER
@@ -25,6 +26,7 @@ from tests.real.operator import USER
 pytestmark = [pytest.mark.real, pytest.mark.usefixtures("clean_model_deployments")]
 
 PROMOTE, ABORT, ROLLBACK = (f"turnout.dev/{verb}" for verb in ("promote", "abort", "rollback"))
+VERSION = "turnout.dev/model-version"
 
 
 def deploy(cluster: Cluster, name: str, version: str, **spec: Any) -> dict[str, Any]:
@@ -119,6 +121,39 @@ def test_the_rollback_annotation_switches_back_to_the_warm_color(cluster: Cluste
     assert still["metadata"]["uid"] == blue["metadata"]["uid"]
     assert still["status"]["containerStatuses"][0]["restartCount"] == 0
     assert cluster.predict("rollback").status_code == 200
+
+
+def test_a_warm_color_given_a_newer_version_is_ready_only_once_its_old_pods_are_gone(
+    cluster: Cluster, mlflow_registry: Registry
+) -> None:
+    """Version 3 goes to blue while blue still runs version 1 warm: the Deployment controller
+    starts the new pod before it stops the old one (maxUnavailable 0), so counting available
+    pods alone would call blue ready, smoke-test and switch to version 1's pod."""
+    client = MlflowClient(mlflow_registry.uri)
+    for source in ("1", "2", "1"):
+        client.copy_model_version(f"models:/Diabetes/{source}", "Warm")
+    cluster.apply("warm", {"name": "Warm", "version": "1"}, replicas=1,
+                  strategy={"blueGreen": {"scaleDownDelaySeconds": 600}})  # fmt: skip
+    cluster.wait_phase("warm", "Healthy", timeout=180, activeVersion="1", activeColor="blue")
+    cluster.patch_spec("warm", {"model": {"name": "Warm", "version": "2"}})
+    cluster.wait_phase("warm", "Healthy", timeout=180, activeVersion="2", activeColor="green")
+    assert [p["metadata"]["labels"][VERSION] for p in pods(cluster, "warm", "blue")] == ["1"]
+
+    cluster.patch_spec("warm", {"model": {"name": "Warm", "version": "3"}})
+
+    def blue_when_ready() -> list[str] | None:
+        """Blue's serving pods' versions at the first status that calls version 3 ready."""
+        status = cluster.status("warm")
+        rollout = status.get("rollout") or {}
+        if not (rollout.get("version") == "3" and rollout.get("readyAt")) and (
+            status.get("activeVersion") != "3"
+        ):
+            return None
+        return [p["metadata"]["labels"][VERSION] for p in pods(cluster, "warm", "blue")
+                if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+
+    assert wait_until(blue_when_ready, timeout=180, interval=0.1) == ["3"]
+    cluster.wait_phase("warm", "Healthy", timeout=180, activeVersion="3", activeColor="blue")
 
 
 def crash(pod: dict[str, Any]) -> None:

@@ -26,7 +26,7 @@ class ColorState:
 
     version: str | None = None  # the model version its pod template serves; None: no Deployment
     replicas: int = 0  # spec.replicas
-    rolled_out: bool = True  # observedGeneration >= generation and updatedReplicas == replicas
+    rolled_out: bool = True  # generation observed, updatedReplicas == replicas == status.replicas
     available: int = 0  # status.availableReplicas
     failure: str | None = None  # a pod's waiting reason: CrashLoopBackOff, ImagePullBackOff, ...
 
