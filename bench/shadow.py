@@ -8,14 +8,17 @@ cap), in the order off-10-100-100-10-off (half-length runs) so a drift in the ma
 background load falls evenly on each, and prints RPS, p50/p99, the active's CPU per request, the
 preview's CPU and the copies sent or dropped, with ratios to "off". It asserts nothing.
 
-The preview shares the machine's cores with the active and `wrk`: at 100 % it does as much
-scoring as the active, so the active's RPS then also drops for want of CPU; the active's CPU per
-request is the cost of mirroring itself.
+By default the preview shares the machine's cores with the active and `wrk`: at 100 % it does
+as much scoring as the active, so the active's RPS then also drops for want of CPU; the active's
+CPU per request is the cost of mirroring itself. With `--pin` the active runs on core 0 and the
+preview, `wrk` and this script on core 1 (`taskset`, `os.sched_setaffinity`), as on a cluster
+where the preview's pods run beside the active's CPU budget, not inside it: the RPS lost is then
+what mirroring costs the active (other processes of the machine may still use either core).
 
 What it must never do: send traffic anywhere but 127.0.0.1, loop without a bound in count and
 time, or leave a server running (each runs in its own session, killed in a `finally`).
 
-    .venv/bin/python bench/shadow.py [--quick] [--json results.json]
+    .venv/bin/python bench/shadow.py [--quick] [--pin] [--json results.json]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ HOST = common.HOST
 ADMIN_TOKEN = "bench-admin"
 RPS_LOSS_AT_10_MAX = 0.05
 ORDER = ("off", "10", "100", "100", "10", "off")
+ACTIVE_CORE, OTHERS_CORE = 0, 1  # --pin: the active alone on one core, the rest on the other
 
 
 @dataclass
@@ -103,7 +107,12 @@ def measure(
     return run
 
 
-def report(runs: list[Run], quick: bool) -> dict[str, Any]:
+def pin(server: common.Server, core: int) -> None:
+    """Start `server` bound to one core (`taskset` execs it: same pid; children inherit it)."""
+    server.argv = ["taskset", "--cpu-list", str(core), *server.argv]
+
+
+def report(runs: list[Run], quick: bool, layout: str) -> dict[str, Any]:
     by_mode: dict[str, list[Run]] = {}
     for run in runs:
         by_mode.setdefault(run.mode, []).append(run)
@@ -116,7 +125,7 @@ def report(runs: list[Run], quick: bool) -> dict[str, Any]:
         mean("off", "p99_ms"),
         mean("off", "server_cpu_ms"),
     )
-    print("\nmirroring on the active (1 row, c=8; means of the runs per mode)")
+    print(f"\nmirroring on the active (1 row, c=8; means of the runs per mode; {layout})")
     print(f"{'shadow':<7} {'RPS':>8} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms':>7} | "
           f"{'RPS /off':>8} {'p99 /off':>8} {'CPU /off':>8} | {'preview':>7} | copies")  # fmt: skip
     summary: dict[str, Any] = {}
@@ -149,7 +158,7 @@ def report(runs: list[Run], quick: bool) -> dict[str, Any]:
     return summary
 
 
-def run(seconds: float, warmup_seconds: float, tmp: Path) -> dict[str, Any]:
+def run(seconds: float, warmup_seconds: float, tmp: Path, pinned: bool) -> dict[str, Any]:
     import mlflow.version
 
     print(f"machine: {os.cpu_count()} cores, {platform.platform()}, Python "
@@ -164,6 +173,13 @@ def run(seconds: float, warmup_seconds: float, tmp: Path) -> dict[str, Any]:
     active.env = {**active.env, "TURNOUT_ADMIN_TOKEN": ADMIN_TOKEN}
     active.name, preview.name = "active", "preview"
     preview.log_path, active.log_path = tmp / "preview.log", tmp / "active.log"
+    layout = "active, preview and wrk share every core"
+    if pinned:
+        pin(active, ACTIVE_CORE)
+        pin(preview, OTHERS_CORE)
+        os.sched_setaffinity(0, {OTHERS_CORE})  # this script, and so wrk, its child
+        layout = f"active on core {ACTIVE_CORE}; preview, wrk and this script on core {OTHERS_CORE}"
+    print(f"layout: {layout}", flush=True)
     with contextlib.ExitStack() as stack:
         for server in (active, preview):
             stack.enter_context(common.running(server, one_row))
@@ -173,8 +189,9 @@ def run(seconds: float, warmup_seconds: float, tmp: Path) -> dict[str, Any]:
             common.wrk(active.port, body_file, 8, warmup_seconds)
         runs = [measure(active, preview, body_file, seconds, mode) for mode in ORDER]
         admin(active.port, "DELETE")
-    summary = report(runs, quick=seconds < 3)
+    summary = report(runs, quick=seconds < 3, layout=layout)
     return {
+        "layout": "pinned" if pinned else "shared",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
         "seconds": seconds,
@@ -187,14 +204,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--quick", action="store_true", help="2 s runs (instead of 5 s).")
     p.add_argument("--json", type=Path, help="Also write the results to this JSON file.")
+    p.add_argument("--pin", action="store_true",
+                   help=f"The active alone on core {ACTIVE_CORE}; the preview, wrk and this "
+                   f"script on core {OTHERS_CORE} (default: all share every core).")  # fmt: skip
     args = p.parse_args(argv)
+    if args.pin and {ACTIVE_CORE, OTHERS_CORE} - os.sched_getaffinity(0):
+        print(f"--pin needs cores {ACTIVE_CORE} and {OTHERS_CORE} free to use", file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print("wrk is not installed (make tools)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally`s on SIGTERM too
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="turnout-bench-shadow-") as tmp:
-        results = run(2.0 if args.quick else 5.0, 1.0 if args.quick else 2.0, Path(tmp))
+        results = run(2.0 if args.quick else 5.0, 1.0 if args.quick else 2.0, Path(tmp),
+                      pinned=args.pin)  # fmt: skip
     print(f"\ntotal {time.monotonic() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from kubernetes import client, config
 
-from tests.conftest import IN_CI, ROOT, Registry, wait_until
+from tests.conftest import IN_CI, Registry, wait_until
 from tests.integration.cluster import Cluster
 from tests.integration.outage import Forwarder
 from tests.real import cluster as local_cluster
@@ -29,9 +28,8 @@ from tests.real import controlplane as cp
 from tests.real import netns
 from tests.real.kube import register_node
 from tests.real.node import NodeAgent
-from tests.real.operator import delete_model_deployments, operator_cluster
+from tests.real.operator import apply_crd, delete_model_deployments, operator_cluster
 
-CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
 ECHO = Path(__file__).with_name("echo.py")
 _build: dict[str, Path | str] = {}
 
@@ -166,18 +164,7 @@ def node(core: client.CoreV1Api) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def crd(api: client.ApiClient) -> dict[str, object]:
     """The project's CustomResourceDefinition, applied and Established."""
-    extensions = client.ApiextensionsV1Api(api)
-    manifest = yaml.safe_load(CRD.read_text())
-    extensions.create_custom_resource_definition(manifest)
-
-    def established() -> bool:
-        found = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
-        return any(
-            c.type == "Established" and c.status == "True" for c in found.status.conditions or []
-        )
-
-    wait_until(established, timeout=60, interval=0.1, what="the CRD to be Established")
-    return dict(manifest)
+    return apply_crd(api)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ bound by the chart's namespaced Role and RoleBinding (`watchNamespaces`), never 
 verb the Role lacks is then refused by Kubernetes' own authorizer, and the API server's audit log
 (tests/real/controlplane.py) records it.
 
+    apply_crd(api)                                       # the chart's CRD, Established
     token = grant_operator_role(plane, namespace)        # the chart's RBAC for one namespace
     with running_operator(plane, registry, namespace, home, tracking_uri) as cluster:
         cluster.apply(...)                               # tests/integration/cluster.py's helpers
@@ -18,9 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
-from tests.conftest import BIN, Process, Registry, free_port, require_tool, start, wait_until
+from tests.conftest import BIN, ROOT, Process, Registry, free_port, require_tool, start, wait_until
 from tests.integration.cluster import API, Cluster
 from tests.manifests import NAMESPACE as OPERATOR_NAMESPACE
 from tests.manifests import Helm, one
@@ -28,8 +30,26 @@ from tests.real import controlplane as cp
 from tests.real.kube import service_account_token
 from tests.real.objects import RealKube
 
+CRD = ROOT / "crds" / "modeldeployments.turnout.dev.yaml"
 ACCOUNT = "turnout-operator"
 USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{ACCOUNT}"
+
+
+def apply_crd(api: client.ApiClient) -> dict[str, object]:
+    """Apply the project's CustomResourceDefinition (as the chart's crds/ are) and wait until it
+    is Established; return its manifest."""
+    extensions = client.ApiextensionsV1Api(api)
+    manifest = yaml.safe_load(CRD.read_text())
+    extensions.create_custom_resource_definition(manifest)
+
+    def established() -> bool:
+        found = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
+        return any(
+            c.type == "Established" and c.status == "True" for c in found.status.conditions or []
+        )
+
+    wait_until(established, timeout=60, interval=0.1, what="the CRD to be Established")
+    return dict(manifest)
 
 
 def chart_rbac(namespace: str) -> dict[str, dict[str, Any]]:
