@@ -13,6 +13,8 @@ What the order guarantees:
   the answer. A registry that never answers so delays nothing but that answer.
 - An annotation is removed only after the status recording what it did is written: a reconcile
   that fails half-way leaves it to be acted on again.
+- A notification is only put on its channel's queue (notifier.py): a receiver that is slow or
+  down delays nothing here.
 """
 
 from __future__ import annotations

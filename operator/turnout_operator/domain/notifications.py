@@ -41,6 +41,8 @@ class Channel(BaseModel):
     def __repr__(self) -> str:  # the URL is a credential: keep it out of logs
         return f"Channel(name={self.name!r}, format={self.format!r})"
 
+    __str__ = __repr__
+
 
 def _unique(channels: list[Channel]) -> list[Channel]:
     names = [c.name for c in channels]
