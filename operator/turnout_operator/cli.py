@@ -55,6 +55,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from turnout_operator import handlers  # importing it registers the handlers
     from turnout_operator.kube import Kube
     from turnout_operator.metrics import OperatorMetrics
+    from turnout_operator.notifier import RESULTS, Notifier
     from turnout_operator.reconcile import Reconciler
     from turnout_operator.registry import ModelRegistry
     from turnout_operator.tags import TagWriter
@@ -66,11 +67,18 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     metrics = OperatorMetrics(registry)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
+    metrics.notification_channels([c.name for c in settings.notification_channels], RESULTS)
+    notifier = Notifier(
+        settings.notification_channels, count=metrics.notification,
+        queue_size=settings.notification_queue_size, retries=settings.notification_retries,
+        retry_seconds=settings.notification_retry_seconds,
+        timeout_seconds=settings.notification_timeout_seconds,
+    )  # fmt: skip
     registries = functools.partial(ModelRegistry, timeout_seconds=settings.registry_timeout_seconds)
     reconciler = Reconciler(
         kube=Kube(client.ApiClient()), registries=registries, settings=settings,
         metrics=metrics, tags=TagWriter(on_pending=metrics.tags_pending.set),
-        in_cluster=in_cluster,
+        notifier=notifier, in_cluster=in_cluster,
     )  # fmt: skip
     watched = "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces)
     log.info("watching %s (%s)", watched, "in cluster" if in_cluster else "out of cluster")
@@ -84,6 +92,9 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     if not reconciler.tags.idle(timeout=5.0):
         log.warning("stopping with %d MLflow tags unwritten", len(reconciler.tags.pending))
     reconciler.tags.stop()
+    if not notifier.idle(timeout=5.0):
+        log.warning("stopping with notifications unsent")
+    notifier.stop()
     return 0
 
 

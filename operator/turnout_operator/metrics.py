@@ -78,6 +78,13 @@ class OperatorMetrics:
             ["namespace", "modeldeployment", "gate", "version", "phase", "verdict"],
             registry=registry,
         )
+        self.notifications = Counter(
+            "turnout_operator_notifications",
+            "Notifications by channel and result: sent, retried (one per retry), dropped (given "
+            "up after the retries, or refused), overflow (the channel's queue was full).",
+            ["channel", "result"],
+            registry=registry,
+        )
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
             self.duration.labels(outcome)
@@ -91,6 +98,15 @@ class OperatorMetrics:
         self._steps: dict[tuple[str, str], tuple[str, ...]] = {}
         # (namespace, name) -> the labels of its measurement series, verdict last
         self._runs: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+
+    def notification_channels(self, channels: Sequence[str], results: Sequence[str]) -> None:
+        """Create each channel's series up front, so they read 0 before the first send."""
+        for channel in channels:
+            for result in results:
+                self.notifications.labels(channel, result)
+
+    def notification(self, channel: str, result: str) -> None:
+        self.notifications.labels(channel, result).inc()
 
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()

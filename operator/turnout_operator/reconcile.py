@@ -13,6 +13,8 @@ What the order guarantees:
   the answer. A registry that never answers so delays nothing but that answer.
 - An annotation is removed only after the status recording what it did is written: a reconcile
   that fails half-way leaves it to be acted on again.
+- A notification is only put on its channel's queue (notifier.py): a receiver that is slow or
+  down delays nothing here.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from turnout_operator.domain.actions import (
     DeployColor,
     Emit,
     Measure,
+    Notify,
     PointService,
     RemoveAnnotation,
     RolloutFinished,
@@ -51,6 +54,7 @@ from turnout_operator.domain.manifests import (
     deployment_name,
     service_name,
 )
+from turnout_operator.domain.notifications import deliveries
 from turnout_operator.domain.observed import (
     ANNOTATIONS,
     Observed,
@@ -65,6 +69,7 @@ from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
 from turnout_operator.kube import Kube, Rejected
 from turnout_operator.meter import Meter
 from turnout_operator.metrics import OperatorMetrics
+from turnout_operator.notifier import Notifier
 from turnout_operator.registry_http import RegistryError
 from turnout_operator.settings import OperatorSettings
 from turnout_operator.tags import TagWriter
@@ -116,6 +121,7 @@ class Reconciler:
     settings: OperatorSettings
     metrics: OperatorMetrics
     tags: TagWriter
+    notifier: Notifier = field(default_factory=lambda: Notifier(()))
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     in_cluster: bool = False
     meter: Meter = field(init=False)  # reads the pods for analysis; tests may swap it
@@ -144,7 +150,8 @@ class Reconciler:
             return Outcome(None)
         generation = int(body["metadata"].get("generation", 1))
         status = _status_of(body)
-        checked = check(name, namespace, body.get("spec") or {}, self.defaults)
+        checked = check(name, namespace, body.get("spec") or {}, self.defaults,
+                        self.notifier.channels)  # fmt: skip
         spec, now = checked.spec, self.clock()
         if checked.problems:
             return self._invalid(body, spec, status, generation, checked.why, now)
@@ -299,6 +306,11 @@ class _Acts:
                 self.handled.append(key)
             case Emit(type_, reason, message):
                 kube.event(self.body, type_, reason, message)
+            case Notify():
+                for channel, notification in deliveries(
+                    self.spec.notifications, self.spec.model.name, ns, name, action
+                ):
+                    self.r.notifier.send(channel, notification)
             case RolloutFinished(outcome, seconds):
                 self.r.metrics.rollout_finished(outcome, seconds)
             case Measure():

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from turnout_operator.domain.notifications import Channels
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TURNOUT_OPERATOR_", extra="ignore")
@@ -57,3 +59,21 @@ class OperatorSettings(BaseSettings):
         60.0, gt=0, description="Reconcile every ModelDeployment at least this often."
     )
     log_level: str = "info"
+    # Notifications (docs/notifications.md); the channels' URLs are secrets: set this from a Secret.
+    notification_channels: Channels = Field(
+        default_factory=list,
+        description="The channels spec.notifications may name: a JSON list of {name, url, "
+        "format} (format: slack, json or cloudevents).",
+    )
+    notification_queue_size: int = Field(
+        100, ge=1, description="Notifications waiting per channel, at most; more are dropped."
+    )
+    notification_retries: int = Field(
+        5, ge=0, le=100, description="Retries of a notification the receiver failed to take."
+    )
+    notification_retry_seconds: float = Field(
+        1.0, gt=0, description="First wait before a retry (doubles, up to 30 s)."
+    )
+    notification_timeout_seconds: float = Field(
+        5.0, gt=0, description="Timeout of one notification request."
+    )

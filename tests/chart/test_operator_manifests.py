@@ -24,6 +24,8 @@ DEFAULT_ENV = {
     "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "10",
     "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "10",
     "TURNOUT_OPERATOR_RESYNC_SECONDS": "60",
+    "TURNOUT_OPERATOR_NOTIFICATION_RETRIES": "5",
+    "TURNOUT_OPERATOR_NOTIFICATION_TIMEOUT_SECONDS": "5",
 }
 
 
@@ -112,6 +114,8 @@ def test_operator_settings_come_from_values(helm: Helm) -> None:
         "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "3",
         "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "30",
         "TURNOUT_OPERATOR_RESYNC_SECONDS": "15",
+        "TURNOUT_OPERATOR_NOTIFICATION_RETRIES": "5",
+        "TURNOUT_OPERATOR_NOTIFICATION_TIMEOUT_SECONDS": "5",
         "HTTPS_PROXY": "http://proxy:3128",
     }
     assert container["ports"][0] == {"name": "metrics", "containerPort": 9000, "protocol": "TCP"}

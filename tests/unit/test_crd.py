@@ -311,7 +311,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 72
+    assert len(with_defaults) == 73
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path
@@ -465,6 +465,7 @@ def test_minimal_spec_defaults_in_full() -> None:
         "monitoring": {"drift": {"enabled": True, "windowSize": 1000}},
         "auth": {"tokenSecret": ""},
         "paused": False,
+        "notifications": [],
     }
 
 

@@ -11,6 +11,7 @@ from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     DeployColor,
     Emit,
+    Notify,
     PointService,
     RemoveAnnotation,
     RolloutFinished,
@@ -101,7 +102,8 @@ def emitted(result: Plan) -> list[tuple[str, str]]:
 
 
 def without_events(result: Plan) -> list[object]:
-    return [a for a in result.actions if not isinstance(a, Emit | RolloutFinished)]
+    """The actions on the cluster and the registry (notifications: test_notifications.py)."""
+    return [a for a in result.actions if not isinstance(a, Emit | Notify | RolloutFinished)]
 
 
 # --- first deploy ---------------------------------------------------------------------------
@@ -433,7 +435,11 @@ def test_paused_spec_freezes_rollouts() -> None:
     paused = spec().model_copy(update={"paused": True})
     result = plan(paused, observe(serving(), colors={"blue": up("3")},
                                   resolution=Resolved("4", uri("4"))), NOW)  # fmt: skip
-    assert result.actions == (DeployColor("blue", "3", uri("3"), 2),)
+    assert result.actions == (  # the new version is news even while nothing moves
+        Notify("version.resolved", "4", R.RESOLVED,
+               "models:/bikes@champion is now version 4 (was 3)", timestamp(NOW)),
+        DeployColor("blue", "3", uri("3"), 2),
+    )  # fmt: skip
     assert result.status.phase == "Paused"
     assert result.status.desired_version == "4"
 

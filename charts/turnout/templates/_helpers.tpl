@@ -173,3 +173,8 @@ no read of Namespace objects (the integration suite records an --all-namespaces 
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 {{- end }}
+
+{{/* The Secret holding the notification channels: the user's, or the one the chart makes. */}}
+{{- define "turnout.notifications.secretName" -}}
+{{- .Values.operator.notifications.existingSecret | default (printf "%s-notifications" (include "turnout.operator.fullname" .) | trunc 63 | trimSuffix "-") }}
+{{- end }}

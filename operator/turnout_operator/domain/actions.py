@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from turnout_operator.domain.spec import Color, PrometheusQuery
+from turnout_operator.domain.spec import Color, NotificationEvent, PrometheusQuery
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,18 @@ class Emit:
 
 
 @dataclass(frozen=True)
+class Notify:
+    """A moment to tell the channels `spec.notifications` selects for `event` about
+    (domain/notifications.py); `version` is the version it is about, `at` the plan's time."""
+
+    event: NotificationEvent
+    version: str
+    reason: str
+    message: str
+    at: str
+
+
+@dataclass(frozen=True)
 class RolloutFinished:
     """For the operator's metrics: a rollout ended with `outcome` after `seconds`."""
 
@@ -130,6 +142,7 @@ Action = (
     | TagVersion
     | RemoveAnnotation
     | Emit
+    | Notify
     | RolloutFinished
     | StartShadow
     | StopShadow

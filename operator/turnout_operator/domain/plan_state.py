@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from turnout_operator.domain import reasons as R
-from turnout_operator.domain.actions import Action, Emit, TagVersion
+from turnout_operator.domain.actions import Action, Emit, Notify, TagVersion
 from turnout_operator.domain.observed import Observed, Resolved
-from turnout_operator.domain.spec import Color, ModelDeploymentSpec
+from turnout_operator.domain.spec import Color, ModelDeploymentSpec, NotificationEvent
 from turnout_operator.domain.status import (
     HistoryEntry,
     ModelDeploymentStatus,
@@ -48,6 +48,9 @@ class Pass:
 
     def emit(self, warning: bool, reason: str, message: str) -> None:
         self.actions.append(Emit("Warning" if warning else "Normal", reason, message))
+
+    def notify(self, event: NotificationEvent, version: str, reason: str, message: str) -> None:
+        self.actions.append(Notify(event, version, reason, message, timestamp(self.now)))
 
     def after(self, seconds: int) -> datetime:
         return self.now + timedelta(seconds=seconds)

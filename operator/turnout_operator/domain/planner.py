@@ -148,6 +148,11 @@ def take_resolution(p: Pass) -> None:
     """Record what the registry said (if it was asked this time) in ModelResolved."""
     resolution, status, generation = p.observed.resolution, p.status, p.observed.generation
     if isinstance(resolution, Resolved):
+        before = status.desired_version
+        if before is not None and before != resolution.version:
+            p.notify("version.resolved", resolution.version, R.RESOLVED,
+                     f"{p.spec.model.reference} is now version {resolution.version} "
+                     f"(was {before})")  # fmt: skip
         status.desired_version = resolution.version
         status.resolved_at = timestamp(p.now)
         status.conditions = set_condition(

@@ -65,7 +65,9 @@ def post_promotion_analysis(p: Pass) -> None:
     p.reject(run.version, R.ANALYSIS_FAILED, message)
     good = last_good_version(p.status)
     then = f"redeploying version {good}" if good else "no earlier good version to go back to"
-    p.emit(True, R.ANALYSIS_FAILED, f"{message}; the old color is no longer warm: {then}")
+    message = f"{message}; the old color is no longer warm: {then}"
+    p.emit(True, R.ANALYSIS_FAILED, message)
+    p.notify("rollout.rolled_back", run.version, R.ANALYSIS_FAILED, message)
 
 
 def _active_failing(p: Pass) -> bool:
@@ -114,7 +116,9 @@ def rollback(p: Pass) -> None:
         # Rejecting the active version makes the last good one the target: a normal rollout.
         _count_rollback(p, active, failed_color)
         p.reject(active, R.ROLLED_BACK, message)
-        p.emit(True, R.ROLLED_BACK, f"{message}; {good} is no longer warm: redeploying it")
+        message = f"{message}; {good} is no longer warm: redeploying it"
+        p.emit(True, R.ROLLED_BACK, message)
+        p.notify("rollout.rolled_back", active, R.ROLLED_BACK, message)
 
 
 def _switch_back(
@@ -135,6 +139,7 @@ def _switch_back(
     status.model_uri, status.run_id = p.uri(warm.version), warm.run_id
     p.schedule_scale_down(failed_color, failed, p.bg.abort_scale_down_delay_seconds, "Abort")
     p.emit(True, reason, message)
+    p.notify("rollout.rolled_back", failed, reason, message)
 
 
 def _count_rollback(p: Pass, failed: str, color: Color) -> None:

@@ -62,6 +62,7 @@ def start(p: Pass) -> None:
         TagVersion(target, "preview"),
     ]
     p.emit(False, R.ROLLOUT_STARTED, f"deploying version {target} to {color}")
+    p.notify("rollout.started", target, R.ROLLOUT_STARTED, f"deploying version {target} to {color}")
     advance(p)
 
 
@@ -197,7 +198,9 @@ def switch(p: Pass, rollout: Rollout) -> None:
             old_color, old_version, p.bg.scale_down_delay_seconds, "Promotion", old_run
         )
     p.record(rollout.version, rollout.color, "Promoted")
-    p.emit(False, R.PROMOTED, f"version {rollout.version} ({rollout.color}) is active")
+    promoted = f"version {rollout.version} ({rollout.color}) is active"
+    p.emit(False, R.PROMOTED, promoted)
+    p.notify("rollout.promoted", rollout.version, R.PROMOTED, promoted)
     p.actions.append(RolloutFinished("promoted", p.elapsed(rollout)))
     p.progress = (R.ROLLOUT_COMPLETE, f"version {rollout.version} promoted")
     gates.start_post_promotion(p, rollout, old_version, old_color)
@@ -221,6 +224,7 @@ def abort(p: Pass, reason: str, message: str) -> None:
     if status.active_color is not None:
         p.actions.append(PointService("preview", status.active_color))
     p.emit(True, reason, message)
+    p.notify("rollout.aborted", rollout.version, reason, message)
     p.actions.append(RolloutFinished("aborted", p.elapsed(rollout)))
     p.progress = (reason, message)
 

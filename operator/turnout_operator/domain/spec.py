@@ -578,6 +578,24 @@ class Auth(_Model):
     )
 
 
+NotificationEvent = Literal[
+    "rollout.started", "rollout.promoted", "rollout.aborted", "rollout.rolled_back",
+    "retraining.started", "retraining.finished", "retraining.failed", "version.resolved",
+]  # fmt: skip
+MAX_NOTIFICATION_ROUTES = 32
+
+
+class NotificationRoute(_Model):
+    """Which events go to one of the operator's notification channels (docs/notifications.md)."""
+
+    channel: str = Field(
+        min_length=1, max_length=63, description="A channel the operator is configured with."
+    )
+    events: list[NotificationEvent] = Field(
+        min_length=1, max_length=16, description="The events sent to it."
+    )
+
+
 class ModelDeploymentSpec(_Model):
     """What to serve, from which registry, on which pods, and how to roll versions out."""
 
@@ -595,6 +613,11 @@ class ModelDeploymentSpec(_Model):
     )
     auth: Auth = Field(default_factory=Auth, description="Bearer-token auth of inference.")
     paused: bool = Field(False, description="Freeze rollouts: nothing moves until unpaused.")
+    notifications: list[NotificationRoute] = Field(
+        default_factory=list,
+        max_length=MAX_NOTIFICATION_ROUTES,
+        description="Which events are sent to which of the operator's notification channels.",
+    )
 
     @property
     def blue_green(self) -> BlueGreen:

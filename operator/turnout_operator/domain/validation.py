@@ -15,7 +15,7 @@ Pure: no Kubernetes client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from turnout_operator.domain import kube_rules as K
 from turnout_operator.domain.manifests import Defaults, build_deployment, build_service
+from turnout_operator.domain.notifications import unknown_channels
 from turnout_operator.domain.spec import (
     COLORS,
     BlueGreen,
@@ -176,8 +177,12 @@ class Checked:
 MAX_MESSAGE = 1000
 
 
-def check(name: str, namespace: str, raw: Mapping[str, Any], defaults: Defaults) -> Checked:
-    """Parse the spec and check everything it will become; never raises."""
+def check(
+    name: str, namespace: str, raw: Mapping[str, Any], defaults: Defaults,
+    channels: Collection[str] = (),
+) -> Checked:  # fmt: skip
+    """Parse the spec and check everything it will become, and that each notification channel
+    it names is one of the operator's `channels`; never raises."""
     try:
         spec = ModelDeploymentSpec.model_validate(raw)
     except ValidationError as exc:
@@ -186,7 +191,14 @@ def check(name: str, namespace: str, raw: Mapping[str, Any], defaults: Defaults)
             for e in exc.errors()
         ]
         return Checked(salvage(raw), (*name_problems(name), *found))
-    return Checked(spec, tuple(problems(name, namespace, spec, defaults)))
+    found = problems(name, namespace, spec, defaults)
+    found += [
+        Problem(f"spec.notifications[{i}].channel",
+                f"no notification channel {channel!r} is configured in the operator "
+                f"(configured: {', '.join(sorted(channels)) or 'none'})")
+        for i, channel in unknown_channels(spec.notifications, channels)
+    ]  # fmt: skip
+    return Checked(spec, tuple(found))
 
 
 def salvage(raw: Any) -> ModelDeploymentSpec:
