@@ -173,3 +173,12 @@ no read of Namespace objects (the integration suite records an --all-namespaces 
   resources: [customresourcedefinitions]
   verbs: [list, watch]
 {{- end }}
+
+{{/* The registry webhook endpoint: its Service and the Secret with its certificate. */}}
+{{- define "turnout.webhooks.fullname" -}}
+{{- printf "%s-webhooks" (include "turnout.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "turnout.webhooks.tlsSecret" -}}
+{{- .Values.webhooks.tls.secretName | default (printf "%s-tls" (include "turnout.webhooks.fullname" .)) }}
+{{- end }}
