@@ -141,18 +141,18 @@ class Registry:
         return self.artifacts / uri.removeprefix("mlflow-artifacts:/").lstrip("/")
 
 
-def start_mlflow(home: Path) -> Process:
-    """An MLflow tracking server on a free port of 127.0.0.1 (sqlite in `home`), ready; the
-    caller stops it. Artifacts are served through it (`mlflow-artifacts:/`, kept in
-    `home/artifacts`), as the chart's bundled MLflow serves them: pods, which cannot read this
-    machine's files, download them the same way."""
+def start_mlflow(home: Path, env: dict[str, str] | None = None) -> Process:
+    """An MLflow tracking server on a free port of 127.0.0.1 (sqlite in `home`, and `env` in its
+    environment), ready; the caller stops it. Artifacts are served through it
+    (`mlflow-artifacts:/`, kept in `home/artifacts`), as the chart's bundled MLflow serves them:
+    pods, which cannot read this machine's files, download them the same way."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = Process(uri, start([
         str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
         "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
         "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--workers", "1",
-    ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}),
+    ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}),
         home / "server.log")  # fmt: skip
     try:
         wait_until(lambda: server.alive() and httpx.get(f"{uri}/health").status_code == 200,

@@ -59,12 +59,20 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from turnout_operator.reconcile import Reconciler
     from turnout_operator.registry import ModelRegistry
     from turnout_operator.tags import TagWriter
+    from turnout_operator.webhooks import WebhookConfigError, WebhookReceiver
 
     in_cluster = _load_cluster_config(config)
     if in_cluster is None:
         return 2
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
+    webhooks = None
+    if settings.webhook_port:
+        try:
+            webhooks = WebhookReceiver(settings, registry)
+        except WebhookConfigError as exc:
+            log.error("%s", exc)
+            return 2
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
     metrics.notification_channels([c.name for c in settings.notification_channels], RESULTS)
@@ -86,7 +94,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         standalone=True,
         clusterwide=settings.all_namespaces,
         namespaces=() if settings.all_namespaces else settings.namespaces,
-        memo=handlers.new_memo(reconciler),
+        memo=handlers.new_memo(reconciler, webhooks),
         liveness_endpoint=liveness,
     )
     if not reconciler.tags.idle(timeout=5.0):

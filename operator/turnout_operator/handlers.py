@@ -10,6 +10,9 @@ reconcile threads; the registry questions it leaves (`Outcome.ask`) run on a sep
 of registry threads, and only the asking object's daemon awaits the answer. Neither uses the
 event loop's default executor, which kopf and its HTTP client share: a registry that never
 answers holds one registry thread for its timeout and delays no other ModelDeployment.
+
+A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
+a refresh: their next reconcile asks the registry at once instead of at the next poll.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import kopf
 
 from turnout_operator.domain.manifests import MANAGED_BY, NAME_LABEL
 from turnout_operator.domain.spec import GROUP, PLURAL, VERSION
+from turnout_operator.domain.webhooks import following
 
 log = logging.getLogger("turnout_operator")
 ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
@@ -59,12 +63,14 @@ class Pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def new_memo(reconciler: Any) -> kopf.Memo:
-    """The operator's memo: the reconciler, its thread pools and the daemons' shared wake-up
-    events."""
+def new_memo(reconciler: Any, webhooks: Any = None) -> kopf.Memo:
+    """The operator's memo: the reconciler, its thread pools, the daemons' shared wake-up
+    events, the registered model each ModelDeployment serves, the ones due to ask the registry
+    at once, and the webhook endpoint (None: off)."""
     settings = reconciler.settings
     pools = Pools.sized(settings.reconcile_workers, settings.registry_workers)
-    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools)
+    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools, models={}, refresh=set(),
+                     webhooks=webhooks)  # fmt: skip
 
 
 T = TypeVar("T")
@@ -81,6 +87,15 @@ def wake(memo: Any, namespace: str | None, name: str | None) -> None:
             waker.set()
 
 
+def refresh(memo: Any, model: str) -> list[tuple[str, str]]:
+    """Make the ModelDeployments serving registered model `model` ask the registry now."""
+    keys = following(memo["models"], model)
+    for key in keys:
+        memo["refresh"].add(key)
+        wake(memo, *key)
+    return keys
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
 async def run(
     stopped: kopf.DaemonStopped, name: str, namespace: str | None, memo: Any, **_: Any
@@ -92,8 +107,12 @@ async def run(
     try:
         while not stopped:
             waker.clear()
+            fresh = (namespace, name) in memo["refresh"]  # a registry webhook named its model
+            memo["refresh"].discard((namespace, name))
             try:
-                outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name)
+                outcome = await _on(
+                    pools.reconcile, reconciler.reconcile, namespace, name, None, fresh
+                )
                 if outcome.ask is not None:
                     answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
                     outcome = await _on(
@@ -116,10 +135,15 @@ async def run(
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def model_deployment_changed(
-    name: str, namespace: str | None, memo: Any, type: str, **_: Any
+    name: str, namespace: str | None, memo: Any, type: str, spec: Mapping[str, Any], **_: Any
 ) -> None:
-    if type == "DELETED" and namespace is not None:
-        memo["reconciler"].metrics.observe(namespace, name, None)
+    if namespace is not None:
+        if type == "DELETED":
+            memo["reconciler"].metrics.observe(namespace, name, None)
+            memo["models"].pop((namespace, name), None)
+            memo["refresh"].discard((namespace, name))
+        elif isinstance(model := (spec.get("model") or {}).get("name"), str):
+            memo["models"][(namespace, name)] = model
     wake(memo, namespace, name)
 
 
@@ -148,6 +172,14 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.watching.client_timeout = 330
 
 
+@kopf.on.startup()
+async def start_webhooks(memo: Any, **_: Any) -> None:
+    if memo["webhooks"] is not None:
+        await memo["webhooks"].start(lambda model: refresh(memo, model))
+
+
 @kopf.on.cleanup()
 async def stop_pools(memo: Any, **_: Any) -> None:
+    if memo["webhooks"] is not None:
+        await memo["webhooks"].stop()
     memo["pools"].shutdown()

@@ -140,10 +140,13 @@ class Reconciler:
     def defaults(self) -> Defaults:
         return Defaults(image=self.settings.serving_image, tracking_uri=self.settings.tracking_uri)
 
-    def reconcile(self, namespace: str, name: str, answer: Answer | None = None) -> Outcome:
+    def reconcile(
+        self, namespace: str, name: str, answer: Answer | None = None, refresh: bool = False
+    ) -> Outcome:
         """Bring one ModelDeployment a step closer to its spec, with the registry's `answer`
         when one came. It never waits for the registry to resolve the model: when a resolution
-        is due it says so (`Outcome.ask`), and the caller asks and calls again with the answer."""
+        is due (or `refresh`: a registry webhook said the model changed) it says so
+        (`Outcome.ask`), and the caller asks and calls again with the answer."""
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.metrics.observe(namespace, name, None)
@@ -157,9 +160,9 @@ class Reconciler:
             return self._invalid(body, spec, status, generation, checked.why, now)
         resolution = answer.resolution if answer and answer.generation == generation else None
         ask = None
-        if resolution is None and _resolve_due(
+        if resolution is None and (refresh or _resolve_due(
             spec, status, generation, now, self.settings.registry_retry_seconds
-        ):
+        )):  # fmt: skip
             ask = Question(namespace, generation, spec)
         observed = self._observe(body, status, generation, resolution)
         act = _Acts(self, body, spec)

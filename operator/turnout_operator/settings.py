@@ -58,6 +58,33 @@ class OperatorSettings(BaseSettings):
     resync_seconds: float = Field(
         60.0, gt=0, description="Reconcile every ModelDeployment at least this often."
     )
+    # MLflow registry webhooks (docs/webhooks.md): off unless a port is given.
+    webhook_port: int = Field(
+        0, ge=0, le=65535,
+        description="Port of the HTTPS endpoint for MLflow's registry webhooks (0: off).",
+    )  # fmt: skip
+    webhook_address: str = Field("0.0.0.0", description="Address the webhook endpoint binds.")
+    webhook_cert_file: str = Field(
+        "/etc/turnout/webhook-tls/tls.crt",
+        description="The endpoint's TLS certificate (chain), PEM; re-read when it changes.",
+    )
+    webhook_key_file: str = Field(
+        "/etc/turnout/webhook-tls/tls.key", description="The certificate's private key, PEM."
+    )
+    webhook_secret_file: str = Field(
+        "/etc/turnout/webhook-secret/secret",
+        description="The HMAC secret the webhook was created with in MLflow (surrounding "
+        "whitespace ignored); re-read when it changes.",
+    )
+    webhook_max_age_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Deliveries signed longer ago (or further ahead) than this are refused as "
+        "stale; delivery ids are remembered this long to refuse replays.",
+    )
+    webhook_delivery_ids: int = Field(
+        100_000, ge=1, description="Delivery ids remembered at most (the oldest go first)."
+    )
     log_level: str = "info"
     # Notifications (docs/notifications.md); the channels' URLs are secrets: set this from a Secret.
     notification_channels: Channels = Field(

@@ -133,3 +133,16 @@ def test_an_object_the_api_server_refuses_ends_invalid_with_its_reason() -> None
     assert (status["phase"], status["message"]) == ("Degraded", why)
     assert [w for w in kube.writes if w[0] in ("deployment", "service")] == []
     assert outcome.ask is None
+
+
+def test_a_registry_webhook_makes_a_resolution_due_that_the_poll_would_not_ask_yet() -> None:
+    floating = {"model": {"name": "bikes", "alias": "champion"}, "replicas": 1,
+                "registry": {"pollIntervalSeconds": 3600}}  # fmt: skip
+    kube = RecordingKube(model_deployment(floating))
+    r = reconciler(kube)
+    r.reconcile("ml", "bikes", Answer(1, Resolved("3", "models:/bikes/3")))
+    assert kube.body["status"]["resolvedAt"] == "2026-11-23T12:00:00Z"
+    assert r.reconcile("ml", "bikes").ask is None  # polled a moment ago: next in an hour
+    asked = r.reconcile("ml", "bikes", refresh=True).ask
+    assert asked is not None and (asked.namespace, asked.generation) == ("ml", 1)
+    assert asked.spec.model.alias == "champion"

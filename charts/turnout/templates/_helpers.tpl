@@ -178,3 +178,12 @@ no read of Namespace objects (the integration suite records an --all-namespaces 
 {{- define "turnout.notifications.secretName" -}}
 {{- .Values.operator.notifications.existingSecret | default (printf "%s-notifications" (include "turnout.operator.fullname" .) | trunc 63 | trimSuffix "-") }}
 {{- end }}
+
+{{/* The registry webhook endpoint: its Service and the Secret with its certificate. */}}
+{{- define "turnout.webhooks.fullname" -}}
+{{- printf "%s-webhooks" (include "turnout.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "turnout.webhooks.tlsSecret" -}}
+{{- .Values.webhooks.tls.secretName | default (printf "%s-tls" (include "turnout.webhooks.fullname" .)) }}
+{{- end }}
