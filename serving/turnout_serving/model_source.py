@@ -389,12 +389,18 @@ MAX_TRAINING_METRICS = 64  # a run that logged more exports its first 64 by name
 def training_metrics(run_id: str, seconds: float) -> dict[str, float]:
     """The latest value of each metric the run logged (MLflow's client, each request bounded by
     `seconds`, no retries), at most MAX_TRAINING_METRICS of them by name; empty, with a log line,
-    when there is no run to ask, no such run, no metric, or no answer in time."""
+    when there is no run or tracking server to ask, no such run, no metric, or no answer in
+    time."""
     if not run_id:
         log.info("no training run to read metrics from")
         return {}
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+
+    if not MLFLOW_TRACKING_URI.get():  # MLflow would make a local store here, and find nothing
+        log.info("no tracking server (MLFLOW_TRACKING_URI) to read run %s's metrics from", run_id)
+        return {}
 
     try:
         with _registry_requests(seconds):
