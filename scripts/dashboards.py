@@ -32,6 +32,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 OPERATOR = 'job="turnout-operator"'
 PREDICTIONS = 'endpoint=~"invocations|v2_infer"'  # not /feedback
+TRAINING_MAE, TRAINING_ACCURACY = 'metric="mae"', 'metric="accuracy"'  # what the run logged
 # Thresholds drawn on panels are the alert thresholds of charts/turnout/rules/turnout.rules.yaml.
 ERROR_RATIO_ALERT, P99_ALERT_SECONDS, QUALITY_MIN_LABELS = 0.05, 0.5, 200
 ALPHA = 0.05  # turnout-serve's drift test level, split over the tests (Bonferroni)
@@ -448,6 +449,27 @@ def serving_dashboard() -> dict[str, Any]:
                                                       ("orange", QUALITY_MIN_LABELS))},
               custom={"thresholdsStyle": {"mode": "line"}}),
     ])  # fmt: skip
+    training = Row("Live against training (the version's MLflow run)", [
+        Panel("Live MAE against training",
+              "Regression models: live MAE (as in Live MAE and RMSE) next to the `mae` the "
+              "version's training run logged in MLflow. TurnoutLiveQualityBelowTraining fires "
+              "when live stays over a factor (1.25 by default) times the training figure.",
+              [Target(f"avg by ({COLOR_KEY}) ({served('turnout_live_mae')})",
+                      f"live {COLOR_LEGEND}"),
+               Target(f"max by ({COLOR_KEY}) "
+                      f"({served('turnout_training_metric', TRAINING_MAE)})",
+                      f"training {COLOR_LEGEND}")], width=12),
+        Panel("Live accuracy against training",
+              "Classifiers: live accuracy next to the `accuracy` the version's training run "
+              "logged. TurnoutLiveQualityBelowTraining fires when live stays under a factor "
+              "(0.95 by default) times the training figure.",
+              [Target(f"avg by ({COLOR_KEY}) ({served('turnout_live_accuracy')})",
+                      f"live {COLOR_LEGEND}"),
+               Target(f"max by ({COLOR_KEY}) "
+                      f"({served('turnout_training_metric', TRAINING_ACCURACY)})",
+                      f"training {COLOR_LEGEND}")],
+              width=12, unit="percentunit", defaults={"max": 1}),
+    ])  # fmt: skip
     shadow = shadow_row()
     model = Row("Model", [
         Panel("Model load and artifact download time",
@@ -484,7 +506,7 @@ def serving_dashboard() -> dict[str, Any]:
         "Traffic, errors, latency, data drift and live quality of the models turnout serves, "
         "per model version and blue-green color.",
         variables,
-        [traffic, drift, quality, shadow, model],
+        [traffic, drift, quality, training, shadow, model],
     )
 
 

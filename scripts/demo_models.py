@@ -24,10 +24,12 @@ import numpy as np
 import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, mean_absolute_error, mean_squared_error, r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -41,10 +43,29 @@ def diabetes_frame() -> tuple[pd.DataFrame, pd.Series]:
     return X, y
 
 
-def _log_sklearn(model: Any, X: pd.DataFrame, name: str, *, reference: bool, **kw: Any) -> str:
-    """One run: fit already done; log model (+ reference); register; return the version."""
+def training_metrics(model: Any, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """What a training run logs of its fit: accuracy for a classifier; MAE, RMSE and R² for a
+    regressor (turnout-serve exports them as `turnout_training_metric`)."""
+    predicted = model.predict(X)
+    if is_classifier(model):
+        return {"accuracy": float(accuracy_score(y, predicted))}
+    return {
+        "mae": float(mean_absolute_error(y, predicted)),
+        "rmse": float(np.sqrt(mean_squared_error(y, predicted))),
+        "r2": float(r2_score(y, predicted)),
+    }
+
+
+def _log_sklearn(
+    model: Any, X: pd.DataFrame, name: str, *, reference: bool, y: pd.Series | None = None,
+    **kw: Any,
+) -> str:  # fmt: skip
+    """One run: fit already done; log the model (+ reference, + its metrics on `y`); register;
+    return the version."""
     with mlflow.start_run() as run:
         mlflow.log_params({"estimator": type(model).__name__})
+        if y is not None:
+            mlflow.log_metrics(training_metrics(model, X, y))
         info = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -66,14 +87,14 @@ def register_diabetes(name: str = "Diabetes") -> dict[str, Any]:
     X, y = diabetes_frame()
     client = MlflowClient()
     v1 = _log_sklearn(
-        GradientBoostingRegressor(n_estimators=100, random_state=0).fit(X, y), X, name,
+        GradientBoostingRegressor(n_estimators=100, random_state=0).fit(X, y), X, name, y=y,
         reference=True, skops_trusted_types=TREES,
     )  # fmt: skip
     v2 = _log_sklearn(
-        GradientBoostingRegressor(n_estimators=50, random_state=1).fit(X, y), X, name,
+        GradientBoostingRegressor(n_estimators=50, random_state=1).fit(X, y), X, name, y=y,
         reference=True, skops_trusted_types=TREES,
     )  # fmt: skip
-    v3 = _log_sklearn(Ridge(alpha=0.1).fit(X, y), X, name, reference=False)
+    v3 = _log_sklearn(Ridge(alpha=0.1).fit(X, y), X, name, y=y, reference=False)
     with warnings.catch_warnings():  # stages are deprecated by MLflow, still in wide use
         warnings.simplefilter("ignore")
         client.transition_model_version_stage(name, v1, "Production")
@@ -91,7 +112,7 @@ def register_iris(name: str = "Iris") -> dict[str, Any]:
     X, y = load_iris(return_X_y=True, as_frame=True)
     X.columns = [c.replace(" (cm)", "").replace(" ", "_") for c in X.columns]
     model = LogisticRegression(max_iter=500).fit(X, y)
-    version = _log_sklearn(model, X, name, reference=False)
+    version = _log_sklearn(model, X, name, y=y, reference=False)
     MlflowClient().set_registered_model_alias(name, "champion", version)
     return {"versions": [version], "aliases": {"champion": version}, "stages": {}}
 
@@ -106,7 +127,9 @@ def register_mixed(name: str = "Mixed") -> dict[str, Any]:
         [("cat", OneHotEncoder(handle_unknown="ignore"), ["sex", "band"])], remainder="passthrough"
     )
     model = make_pipeline(encode, Ridge(alpha=0.5)).fit(frame, y)
-    version = _log_sklearn(model, frame, name, reference=True, serialization_format="cloudpickle")
+    version = _log_sklearn(
+        model, frame, name, reference=True, y=y, serialization_format="cloudpickle"
+    )
     return {"versions": [version], "aliases": {}, "stages": {}}
 
 
@@ -140,7 +163,7 @@ def register_bike_sharing(name: str = "BikeSharing") -> dict[str, Any]:
     so the signature has `long` columns: clients send integral floats (3.0) there."""
     X, y = bike_sharing_frame()
     model = GradientBoostingRegressor(n_estimators=60, max_depth=3, random_state=0).fit(X, y)
-    version = _log_sklearn(model, X, name, reference=False, skops_trusted_types=TREES)
+    version = _log_sklearn(model, X, name, y=y, reference=False, skops_trusted_types=TREES)
     return {"versions": [version], "aliases": {}, "stages": {}}
 
 

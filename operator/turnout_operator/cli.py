@@ -88,6 +88,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         metrics=metrics, tags=TagWriter(on_pending=metrics.tags_pending.set),
         notifier=notifier, in_cluster=in_cluster,
     )  # fmt: skip
+    reconciler.live.start()
     watched = "all namespaces" if settings.all_namespaces else ", ".join(settings.namespaces)
     log.info("watching %s (%s)", watched, "in cluster" if in_cluster else "out of cluster")
     kopf.run(
@@ -97,6 +98,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         memo=handlers.new_memo(reconciler, webhooks),
         liveness_endpoint=liveness,
     )
+    reconciler.live.stop()
     if not reconciler.tags.idle(timeout=5.0):
         log.warning("stopping with %d MLflow tags unwritten", len(reconciler.tags.pending))
     reconciler.tags.stop()

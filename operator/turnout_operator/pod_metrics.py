@@ -18,6 +18,9 @@ What counts, per pod (turnout-serve's families, serving/turnout_serving/metrics.
 - prediction drift: the largest `turnout_prediction_drift_psi` of the color's pods whose drift
   window holds rows (`turnout_drift_window_rows`; an empty window reads PSI 0, which says
   nothing); quality: live MAE, or 1 - live accuracy, weighted by each pod's labelled rows.
+
+`live_reading` / `live_quality` read the same pods for the MLflow record of a version's live
+quality (live_quality.py): its MAE, RMSE or accuracy as they stand, over all its pods.
 """
 
 from __future__ import annotations
@@ -178,6 +181,46 @@ def _weighted(pairs: Iterable[tuple[float | None, float]]) -> float | None:
     known = [(value, weight) for value, weight in pairs if value is not None and weight > 0]
     total = sum(weight for _, weight in known)
     return sum(value * weight for value, weight in known) / total if total > 0 else None
+
+
+LIVE_GAUGES = {"turnout_live_mae": "mae", "turnout_live_rmse": "rmse",
+               "turnout_live_accuracy": "accuracy"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LiveQuality:
+    """A version's live quality over its pods' feedback windows: MAE, RMSE (regressors) or
+    accuracy (classifiers), and the labelled predictions they stand on."""
+
+    rows: int = 0
+    mae: float | None = None
+    rmse: float | None = None
+    accuracy: float | None = None
+
+
+def live_reading(text: str, version: str) -> LiveQuality:
+    """One pod's live-quality gauges for `version` (a pod serving another reads as none)."""
+    found: dict[str, float] = {}
+    rows = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("version") != version:
+                continue
+            if sample.name in LIVE_GAUGES and math.isfinite(sample.value):
+                found[LIVE_GAUGES[sample.name]] = sample.value
+            elif sample.name == "turnout_live_window_rows":
+                rows = sample.value
+    return LiveQuality(rows=round(rows), **found) if rows > 0 else LiveQuality()
+
+
+def live_quality(readings: Sequence[LiveQuality]) -> LiveQuality:
+    """The pods' figures as one window: each pod weighted by its labelled rows (RMSE through
+    the mean of squares)."""
+    rows = sum(r.rows for r in readings)
+    mae = _weighted((r.mae, r.rows) for r in readings)
+    squares = _weighted((None if r.rmse is None else r.rmse**2, r.rows) for r in readings)
+    accuracy = _weighted((r.accuracy, r.rows) for r in readings)
+    return LiveQuality(rows, mae, None if squares is None else math.sqrt(squares), accuracy)
 
 
 class Scrapes:

@@ -43,7 +43,6 @@ from turnout_operator.domain.actions import (
     StartShadow,
     StopShadow,
     TagVersion,
-    VersionState,
 )
 from turnout_operator.domain.analysis import Measurement
 from turnout_operator.domain.manifests import (
@@ -67,6 +66,7 @@ from turnout_operator.domain.spec import ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, parse_time
 from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
 from turnout_operator.kube import Kube, Rejected
+from turnout_operator.live_record import LiveRecorder
 from turnout_operator.meter import Meter
 from turnout_operator.metrics import OperatorMetrics
 from turnout_operator.notifier import Notifier
@@ -84,7 +84,7 @@ class Registry(Protocol):
 
     def resolve(self, ref: Any) -> Resolved | ResolveFailed: ...
 
-    def tag(self, name: str, version: str, key: str, state: VersionState) -> None: ...
+    def tag(self, name: str, version: str, key: str, value: str) -> None: ...
 
     def smoke_payload(self, name: str, version: str) -> bytes | None: ...
 
@@ -125,9 +125,14 @@ class Reconciler:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     in_cluster: bool = False
     meter: Meter = field(init=False)  # reads the pods for analysis; tests may swap it
+    live: LiveRecorder = field(init=False)  # records live quality in MLflow, in the background
 
     def __post_init__(self) -> None:
         self.meter = Meter(self.kube, self.settings.metrics_timeout_seconds)
+        self.live = LiveRecorder(
+            self.kube, self.tags, interval=self.settings.live_quality_interval_seconds,
+            timeout=self.settings.metrics_timeout_seconds, direct=lambda: self.direct,
+        )  # fmt: skip
 
     @property
     def direct(self) -> bool:
@@ -150,6 +155,7 @@ class Reconciler:
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             self.metrics.observe(namespace, name, None)
+            self.live.forget(namespace, name)
             return Outcome(None)
         generation = int(body["metadata"].get("generation", 1))
         status = _status_of(body)
@@ -172,6 +178,9 @@ class Reconciler:
             why = f"the API server rejected {exc}"[:MAX_MESSAGE]
             return self._invalid(body, spec, status, generation, why, now)
         self.metrics.observe_status(namespace, name, spec.model.name, status)
+        registry = lambda: self.registry_for(spec, namespace)[0]  # noqa: E731 (built when writing)
+        self.live.serving(namespace, name, spec.model.name, status.active_version,
+                          status.active_color, registry)  # fmt: skip
         wake = _next_wake(spec, status, result.requeue_after, now, self.settings)
         if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
             wake = min(wake or self.settings.registry_retry_seconds,

@@ -39,7 +39,6 @@ from urllib.parse import unquote, urlparse
 import requests
 
 from turnout_operator.domain import reasons
-from turnout_operator.domain.actions import VersionState
 from turnout_operator.domain.observed import Resolved, ResolveFailed
 from turnout_operator.domain.spec import ModelRef
 from turnout_operator.registry_http import (
@@ -107,10 +106,10 @@ class ModelRegistry:
         log.info("resolved %s to version %s at %s", ref.reference, version, self.tracking_uri)
         return Resolved(version, f"models:/{ref.name}/{version}", found.get("run_id") or None)
 
-    def tag(self, name: str, version: str, key: str, state: VersionState) -> None:
-        """Tag the model version `key=state` (idempotent); raises RegistryError. The operator
+    def tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Tag the model version `key=value` (idempotent); raises RegistryError. The operator
         writes these through `tags.TagWriter`, off the reconcile path, with retries."""
-        body = {"name": name, "version": version, "key": key, "value": state}
+        body = {"name": name, "version": version, "key": key, "value": value}
         self._api("POST", "model-versions/set-tag", body)
 
     def smoke_payload(self, name: str, version: str) -> bytes | None:

@@ -52,6 +52,13 @@ class OperatorSettings(BaseSettings):
     registry_workers: int = Field(
         16, ge=1, description="Registry requests in flight at once, across ModelDeployments."
     )
+    live_quality_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Read each ModelDeployment's active pods' live quality (MAE, RMSE, "
+        "accuracy) at most this often, and tag the served MLflow model version with it "
+        "(`turnout.live/...`); also once when a version stops being active.",
+    )
     reconcile_workers: int = Field(
         8, ge=1, description="Reconciles running at once (one per ModelDeployment at most)."
     )

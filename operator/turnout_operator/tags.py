@@ -1,5 +1,6 @@
-"""Model-version tags (`turnout.dev/<namespace>.<name>` = active | preview | rejected | retired),
-written in the background so that MLflow never slows or stalls a rollout.
+"""Model-version tags (`turnout.dev/<namespace>.<name>` = active | preview | rejected | retired,
+and the live figures of live_record.py), written in the background so that MLflow never slows
+or stalls a rollout.
 
 A tag is an audit trail for people browsing the registry, not state the operator reads back. If
 reconciles wrote tags themselves, a registry that accepts connections and never answers would
@@ -26,7 +27,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from turnout_operator.domain import reasons
-from turnout_operator.domain.actions import VersionState
 from turnout_operator.registry_http import RegistryError
 
 log = logging.getLogger("turnout_operator.tags")
@@ -36,7 +36,7 @@ RETRYABLE = frozenset({reasons.REGISTRY_UNAVAILABLE})
 class Tagger(Protocol):
     tracking_uri: str
 
-    def tag(self, name: str, version: str, key: str, state: VersionState) -> None: ...
+    def tag(self, name: str, version: str, key: str, value: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class TagKey:
 @dataclass
 class _Pending:
     registry: Tagger
-    state: VersionState
+    state: str  # a VersionState, or a live figure (live_record.py)
     due: float
     delay: float  # the wait after the next failure
 
@@ -71,9 +71,7 @@ class TagWriter:
         self._stopped = False
         self._thread: threading.Thread | None = None
 
-    def put(
-        self, registry: Tagger, model: str, version: str, key: str, state: VersionState
-    ) -> None:
+    def put(self, registry: Tagger, model: str, version: str, key: str, state: str) -> None:
         """Ask for `key=state` on the version; replaces an older wish for the same tag."""
         tag = TagKey(registry.tracking_uri, model, version, key)
         with self._lock:
@@ -101,7 +99,7 @@ class TagWriter:
             self._lock.notify()
 
     @property
-    def pending(self) -> dict[TagKey, VersionState]:
+    def pending(self) -> dict[TagKey, str]:
         with self._lock:
             return {tag: p.state for tag, p in self._pending.items()}
 

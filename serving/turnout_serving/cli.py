@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelSourceError as exc:
         log.error("%s", exc)
         return EXIT_UNRESOLVED
-    provider = MlflowModelProvider(source, settings.cache_dir)
+    provider = MlflowModelProvider(source, settings.cache_dir, settings.registry_timeout_seconds)
     app = create_app(settings, provider, CollectorRegistry(), tokens, admin)
     server = uvicorn.Server(server_config(app, settings))
     runtime = app.state.runtime

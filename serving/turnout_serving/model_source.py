@@ -12,6 +12,9 @@ download never leaves a half model that a restart would trust.
 
 Resolving a URI asks the registry; `resolve_within` bounds that by a total time, retrying what
 may pass (no answer, a 5xx) and failing at once on what will not (no such alias or version).
+The training run's metrics (`training_metrics`) are read once, with one bounded request, and
+a run that cannot be read only costs a log line: they are figures to compare with, never a
+reason not to serve.
 """
 
 from __future__ import annotations
@@ -380,12 +383,52 @@ def _input_example(meta: Any, path: Path) -> Any:
         return None
 
 
+MAX_TRAINING_METRICS = 64  # a run that logged more exports its first 64 by name
+
+
+def training_metrics(run_id: str, seconds: float) -> dict[str, float]:
+    """The latest value of each metric the run logged (MLflow's client, each request bounded by
+    `seconds`, no retries), at most MAX_TRAINING_METRICS of them by name; empty, with a log line,
+    when there is no run or tracking server to ask, no such run, no metric, or no answer in
+    time."""
+    if not run_id:
+        log.info("no training run to read metrics from")
+        return {}
+    from mlflow.environment_variables import MLFLOW_TRACKING_URI
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not MLFLOW_TRACKING_URI.get():  # MLflow would make a local store here, and find nothing
+        log.info("no tracking server (MLFLOW_TRACKING_URI) to read run %s's metrics from", run_id)
+        return {}
+
+    try:
+        with _registry_requests(seconds):
+            logged = dict(MlflowClient().get_run(run_id).data.metrics)
+    except (MlflowException, OSError) as exc:
+        reason = exc.message if isinstance(exc, MlflowException) else str(exc)
+        log.warning("cannot read the metrics of training run %s: %s", run_id, reason)
+        return {}
+    if not logged:
+        log.info("training run %s logged no metrics", run_id)
+    elif len(logged) > MAX_TRAINING_METRICS:
+        log.warning("training run %s logged %d metrics; exporting the first %d by name",
+                    run_id, len(logged), MAX_TRAINING_METRICS)  # fmt: skip
+    return {name: float(logged[name]) for name in sorted(logged)[:MAX_TRAINING_METRICS]}
+
+
 class MlflowModelProvider:
     """Resolved now (labels need the version), loaded later by the server's lifespan."""
 
-    def __init__(self, source: ResolvedSource, cache_dir: Path) -> None:
+    def __init__(
+        self, source: ResolvedSource, cache_dir: Path, request_seconds: float = 60.0
+    ) -> None:
         self.source = source
         self._cache_dir = cache_dir
+        self._request_seconds = request_seconds
 
     def load(self) -> LoadedModel:
         return load(self.source, self._cache_dir)
+
+    def training_metrics(self, run_id: str) -> dict[str, float]:
+        return training_metrics(run_id, self._request_seconds)

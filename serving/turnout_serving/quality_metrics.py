@@ -3,11 +3,16 @@
 Regression models export `turnout_live_mae` and `turnout_live_rmse`, classifiers
 `turnout_live_accuracy`; a gauge reads NaN until its first label so a dashboard shows a gap, not a
 misleading zero. `turnout_feedback_total{result}` counts every label by what became of it.
+
+Beside them, `turnout_training_metric{metric}` holds what the version's training run logged
+(`mae`, `rmse`, `r2`, `accuracy`, ...: whatever it logged, read once at start-up), so a dashboard
+or an alert compares live quality with the run's own figures.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -52,3 +57,21 @@ class QualityGauges:
 
     def count(self, result: FeedbackResult) -> None:
         self._results[result].inc()
+
+
+class TrainingGauges:
+    """`turnout_training_metric{metric}`: one series per metric of the training run, none
+    before they are read (or when the run logged none)."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._labels = labels
+        self._family = Gauge(
+            "turnout_training_metric",
+            "Latest value of each metric the version's training run logged in MLflow.",
+            [*labels, "metric"],
+            registry=registry,
+        )
+
+    def set(self, metrics: Mapping[str, float]) -> None:
+        for name, value in metrics.items():
+            self._family.labels(**self._labels, metric=name).set(value)

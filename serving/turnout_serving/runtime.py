@@ -49,6 +49,7 @@ from turnout_serving.errors import ModelNotReady
 from turnout_serving.metrics import ServingMetrics
 from turnout_serving.model_source import ArtifactsUnavailable, LoadedModel, ResolvedSource
 from turnout_serving.predictor import Predictor, Scored
+from turnout_serving.quality_metrics import TrainingGauges
 from turnout_serving.settings import ServingSettings
 
 log = logging.getLogger("turnout_serving")
@@ -60,6 +61,10 @@ class ModelProvider(Protocol):
     source: ResolvedSource
 
     def load(self) -> LoadedModel: ...
+
+    def training_metrics(self, run_id: str) -> dict[str, float]:
+        """What the training run logged; empty when it cannot be read (never raises)."""
+        ...
 
 
 RETRY_FIRST_SECONDS = 2.0
@@ -109,6 +114,7 @@ class Runtime:
         )
         self.quality: QualityWindow | None = None
         self._quality_gauges: Any = None
+        self.training = TrainingGauges(registry, self.metrics.labels)
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -168,6 +174,15 @@ class Runtime:
             model.name, model.version, model.source.run_id, model.flavor,
             "on" if predictor.fast_path else "off",
         )  # fmt: skip
+        self._read_training_metrics(model)
+
+    def _read_training_metrics(self, model: LoadedModel) -> None:
+        """Once serving: a slow tracking server delays these figures, never readiness, and a
+        failure here costs the figures only."""
+        try:
+            self.training.set(self.provider.training_metrics(model.source.run_id))
+        except Exception:
+            log.exception("cannot export the training run's metrics")
 
     def _warm_up(self, model: LoadedModel, predictor: Predictor) -> None:
         example = model.input_example

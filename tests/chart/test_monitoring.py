@@ -9,13 +9,16 @@ labels."""
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.manifests import CHART, NAMESPACE, Doc, Helm, find, one
+from tests.conftest import require_tool
+from tests.manifests import CHART, NAMESPACE, RELEASE, Doc, Helm, documents, find, one
 from turnout_operator.domain.manifests import Defaults, build_deployment
 from turnout_operator.domain.spec import ModelDeploymentSpec, ModelRef
 
@@ -179,6 +182,30 @@ def test_prometheus_rule_is_the_rules_file(helm: Helm) -> None:
     shipped = yaml.safe_load((CHART / "rules" / "turnout.rules.yaml").read_text())
     assert rule["spec"]["groups"] == shipped["groups"]
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_the_training_factors_of_the_rules_come_from_values(helm: Helm, tmp_path: Path) -> None:
+    """Only TurnoutLiveQualityBelowTraining changes, and promtool accepts what is rendered."""
+    done = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE,
+                    "--values", str(CHART / "ci" / MONITORING),
+                    "--set-json", 'prometheusRule.trainingFactors={"mae":1.5,"accuracy":0.9}')  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rule = one(documents(done.stdout), "PrometheusRule")
+    shipped = yaml.safe_load((CHART / "rules" / "turnout.rules.yaml").read_text())
+    changed = [(g["name"], r["alert"], r["expr"])
+               for g, shipped_group in zip(rule["spec"]["groups"], shipped["groups"], strict=True)
+               for r, s in zip(g["rules"], shipped_group["rules"], strict=True) if r != s]  # fmt: skip
+    assert changed == [("turnout-serving", "TurnoutLiveQualityBelowTraining",
+                        "turnout:live_mae:avg > 1.5 * turnout:training_mae:max\nor\n"
+                        "turnout:live_accuracy:avg < 0.9 * turnout:training_accuracy:max\n")]  # fmt: skip
+    rendered = tmp_path / "rules.yaml"
+    rendered.write_text(yaml.safe_dump(rule["spec"]))
+    done = subprocess.run([require_tool("promtool", "/usr/bin/promtool"), "check", "rules",
+                           str(rendered)], capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "/prometheusRule/trainingFactors/mae': exclusiveMinimum" in helm.template_error(
+        "prometheusRule.enabled=true", "prometheusRule.trainingFactors.mae=0"
+    )
 
 
 def test_dashboards_are_configmaps_for_the_grafana_sidecar(helm: Helm) -> None:

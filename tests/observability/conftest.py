@@ -11,6 +11,8 @@ The scenario (module scope, once for test_live.py):
   true targets of all 600 rows on /feedback (live MAE over 600 labels).
 * `models:/Iris/1` served as green (a classifier, no reference): 300 rows in 20 requests, all
   labelled (live accuracy).
+* Both export what their training runs logged (scripts/demo_models.py logs `mae`, `rmse`, `r2`
+  of the regressors and `accuracy` of the classifier): the live figures are compared with them.
 * `models:/Diabetes/2` served as green, the preview of a shadow lease: blue mirrors every one of
   its answered prediction requests to it (`PUT /admin/shadow`, 100 %), and it compares them (its
   agreement, the differences, both sides' scoring time). Its only traffic of its own is one
@@ -238,10 +240,12 @@ def observed(
             drift = seen.values('turnout_drift_window_rows{version="1"}', "model")
             info = f'turnout_operator_modeldeployment_info{{modeldeployment="{MD}"}}'
             compared = 'turnout_shadow_requests_total{result="compared", version="2"}'
+            trained = 'turnout_training_metric{version="1", metric=~"mae|accuracy"}'
             return (labelled == {"Diabetes": 600.0, "Iris": 300.0}
                     and drift == {"Diabetes": float(DRIFT_WINDOW)}
                     and seen.values(info, "phase") == {"Degraded": 1.0}
-                    and seen.values(compared, "model") == {"Diabetes": seen.mirrored})  # fmt: skip
+                    and seen.values(compared, "model") == {"Diabetes": seen.mirrored}
+                    and set(seen.values(trained, "model")) == {"Diabetes", "Iris"})  # fmt: skip
 
         wait_until(caught_up, timeout=60, interval=0.5, what="prometheus to see the scenario")
         yield seen

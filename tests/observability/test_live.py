@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.conftest import wait_until
 from tests.observability.conftest import DRIFT_WINDOW, GATED, MD, NAMESPACE, Observed
@@ -102,6 +103,27 @@ def test_quality_panels_and_recording_rules_match_what_was_served(observed: Obse
     assert observed.values("turnout:live_accuracy:avg", "model") == {
         "Iris": pytest.approx(observed.live_accuracy)
     }
+
+
+def logged(observed: Observed, model: str, metric: str) -> float:
+    """What the training run of version 1 of `model` logged, as MLflow's client reads it."""
+    client = MlflowClient(observed.cluster.registry.uri)
+    run_id = client.get_model_version(model, "1").run_id
+    return float(client.get_run(run_id).data.metrics[metric])
+
+
+def test_training_panels_put_the_runs_figures_beside_the_live_ones(observed: Observed) -> None:
+    live, trained = panel("turnout-serving.json", "Live MAE against training")
+    assert observed.values(live, "model") == {"Diabetes": pytest.approx(observed.live_mae)}
+    assert observed.values(trained, "model") == {"Diabetes": logged(observed, "Diabetes", "mae")}
+    live, trained = panel("turnout-serving.json", "Live accuracy against training")
+    assert observed.values(live, "model") == {"Iris": pytest.approx(observed.live_accuracy)}
+    assert observed.values(trained, "model") == {"Iris": logged(observed, "Iris", "accuracy")}
+    # Both within the alert's factors (so TurnoutLiveQualityBelowTraining stays silent): the
+    # shifted traffic's live MAE (34.7) is 1.246 times the run's in-sample `mae` (27.8), Iris'
+    # live accuracy on rows it was trained on is its training accuracy's.
+    assert observed.live_mae == pytest.approx(1.246 * logged(observed, "Diabetes", "mae"), rel=1e-3)
+    assert observed.live_accuracy >= 0.95 * logged(observed, "Iris", "accuracy")
 
 
 def test_rollout_panels_show_the_promotion_and_the_abort(observed: Observed) -> None:
@@ -240,7 +262,8 @@ def test_the_alerts_of_the_scenario_and_an_operator_going_away(observed: Observe
          frozenset({"outcome": "aborted", "severity": "warning"}.items())),
     }  # fmt: skip
     # Not there: a high error ratio (the 4xx of the malformed requests are not errors of the
-    # model), degraded live quality (no day of history yet), the operator down.
+    # model), degraded live quality (no day of history yet), live quality below training (within
+    # its factors), the operator down.
     try:
         wait_until(lambda: active_alerts(observed) == expected, timeout=30, interval=0.5,
                    what="exactly the alerts of the scenario")  # fmt: skip

@@ -88,7 +88,8 @@ def test_every_alert_says_how_bad_what_and_where_to_look() -> None:
     assert found == {name: RUNBOOKS + name.lower() for name in found}
     assert sorted(found) == sorted([
         "TurnoutHighErrorRatio", "TurnoutHighLatencyP99", "TurnoutDriftDetected",
-        "TurnoutLiveQualityDegraded", "TurnoutRolloutAborted", "TurnoutModelDeploymentDegraded",
+        "TurnoutLiveQualityDegraded", "TurnoutLiveQualityBelowTraining", "TurnoutRolloutAborted",
+        "TurnoutModelDeploymentDegraded",
         "TurnoutOperatorDown",
     ])  # fmt: skip
 
