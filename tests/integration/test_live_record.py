@@ -60,7 +60,8 @@ def test_labels_sent_to_a_served_version_end_up_on_its_model_version(cluster: Cl
 
     cluster.patch_spec(NAME, {"model": {"name": "Diabetes", "version": "2"}})
     cluster.wait_phase(NAME, "Healthy", timeout=120, activeVersion="2", activeColor="green")
-    found = wait_until(lambda: live_tags(client, "1") if "mae" in live_tags(client, "1") else None,
+    # the tags are set one at a time, `updated` last
+    found = wait_until(lambda: (tags := live_tags(client, "1")) and "updated" in tags and tags,
                        timeout=30, interval=0.5, what="version 1's live figures")  # fmt: skip
     updated = datetime.fromisoformat(found.pop("updated"))
     assert found == {"mae": "3.5", "rmse": "3.53553", "rows": "2"}  # √((9 + 16) / 2)
