@@ -8,8 +8,8 @@ never blocking, never raising into the request. A full queue (by count, or by th
 holds) drops the copy and counts it.
 
 A background task sends the copies to the target's `POST /shadow` in batches: it waits for one
-of `SENDERS` sending slots, takes the first copy, lets `LINGER_SECONDS` pass for more to arrive,
-and posts what came (up to `MAX_BATCH_COPIES` copies, `MAX_BATCH_BYTES` of bodies) through one
+of `SENDERS` sending slots, takes the first copy, lets up to `LINGER_SECONDS` pass for more to
+arrive (less once a full batch waits), and posts what came (up to `MAX_BATCH_COPIES` copies, `MAX_BATCH_BYTES` of bodies) through one
 pooled `aiohttp.ClientSession`, with a short timeout and never following redirects. A batch the
 target does not take with a 2xx in time counts its copies as `failed`. Batching is what keeps
 mirroring cheap: an HTTP post costs the active about 70 µs of CPU (aiohttp; httpx takes 600 µs),
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("turnout_serving.shadow")
 
 SENDERS = 4  # batches in flight to the preview at once
-LINGER_SECONDS = 0.02  # a batch waits this long after its first copy for more to join it
+LINGER_SECONDS = 0.1  # a batch waits at most this long after its first copy for more to join it
+LINGER_STEP_SECONDS = 0.01  # how often it looks whether a full batch waits
 MAX_BATCH_BYTES = 2**20  # request and answer bodies in one batch (a larger copy goes alone)
 MAX_QUEUED_BYTES = 64 * 2**20  # bodies waiting, in all
 ACTIVE_RESULTS = ("mirrored", "dropped_queue_full", "dropped_rate", "dropped_stopped", "failed")
@@ -200,8 +201,7 @@ class Mirror:
             try:
                 first = carried or await self._queue.get()
                 carried = None
-                if self._linger > 0:
-                    await asyncio.sleep(self._linger)
+                await self._gather(self._linger)
                 batch, size = [first], first.size
                 while len(batch) < MAX_BATCH_COPIES and not self._queue.empty():
                     copy = self._queue.get_nowait()
@@ -214,6 +214,15 @@ class Mirror:
                 self._slots.release()
                 raise
             self._spawn(self._post(batch))
+
+    async def _gather(self, seconds: float) -> None:
+        """Let up to `seconds` pass for more copies to join a batch, but no longer than until a
+        full batch waits: at a high rate, lingering would cap the throughput at one batch per
+        linger and let the queue overflow meanwhile."""
+        loop = asyncio.get_running_loop()  # real waiting: the loop's clock, not the lease's
+        deadline = loop.time() + seconds
+        while self._queue.qsize() < MAX_BATCH_COPIES - 1 and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, LINGER_STEP_SECONDS))
 
     async def _post(self, batch: list[_Copy]) -> None:
         """Post one batch (holding a slot); count each copy."""

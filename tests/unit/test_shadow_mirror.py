@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import free_port
 from turnout_serving import mirror as mirror_module
 from turnout_serving.dataplane import Answer, InferenceProtocol, InferenceRequest
-from turnout_serving.domain.shadow import ShadowCopy, decode_batch, read_config
+from turnout_serving.domain.shadow import MAX_BATCH_COPIES, ShadowCopy, decode_batch, read_config
 from turnout_serving.metrics import ShadowMetrics
 from turnout_serving.mirror import SENDERS, Mirror
 from turnout_serving.predictor import Scored
@@ -281,6 +281,19 @@ async def test_copies_arriving_together_share_one_post(target: Target) -> None:
     assert (await settled(mirror))["counts"] == counts(mirrored=10)
     assert len(target.received) == 1
     assert [c.request_id for c in sent(target)] == [f"req-{n}" for n in range(10)]
+    await mirror.close()
+
+
+async def test_a_full_batch_waiting_is_posted_without_lingering(target: Target) -> None:
+    """Lingering gathers copies when they come slowly; with a batch's worth already queued
+    (a high rate) it would only cap the throughput at one batch per linger."""
+    mirror = make(linger=30.0)  # longer than the test may take: any linger would time it out
+    mirror.configure(lease(target))
+    for n in range(3 * MAX_BATCH_COPIES):
+        mirror.offer(request(n), ANSWER, 0.001)
+    await until(lambda: len(target.received) == 3)
+    assert [len(decode_batch(r.content)) for r in target.received] == [MAX_BATCH_COPIES] * 3
+    assert (await settled(mirror))["counts"] == counts(mirrored=3 * MAX_BATCH_COPIES)
     await mirror.close()
 
 
