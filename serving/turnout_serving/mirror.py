@@ -9,9 +9,10 @@ holds) drops the copy and counts it.
 
 A background task sends the copies to the target's `POST /shadow` in batches: it waits for one
 of `SENDERS` sending slots, takes the first copy, lets up to `LINGER_SECONDS` pass for more to
-arrive (less once a full batch waits), and posts what came (up to `MAX_BATCH_COPIES` copies, `MAX_BATCH_BYTES` of bodies) through one
-pooled `aiohttp.ClientSession`, with a short timeout and never following redirects. A batch the
-target does not take with a 2xx in time counts its copies as `failed`. Batching is what keeps
+arrive (less once a full batch waits), and posts what came (up to `MAX_BATCH_COPIES` copies,
+`MAX_BATCH_BYTES` of bodies) through one pooled `aiohttp.ClientSession`, with a short timeout
+and never following redirects. A batch the target does not take with a 2xx in time counts its
+copies as `failed`. Batching is what keeps
 mirroring cheap: an HTTP post costs the active about 70 µs of CPU (aiohttp; httpx takes 600 µs),
 and copies arriving together share one. While every slot is busy nothing is taken from the
 queue, so a slow target fills it and further copies are dropped, never held in memory.
