@@ -311,7 +311,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 73
+    assert len(with_defaults) == 89
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path

@@ -3,10 +3,11 @@ plan twice leaves the cluster and the registry as carrying it out once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from turnout_operator.domain.spec import Color, NotificationEvent, PrometheusQuery
+from turnout_operator.domain.status import RetrainingReason
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,25 @@ class AnalysisFinished:
     result: Literal["Successful", "Failed", "Inconclusive", "Error"]
 
 
+@dataclass(frozen=True)
+class StartRetraining:
+    """Create the Job `job_name` from spec.retraining.jobTemplate, given `reason` and
+    `figures` (the adapter adds the model's name and version, the tracking URI, credentials)."""
+
+    job_name: str
+    reason: RetrainingReason
+    version: str | None
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrainingCounted:
+    """For the operator's metrics: a retraining started, succeeded or failed."""
+
+    reason: RetrainingReason
+    result: Literal["started", "succeeded", "failed"]
+
+
 Action = (
     DeployColor
     | ScaleColor
@@ -148,4 +168,6 @@ Action = (
     | StopShadow
     | Measure
     | AnalysisFinished
+    | StartRetraining
+    | RetrainingCounted
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
@@ -596,6 +597,164 @@ class NotificationRoute(_Model):
     )
 
 
+RETRAIN = "turnout.dev/retrain"  # the annotation that asks for a retraining now (value "now")
+MAX_HISTORY_LIMIT = 100
+
+
+class DriftTrigger(_Model):
+    """Retrain when the active color's prediction drift stays above a bound for a while."""
+
+    psi_above: float = Field(
+        gt=0, le=100, description="The active color's prediction drift PSI above this ..."
+    )
+    for_seconds: int = Field(
+        600,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="... for at least this long, without a reading at or below it.",
+    )
+    min_rows: int = Field(
+        100,
+        ge=20,
+        le=10**9,
+        description="Readings of a drift window with fewer rows than this count as no reading "
+        "(too little data to say the data drifted).",
+    )
+
+
+class QualityTrigger(_Model):
+    """Retrain when the active version's live error (labelled feedback) passes a bound: MAE for
+    regressors, 1 - accuracy for classifiers. Exactly one of maxAbsolute or
+    maxRelativeToTraining."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.maxAbsolute) != has(self.maxRelativeToTraining)",
+                    "message": "retraining.triggers.quality needs exactly one of maxAbsolute "
+                    "or maxRelativeToTraining",
+                }
+            ]
+        }
+    )
+
+    max_absolute: float | None = Field(
+        None, ge=0, description="The live error above this value triggers."
+    )
+    max_relative_to_training: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="The live error above this factor times the training run's own error "
+        "(its `mae`, or 1 - its `accuracy`) triggers, e.g. 1.25.",
+    )
+    min_labelled_rows: int = Field(
+        50,
+        ge=1,
+        le=10**9,
+        description="Fewer labelled rows than this in the feedback window never trigger.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QualityTrigger:
+        if (self.max_absolute is None) == (self.max_relative_to_training is None):
+            raise ValueError(
+                "retraining.triggers.quality needs exactly one of maxAbsolute or "
+                "maxRelativeToTraining"
+            )
+        return self
+
+
+# Five fields (minute hour day-of-month month day-of-week), numbers, ranges, steps, lists and
+# names; no seconds field and no @-macros. croniter checks the values (validate_cron below).
+CRON = r"^\S+( \S+){4}$"
+
+
+class RetrainingTriggers(_Model):
+    drift: DriftTrigger | None = Field(None, description="Sustained prediction drift.")
+    quality: QualityTrigger | None = Field(None, description="Live quality past a bound.")
+    schedule: str | None = Field(
+        None,
+        pattern=CRON,
+        description="A cron schedule in UTC, five fields (e.g. `0 3 * * 1`: Mondays at 03:00).",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str | None) -> str | None:
+        if schedule is not None:
+            validate_cron(schedule)
+        return schedule
+
+
+def validate_cron(schedule: str) -> None:
+    fields = schedule.split()
+    if len(fields) != 5 or not croniter.is_valid(schedule):
+        raise ValueError(
+            f"{schedule!r} is not a cron schedule of five fields (minute hour day-of-month "
+            "month day-of-week, e.g. '0 3 * * 1')"
+        )
+
+
+class JobTemplate(_Model):
+    """The training Job's pod: the user's image and command (a subset of a pod template)."""
+
+    image: str = Field(min_length=1, description="The training image.")
+    command: list[str] | None = Field(None, description="The container's command (entrypoint).")
+    args: list[str] | None = Field(None, description="The container's arguments.")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Extra environment; MLFLOW_TRACKING_URI and TURNOUT_* are the operator's.",
+    )
+    resources: dict[str, Any] | None = Field(None, description="Container resources.")
+    node_selector: dict[str, LabelValue] | None = Field(
+        None, max_length=MAX_LABELS, description="Pod nodeSelector."
+    )
+    tolerations: list[dict[str, Any]] | None = Field(None, description="Pod tolerations.")
+    service_account_name: ObjectName | None = Field(
+        None, description="Service account of the training pod."
+    )
+    image_pull_secrets: list[dict[str, Any]] | None = Field(
+        None, description="Pull secrets for the training image."
+    )
+    backoff_limit: int = Field(
+        0, ge=0, le=10, description="Retries of the Job's pod before the Job fails."
+    )
+    active_deadline_seconds: int = Field(
+        3600,
+        ge=10,
+        le=MAX_DELAY_SECONDS,
+        description="The Job fails once it has run this long.",
+    )
+
+
+class Retraining(_Model):
+    """When to retrain the model, and the Job that does it (docs/retraining.md)."""
+
+    triggers: RetrainingTriggers = Field(
+        default_factory=RetrainingTriggers,
+        description="What starts a retraining; the turnout.dev/retrain=now annotation always does.",
+    )
+    job_template: JobTemplate = Field(description="The Job that trains and registers a version.")
+    cooldown_seconds: int = Field(
+        3600,
+        ge=0,
+        le=MAX_DELAY_SECONDS,
+        description="No trigger starts a retraining this soon after the last one started (the "
+        "annotation excepted).",
+    )
+    promote: Literal["none", "alias"] = Field(
+        "none",
+        description="none: the Job decides whether to move the alias; alias: the operator "
+        "moves it when the new version's evaluation beats the serving one's.",
+    )
+    history_limit: int = Field(
+        10, ge=1, le=MAX_HISTORY_LIMIT, description="Retrainings kept in status.retraining."
+    )
+
+
 class ModelDeploymentSpec(_Model):
     """What to serve, from which registry, on which pods, and how to roll versions out."""
 
@@ -617,6 +776,9 @@ class ModelDeploymentSpec(_Model):
         default_factory=list,
         max_length=MAX_NOTIFICATION_ROUTES,
         description="Which events are sent to which of the operator's notification channels.",
+    )
+    retraining: Retraining | None = Field(
+        None, description="Retrain on drift, decaying quality, a schedule or by hand."
     )
 
     @property

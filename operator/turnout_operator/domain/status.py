@@ -163,6 +163,43 @@ class ScaleDown(_Model):
     run_id: str | None = None
 
 
+RetrainingReason = Literal["Requested", "Quality", "Drift", "Schedule"]
+RetrainingState = Literal["Running", "Succeeded", "Failed"]
+
+
+class RetrainingRecord(_Model):
+    """One retraining: why it started, on which figures, its Job and how it ended."""
+
+    job_name: str = Field(description="The Job that trains.")
+    reason: RetrainingReason = Field(description="Requested, Quality, Drift or Schedule.")
+    state: RetrainingState = Field(description="Running, Succeeded or Failed.")
+    started_at: str = Field(description="When the Job was created.")
+    finished_at: str | None = Field(None, description="When the Job was seen to end.")
+    version: str | None = Field(None, description="The version serving when it started.")
+    figures: dict[str, float] = Field(
+        default_factory=dict, description="The figures that triggered it, by name."
+    )
+    message: str = Field("", description="One line on how it ended, for people.")
+
+
+class RetrainingStatus(_Model):
+    """The retraining side of the status: the last retraining, its history and the state the
+    triggers keep between reconciles."""
+
+    last: RetrainingRecord | None = Field(None, description="The latest retraining.")
+    history: list[RetrainingRecord] = Field(
+        default_factory=list,
+        description="Earlier retrainings, newest first (spec.retraining.historyLimit).",
+    )
+    started: int = Field(0, description="Retrainings started so far (numbers the Jobs).")
+    drift_above_since: str | None = Field(
+        None, description="Since when the active version's drift has stayed above the bound."
+    )
+    schedule_due_at: str | None = Field(
+        None, description="The schedule's latest due time already acted on (or skipped)."
+    )
+
+
 class ModelDeploymentStatus(_Model):
     """What the operator observed and decided; written only by the operator."""
 
@@ -201,6 +238,9 @@ class ModelDeploymentStatus(_Model):
     )
     last_pre_promotion_analysis: PrePromotionRecord | None = Field(
         None, description="The pre-promotion analysis of the last rollout that ended."
+    )
+    retraining: RetrainingStatus | None = Field(
+        None, description="Retrainings (spec.retraining): the latest, its history, the triggers."
     )
 
     def condition(self, type_: str) -> Condition | None:
