@@ -3,8 +3,7 @@
 The user's image and command run with what they need to train the next version: the model's
 name (and alias, when spec.model follows one), the version serving when the retraining started,
 why it started and on which figures (JSON), the tracking URI, and the registry credentials Secret
-by reference (`envFrom`), never copied. The adapter adopts the Job (owner: the ModelDeployment),
-so deleting the ModelDeployment deletes its Jobs.
+by reference (`envFrom`), never copied.
 
 Pure: no Kubernetes client.
 """
