@@ -11,7 +11,6 @@ public address).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import ssl
 import time
@@ -27,7 +26,7 @@ from mlflow import MlflowClient
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from tests.conftest import ROOT, Registry, free_port, start_mlflow, wait_until
-from tests.integration.cluster import API, Cluster, conditions, running_cluster
+from tests.integration.cluster import Cluster, conditions, running_cluster
 from tests.real.pki import _Authority, _write
 
 pytestmark = pytest.mark.slow
@@ -118,9 +117,7 @@ def client(registry: Registry, cluster: Cluster, tls: Tls) -> MlflowClient:
 @pytest.fixture(autouse=True)
 def clean_up(cluster: Cluster) -> Iterator[None]:
     yield
-    for md in cluster.kube.list(API, "ModelDeployment", "default"):
-        with contextlib.suppress(Exception):
-            cluster.kube.delete(API, "ModelDeployment", "default", md["metadata"]["name"])
+    cluster.delete_model_deployments()
 
 
 def registered(client: MlflowClient, name: str, versions: int) -> list[str]:
