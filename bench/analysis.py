@@ -49,7 +49,7 @@ from tests.integration.cluster import ROW, Cluster
 from tests.real import cluster as local_cluster
 from tests.real.conftest import RunningNode
 from tests.real.controlplane import ControlPlane
-from tests.real.operator import apply_crd, delete_model_deployments, operator_cluster
+from tests.real.operator import apply_crd, operator_cluster
 from tests.real.traffic import Traffic
 
 MODEL = "Benchgate"
@@ -168,7 +168,7 @@ def series(
             stamps = one_rollout(cluster, name, version, gated=count is not None)
             print(f"  {label}, version {version}: {shown(stamps)}", flush=True)
             rounds.append(stamps)
-    delete_model_deployments(cluster)
+    cluster.delete_model_deployments()
     return rounds, len(traffic.answers), len(traffic.failures())
 
 

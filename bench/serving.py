@@ -692,14 +692,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick
         else Plan(seconds=8, warmup_seconds=2, concurrencies=(1, 8, 64), cold_starts=3)
     )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally`s on SIGTERM too
+    return run_in_temporary_directory("turnout-bench-", lambda tmp: run(plan, tmp), args.json)
+
+
+def run_in_temporary_directory(
+    prefix: str, bench: Callable[[Path], dict[str, Any]], json_path: Path | None
+) -> int:
+    """Run `bench` in a temporary directory (its servers' `finally`s run on SIGTERM too), print
+    the time it took, and write its results to `json_path` if given."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="turnout-bench-") as tmp:
-        results = run(plan, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        results = bench(Path(tmp))
     print(f"\ntotal {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results written to {args.json}")
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+        print(f"results written to {json_path}")
     return 0
 
 

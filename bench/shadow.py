@@ -30,10 +30,8 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -214,16 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (make tools)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally`s on SIGTERM too
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="turnout-bench-shadow-") as tmp:
-        results = run(2.0 if args.quick else 5.0, 1.0 if args.quick else 2.0, Path(tmp),
-                      pinned=args.pin)  # fmt: skip
-    print(f"\ntotal {time.monotonic() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"results written to {args.json}")
-    return 0
+    seconds, warmup = (2.0, 1.0) if args.quick else (5.0, 2.0)
+    return common.run_in_temporary_directory(
+        "turnout-bench-shadow-", lambda tmp: run(seconds, warmup, tmp, pinned=args.pin), args.json
+    )
 
 
 if __name__ == "__main__":

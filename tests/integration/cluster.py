@@ -4,6 +4,7 @@ that are real `turnout-serve` processes; plus helpers to drive and read it."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import signal
 from collections.abc import Iterable, Iterator
@@ -123,6 +124,13 @@ class Cluster:
 
     def patch_spec(self, name: str, spec: dict[str, Any]) -> None:
         self.kube.patch(API, "ModelDeployment", self.namespace, name, {"spec": spec})
+
+    def delete_model_deployments(self) -> None:
+        """Every ModelDeployment of the namespace (and so, by garbage collection, what it
+        owns): what a test made is gone before the next starts."""
+        for md in self.kube.list(API, "ModelDeployment", self.namespace):
+            with contextlib.suppress(Exception):  # already on its way out
+                self.kube.delete(API, "ModelDeployment", self.namespace, md["metadata"]["name"])
 
     def annotate(self, name: str, key: str) -> None:
         self.kube.patch(API, "ModelDeployment", self.namespace, name,

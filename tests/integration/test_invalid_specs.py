@@ -11,7 +11,6 @@ class of input; these check the whole path once per class.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,6 @@ from mlflow import MlflowClient
 
 from tests.conftest import Registry, wait_until
 from tests.integration.cluster import (
-    API,
     Cluster,
     condition,
     history,
@@ -45,9 +43,7 @@ def cluster(
 @pytest.fixture(autouse=True)
 def clean_up(cluster: Cluster) -> Iterator[None]:
     yield
-    for md in cluster.kube.list(API, "ModelDeployment", "default"):
-        with contextlib.suppress(Exception):
-            cluster.kube.delete(API, "ModelDeployment", "default", md["metadata"]["name"])
+    cluster.delete_model_deployments()
 
 
 def ever_created(cluster: Cluster, name: str) -> list[str]:

@@ -28,7 +28,7 @@ from tests.real import controlplane as cp
 from tests.real import netns
 from tests.real.kube import register_node
 from tests.real.node import NodeAgent
-from tests.real.operator import apply_crd, delete_model_deployments, operator_cluster
+from tests.real.operator import apply_crd, operator_cluster
 
 ECHO = Path(__file__).with_name("echo.py")
 _build: dict[str, Path | str] = {}
@@ -226,4 +226,4 @@ def cluster(
 @pytest.fixture
 def clean_model_deployments(cluster: Cluster) -> Iterator[None]:
     yield
-    delete_model_deployments(cluster)
+    cluster.delete_model_deployments()

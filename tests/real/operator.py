@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import BIN, ROOT, Process, Registry, free_port, require_tool, start, wait_until
-from tests.integration.cluster import API, Cluster
+from tests.integration.cluster import Cluster
 from tests.manifests import NAMESPACE as OPERATOR_NAMESPACE
 from tests.manifests import Helm, one
 from tests.real import controlplane as cp
@@ -151,11 +151,3 @@ def operator_cluster(
     ) as cluster:
         yield cluster
     core.delete_namespace(namespace)
-
-
-def delete_model_deployments(cluster: Cluster) -> None:
-    """Every ModelDeployment of the cluster's namespace (and so, by garbage collection, its
-    pods): what a test made is gone before the next starts."""
-    for md in cluster.kube.list(API, "ModelDeployment", cluster.namespace):
-        with contextlib.suppress(Exception):  # already on its way out
-            cluster.kube.delete(API, "ModelDeployment", cluster.namespace, md["metadata"]["name"])

@@ -209,22 +209,29 @@ ANSWERED = [
 ]
 
 
+def case(
+    models: dict[bool, Model], tmp_path: Path, numeric: bool, form: str, rows: int
+) -> tuple[Runtime, Any, Any, list[float], list[tuple[str, str]]]:
+    """A served model and one request of `rows` in `form`: the runtime, the request's protocol
+    and payload, what the estimator itself predicts for it, and where the runtime's work ran."""
+    model = models[numeric]
+    runtime = serve(model, tmp_path)
+    frame = features(rows, numeric)
+    protocol, encode = ENCODERS[form]
+    predictions = model.estimator.predict(frame).tolist()
+    return runtime, protocol, encode(frame), predictions, record_threads(runtime)
+
+
 @pytest.mark.parametrize(("numeric", "form", "rows", "where"), ANSWERED)
 async def test_a_live_answer_counts_feeds_drift_and_keeps_predictions_once(
     models: dict[bool, Model], tmp_path: Path, numeric: bool, form: str, rows: int,
     where: tuple[str, str],
 ) -> None:  # fmt: skip
-    model = models[numeric]
-    runtime = serve(model, tmp_path)
-    frame = features(rows, numeric)
-    protocol, encode = ENCODERS[form]
-    payload = encode(frame)
+    runtime, protocol, payload, predictions, threads = case(models, tmp_path, numeric, form, rows)
     assert (len(payload[0]) > INLINE_MAX_BYTES) is (rows == BIG)
-    threads = record_threads(runtime)
 
     answer = await runtime.infer(asking(protocol, payload, live=True))
 
-    predictions = model.estimator.predict(frame).tolist()
     assert orjson.loads(answer.body) == expected_body(protocol, runtime, predictions, "client-id")
     assert (answer.scored.rows, answer.scored.predictions.tolist()) == (rows, predictions)
     assert [w for _, w in threads] == list(where)
@@ -238,18 +245,13 @@ async def test_a_copy_of_traffic_gets_the_same_answer_and_leaves_nothing_behind(
     models: dict[bool, Model], tmp_path: Path, numeric: bool, form: str, rows: int,
     where: tuple[str, str],
 ) -> None:  # fmt: skip
-    model = models[numeric]
-    runtime = serve(model, tmp_path)
-    frame = features(rows, numeric)
-    protocol, encode = ENCODERS[form]
-    threads = record_threads(runtime)
+    runtime, protocol, payload, predictions, threads = case(models, tmp_path, numeric, form, rows)
 
-    copy = await runtime.infer(asking(protocol, encode(frame), live=False))
+    copy = await runtime.infer(asking(protocol, payload, live=False))
 
-    predictions = model.estimator.predict(frame).tolist()
     assert [w for _, w in threads] == list(where)
     assert effects(runtime, "req-1", predictions) == NONE
-    live = await runtime.infer(asking(protocol, encode(frame), live=True))
+    live = await runtime.infer(asking(protocol, payload, live=True))
     assert copy.body == live.body
     assert orjson.loads(copy.body) == expected_body(protocol, runtime, predictions, "client-id")
 

@@ -139,6 +139,13 @@ def held(target: Target) -> asyncio.Event:
     return release
 
 
+async def fill_the_senders(mirror: Mirror, target: Target) -> None:
+    """Copies req-0 ... req-(SENDERS-1), one batch a sending slot, each held by the target."""
+    for n in range(SENDERS):
+        mirror.offer(request(n), ANSWER, 0.001)
+        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+
+
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
@@ -256,9 +263,7 @@ async def test_a_full_queue_drops_the_copy_and_counts_it_without_waiting(target:
     release = held(target)
     mirror = make(queue_size=3)
     mirror.configure(lease(target))
-    for n in range(SENDERS):  # one batch a slot, each held by the target
-        mirror.offer(request(n), ANSWER, 0.001)
-        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    await fill_the_senders(mirror, target)
     offered = 20
     for n in range(offered):  # while every slot is busy, nothing leaves the queue
         mirror.offer(request(100 + n), ANSWER, 0.001)
@@ -354,9 +359,7 @@ async def test_copies_still_queued_when_mirroring_stops_are_dropped_not_sent(
     release = held(target)
     mirror = make()
     mirror.configure(lease(target))
-    for n in range(SENDERS):
-        mirror.offer(request(n), ANSWER, 0.001)
-        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    await fill_the_senders(mirror, target)
     for n in range(5):
         mirror.offer(request(10 + n), ANSWER, 0.001)
     stopped = mirror.stop("stopped by DELETE /admin/shadow")
@@ -375,9 +378,7 @@ async def test_a_put_to_another_target_sends_nothing_queued_for_the_first_there(
     release = held(target)
     mirror = make()
     mirror.configure(lease(target))
-    for n in range(SENDERS):
-        mirror.offer(request(n), ANSWER, 0.001)
-        await until(lambda n=n: len(target.received) == n + 1)  # type: ignore[misc]
+    await fill_the_senders(mirror, target)
     mirror.offer(request(10), ANSWER, 0.001)
     mirror.offer(request(11), ANSWER, 0.001)
     mirror.configure(lease(f"{target.url}/other"))
