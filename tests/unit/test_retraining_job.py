@@ -43,6 +43,7 @@ def test_the_job_runs_the_users_trainer_with_the_model_the_reason_and_the_creden
         "TURNOUT_MODEL_ALIAS": "champion", "TURNOUT_MODEL_DEPLOYMENT": "ml/fraud",
         "TURNOUT_RETRAIN_REASON": "Drift",
         "TURNOUT_RETRAIN_FIGURES": '{"bound": 0.2, "psi": 0.5}',
+        "TURNOUT_RETRAINING_JOB": "fraud-retrain-2", "TURNOUT_OPERATOR_PROMOTES": "false",
         "MLFLOW_TRACKING_URI": "http://mlflow:5000", "EPOCHS": "3",
     }  # fmt: skip
     assert json.loads(env["TURNOUT_RETRAIN_FIGURES"]) == {"psi": 0.5, "bound": 0.2}

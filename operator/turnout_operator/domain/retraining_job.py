@@ -2,8 +2,10 @@
 
 The user's image and command run with what they need to train the next version: the model's
 name (and alias, when spec.model follows one), the version serving when the retraining started,
-why it started and on which figures (JSON), the tracking URI, and the registry credentials Secret
-by reference (`envFrom`), never copied.
+why it started and on which figures (JSON), its own Job name (the trainer tags the version it
+registers with it), whether the operator moves the alias (`promote: alias`) or the trainer
+decides, the tracking URI, and the registry credentials Secret by reference (`envFrom`), never
+copied.
 
 Pure: no Kubernetes client.
 """
@@ -42,6 +44,8 @@ def build_job(
         {"name": "TURNOUT_MODEL_DEPLOYMENT", "value": f"{namespace}/{name}"},
         {"name": "TURNOUT_RETRAIN_REASON", "value": start.reason},
         {"name": "TURNOUT_RETRAIN_FIGURES", "value": json.dumps(start.figures, sort_keys=True)},
+        {"name": "TURNOUT_RETRAINING_JOB", "value": start.job_name},
+        {"name": "TURNOUT_OPERATOR_PROMOTES", "value": str(retraining.promote == "alias").lower()},
         {"name": "MLFLOW_TRACKING_URI",
          "value": spec.registry.tracking_uri or defaults.tracking_uri},
         *(e.to_api() for e in t.env),
