@@ -35,10 +35,12 @@ from turnout_operator.domain.manifests import (
     service_name,
 )
 from turnout_operator.domain.observed import ColorState, SmokeResult
+from turnout_operator.domain.retraining import JobState
 from turnout_operator.domain.spec import COLORS, GROUP, KIND, PLURAL, VERSION, Color
 
 log = logging.getLogger("turnout_operator.kube")
 
+JOB_ENDS: dict[str, JobState] = {"Complete": "Succeeded", "Failed": "Failed"}
 FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
            "InvalidImageName", "CreateContainerError", "RunContainerError")  # fmt: skip
 
@@ -71,6 +73,7 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
+        self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
     # --- reading ------------------------------------------------------------------------------
@@ -191,6 +194,18 @@ class Kube:
         raw = response[0] if isinstance(response, tuple) else response
         return int(raw.status), raw.data.decode(errors="replace")
 
+    def job_state(self, namespace: str, name: str) -> tuple[JobState, str]:
+        """How a retraining Job stands: Running until the Job controller sets its Complete or
+        Failed condition (with why it failed), Missing once it is gone."""
+        job = self._get(self.batch.read_namespaced_job, namespace, name)
+        if job is None:
+            return "Missing", ""
+        for condition in (job.get("status") or {}).get("conditions") or []:
+            if condition.get("status") == "True" and condition.get("type") in JOB_ENDS:
+                why = ": ".join(filter(None, (condition.get("reason"), condition.get("message"))))
+                return JOB_ENDS[condition["type"]], why
+        return "Running", ""
+
     def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
         """The Secret holding the admin token of the ModelDeployment's serving pods (mounted as
         their admin token file): created once with a random token, never changed."""
@@ -254,6 +269,16 @@ class Kube:
             }  # fmt: skip
             replacement.pop("status", None)
             self.apps.replace_namespaced_deployment(name, namespace, replacement)
+
+    def create_job(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Create a retraining Job owned by the ModelDeployment (so it goes with it). One that
+        exists is the same Job: an earlier reconcile created it and lost its status write."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            self.batch.create_namespaced_job(namespace, _owned(body, owner))
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _refused("Job", name, exc) from exc
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         try:

@@ -11,9 +11,10 @@ Reconciles only say what serves (`serving`, a dictionary update). One thread of 
 the pods: at most once per `interval` seconds per ModelDeployment, and once more for a version
 the moment it stops being active (its pods still run then: the old color is scaled down
 later), and hands the tags to the `TagWriter`, which writes them with its retries. So neither
-the pods nor MLflow ever slow a reconcile. A read that finds no labelled prediction writes
-nothing: a version's tags keep the last figures it had. What a restart loses: nothing but the
-reads' schedule (the first read comes at once).
+the pods nor MLflow ever slow a reconcile. The same read keeps what the retraining triggers
+look at (`watched`: drift, live and training error), which reconciles take from memory. A read
+that finds no labelled prediction writes nothing: a version's tags keep the last figures it had.
+What a restart loses: nothing but the reads' schedule (the first read comes at once).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ import requests
 
 from turnout_operator.domain.spec import Color
 from turnout_operator.meter import Pods
-from turnout_operator.pod_metrics import LiveQuality, live_quality, live_reading
+from turnout_operator.pod_metrics import (
+    LiveQuality,
+    Watched,
+    live_quality,
+    live_reading,
+    watched,
+)
 from turnout_operator.tags import Tagger, TagWriter
 
 log = logging.getLogger("turnout_operator.live")
@@ -64,6 +71,7 @@ class LiveRecorder:
         self._clock, self._wall = clock, wall
         self._serving: dict[tuple[str, str], Served] = {}
         self._leaving: list[tuple[str, str, Served]] = []  # read once more, then forgotten
+        self._watched: dict[tuple[str, str], Watched] = {}
         self._lock = threading.Condition()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -101,6 +109,14 @@ class LiveRecorder:
         """A deleted ModelDeployment: its pods go with it, nothing more to read."""
         with self._lock:
             self._serving.pop((namespace, name), None)
+            self._watched.pop((namespace, name), None)
+
+    def watched(self, namespace: str, name: str, version: str | None) -> Watched | None:
+        """What the last read of the ModelDeployment's active pods saw, if they served
+        `version`."""
+        with self._lock:
+            found = self._watched.get((namespace, name))
+        return found if found is not None and found.version == version else None
 
     def stop(self) -> None:
         with self._lock:
@@ -155,8 +171,9 @@ class LiveRecorder:
             self._tags.put(registry, served.model, served.version, key, value)
 
     def _read(self, namespace: str, name: str, served: Served) -> LiveQuality:
-        """The version's live quality over the ready pods of its color that answer."""
-        readings = []
+        """The version's live quality over the ready pods of its color that answer; what the
+        retraining triggers see of them is kept (`watched`)."""
+        readings, texts = [], []
         for pod, ip in self._pods.ready_pods(namespace, name, served.color):
             try:
                 code, text = self._pods.pod_request(
@@ -164,6 +181,12 @@ class LiveRecorder:
                 )
                 if code == 200:
                     readings.append(live_reading(text, served.version))
+                    texts.append(text)
             except (requests.RequestException, OSError, ValueError) as exc:
                 log.info("live quality of %s/%s: pod %s: %s", namespace, name, pod, exc)
+        if texts:
+            with self._lock:
+                current = self._serving.get((namespace, name))
+                if current is not None and current.version == served.version:  # still active
+                    self._watched[(namespace, name)] = watched(texts, served.version)
         return live_quality(readings)

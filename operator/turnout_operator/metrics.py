@@ -7,11 +7,13 @@ fixed handful each, replaced when the object's labels change and removed when it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from turnout_operator.domain import reasons as R
-from turnout_operator.domain.status import AnalysisRun, ModelDeploymentStatus
+from turnout_operator.domain.actions import RetrainingResult
+from turnout_operator.domain.status import AnalysisRun, ModelDeploymentStatus, RetrainingReason
 
 OUTCOMES = ("promoted", "aborted", "superseded", "rolled_back")
 ANALYSIS_PHASES = {"PrePromotion": "pre_promotion", "PostPromotion": "post_promotion"}
@@ -85,6 +87,16 @@ class OperatorMetrics:
             ["channel", "result"],
             registry=registry,
         )
+        self.retrainings = Counter(
+            "turnout_operator_retraining",
+            "Retrainings by reason (Requested, Quality, Drift, Schedule) and result: started, "
+            "succeeded, failed, and with promote: alias, promoted or kept.",
+            ["reason", "result"],
+            registry=registry,
+        )
+        for reason in get_args(RetrainingReason):
+            for result in get_args(RetrainingResult):
+                self.retrainings.labels(reason, result)
         for outcome in OUTCOMES:
             self.rollouts.labels(outcome)
             self.duration.labels(outcome)
@@ -111,6 +123,9 @@ class OperatorMetrics:
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()
         self.duration.labels(outcome).observe(seconds)
+
+    def retraining(self, reason: str, result: str) -> None:
+        self.retrainings.labels(reason, result).inc()
 
     def analysis_finished(self, gate: str, result: str) -> None:
         self.analysis_runs.labels(ANALYSIS_PHASES[gate], result.lower()).inc()

@@ -20,7 +20,8 @@ What counts, per pod (turnout-serve's families, serving/turnout_serving/metrics.
   nothing); quality: live MAE, or 1 - live accuracy, weighted by each pod's labelled rows.
 
 `live_reading` / `live_quality` read the same pods for the MLflow record of a version's live
-quality (live_quality.py): its MAE, RMSE or accuracy as they stand, over all its pods.
+quality (live_quality.py): its MAE, RMSE or accuracy as they stand, over all its pods; `watched`
+reads from them what the retraining triggers look at (domain/retraining.py).
 """
 
 from __future__ import annotations
@@ -240,3 +241,46 @@ class Scrapes:
             while len(self._last) > self._limit:
                 self._last.popitem(last=False)
         return since(previous, now)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What the retraining triggers see of a version's pods: its prediction drift (the largest
+    PSI of a pod whose window holds rows) and the rows behind it, its live error (MAE, or
+    1 - accuracy) and labelled rows, and its training run's own error (`mae`, or
+    1 - `accuracy`, from `turnout_training_metric`)."""
+
+    version: str
+    drift_psi: float | None = None
+    drift_rows: int = 0
+    quality_error: float | None = None
+    quality_rows: int = 0
+    training_error: float | None = None
+
+
+def watched(texts: Sequence[str], version: str) -> Watched:
+    readings = [read(text) for text in texts]
+    color = figures(readings)
+    trained = [training_metrics(text) for text in texts]
+    errors = [_error(metrics) for metrics in trained if _error(metrics) is not None]
+    return Watched(
+        version, color.prediction_drift, color.drift_rows, color.quality_error,
+        round(sum(r.quality_rows for r in readings)), errors[0] if errors else None,
+    )  # fmt: skip
+
+
+def training_metrics(text: str) -> dict[str, float]:
+    """`turnout_training_metric{metric}` of one pod: what its version's run logged."""
+    return {
+        sample.labels["metric"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "turnout_training_metric" and "metric" in sample.labels
+        and math.isfinite(sample.value)
+    }  # fmt: skip
+
+
+def _error(metrics: Mapping[str, float]) -> float | None:
+    if "mae" in metrics:
+        return metrics["mae"]
+    return 1.0 - metrics["accuracy"] if "accuracy" in metrics else None

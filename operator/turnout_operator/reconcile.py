@@ -34,12 +34,15 @@ from turnout_operator.domain.actions import (
     DeployColor,
     Emit,
     Measure,
+    MoveAlias,
     Notify,
     PointService,
     RemoveAnnotation,
+    RetrainingCounted,
     RolloutFinished,
     ScaleColor,
     SmokeTest,
+    StartRetraining,
     StartShadow,
     StopShadow,
     TagVersion,
@@ -62,7 +65,9 @@ from turnout_operator.domain.observed import (
     SmokeResult,
 )
 from turnout_operator.domain.planner import Plan, plan, plan_invalid
-from turnout_operator.domain.spec import ModelDeploymentSpec
+from turnout_operator.domain.retraining import Retrained, Seen
+from turnout_operator.domain.retraining_job import build_job
+from turnout_operator.domain.spec import RETRAIN, ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, parse_time
 from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
 from turnout_operator.kube import Kube, Rejected
@@ -87,6 +92,10 @@ class Registry(Protocol):
     def tag(self, name: str, version: str, key: str, value: str) -> None: ...
 
     def smoke_payload(self, name: str, version: str) -> bytes | None: ...
+
+    def retrained(self, name: str, job: str, serving: str | None) -> Retrained: ...
+
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
 
 RegistryFactory = Callable[[str, Mapping[str, str]], Registry]
@@ -171,6 +180,7 @@ class Reconciler:
         )):  # fmt: skip
             ask = Question(namespace, generation, spec)
         observed = self._observe(body, status, generation, resolution)
+        observed = replace(observed, retraining=self._retraining_seen(body, spec, status))
         act = _Acts(self, body, spec)
         try:
             result, status = self._carry_out(act, spec, observed, now)
@@ -185,6 +195,9 @@ class Reconciler:
         if act.postponed:  # a smoke test waits for the registry: try again soon, not at resync
             wake = min(wake or self.settings.registry_retry_seconds,
                        self.settings.registry_retry_seconds)  # fmt: skip
+        if spec.retraining is not None:  # look at the triggers' figures as often as they are read
+            interval = self.settings.live_quality_interval_seconds
+            wake = min(wake or interval, interval)
         return Outcome(wake, ask)
 
     def resolve(self, question: Question) -> Answer:
@@ -208,6 +221,41 @@ class Reconciler:
             active_selector=active, preview_selector=preview,
         )  # fmt: skip
 
+    def _retraining_seen(
+        self, body: dict[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> Seen | None:
+        """What the retraining triggers see: the active pods' figures as last read in the
+        background (live_record.py), the running Job's state, and, while a `promote: alias`
+        is pending, the version the Job registered (a registry that cannot answer now leaves it
+        pending)."""
+        if spec.retraining is None:
+            return None
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        record = status.retraining.last if status.retraining else None
+        job, why = None, ""
+        if record is not None and record.state == "Running":
+            job, why = self.kube.job_state(namespace, record.job_name)
+        retrained = None
+        if record is not None and record.promotion == "Pending":
+            registry = self.registry_for(spec, namespace)[0]
+            try:
+                retrained = registry.retrained(spec.model.name, record.job_name, record.version)
+            except RegistryError as exc:
+                log.warning("promotion of %s/%s waits for the registry: %s", namespace, name, exc)
+        figures = self.live.watched(namespace, name, status.active_version)
+        return Seen(
+            name=name, alias=spec.model.alias, active_version=status.active_version,
+            rollout_in_progress=status.rollout is not None or spec.paused,
+            drift_psi=figures.drift_psi if figures else None,
+            drift_rows=figures.drift_rows if figures else 0,
+            quality_error=figures.quality_error if figures else None,
+            quality_rows=figures.quality_rows if figures else 0,
+            training_error=figures.training_error if figures else None,
+            annotation=(meta.get("annotations") or {}).get(RETRAIN),
+            job=job, job_message=why, retrained=retrained,
+        )  # fmt: skip
+
     def _carry_out(
         self, act: _Acts, spec: ModelDeploymentSpec, observed: Observed, now: datetime
     ) -> tuple[Plan, ModelDeploymentStatus]:
@@ -223,8 +271,12 @@ class Reconciler:
             if smoke is None and measurement is None:
                 break
             active, preview = self.kube.selectors(act.namespace, act.name)
+            seen = observed.retraining  # its annotation, Job end and promotion are acted on
+            once = None if seen is None else replace(seen, annotation=None, job=None,
+                                                     retrained=None)  # fmt: skip
             observed = replace(
                 observed, status=status, annotations={}, smoke=smoke, measurement=measurement,
+                retraining=once,
                 colors=self.kube.colors(act.namespace, act.name),
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip
@@ -331,6 +383,13 @@ class _Acts:
                 self.shadow(action)
             case AnalysisFinished(gate, result):
                 self.r.metrics.analysis_finished(gate, result)
+            case StartRetraining() if self.spec.retraining is not None:
+                kube.create_job(build_job(name, ns, action, self.spec, self.spec.retraining,
+                                          self.defaults), self.body)  # fmt: skip
+            case MoveAlias(alias, version):
+                self.registry.set_alias(self.spec.model.name, alias, version)
+            case RetrainingCounted(reason, result):
+                self.r.metrics.retraining(reason, result)
         return None
 
     def shadow(self, action: StartShadow | StopShadow) -> None:

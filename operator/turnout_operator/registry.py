@@ -1,5 +1,6 @@
 """The operator's one MLflow adapter: resolve a model reference, record rollout state on model
-versions, and read the input example a preview is smoke-tested with.
+versions, read the input example a preview is smoke-tested with, and, for retraining with
+`promote: alias`, find the version a Job registered and move the alias to it.
 
 One operator serves many ModelDeployments, each with its own tracking server and credentials
 Secret, from one process and many threads. So nothing here reads or writes `os.environ`, the
@@ -40,6 +41,7 @@ import requests
 
 from turnout_operator.domain import reasons
 from turnout_operator.domain.observed import Resolved, ResolveFailed
+from turnout_operator.domain.retraining import RETRAINING_JOB_TAG, Retrained
 from turnout_operator.domain.spec import ModelRef
 from turnout_operator.registry_http import (
     API,
@@ -64,7 +66,9 @@ _ANSWER_FIELDS = {
     "model-versions/get": "model_version",
     "registered-models/alias": "model_version",
     "model-versions/get-download-uri": "artifact_uri",
+    "runs/get": "run",
 }
+RETRAINED_SEARCH_LIMIT = 50  # versions a Job could have registered: it registers one
 
 
 class ModelRegistry:
@@ -119,6 +123,42 @@ class ModelRegistry:
         path = "model-versions/get-download-uri"
         location = self._field(self._api("GET", path, {"name": name, "version": version}), path)
         return self._read_artifact(str(location), SERVING_INPUT_FILE)
+
+    # -- retraining with promote: alias ----------------------------------------------------------
+
+    def retrained(self, name: str, job: str, serving: str | None) -> Retrained:
+        """The newest version of `name` tagged `turnout.retraining.job=<job>` (the trainer tags
+        the version it registers), with its run's metrics and those of the serving version's
+        run. Raises RegistryError."""
+        found = self._api("GET", "model-versions/search", {
+            "filter": f"tags.`{RETRAINING_JOB_TAG}` = '{job}'",
+            "max_results": str(RETRAINED_SEARCH_LIMIT),
+        })  # fmt: skip
+        mine = [mv for mv in found.get("model_versions", []) if mv.get("name") == name]
+        if not mine:
+            return Retrained(None)
+        newest = max(mine, key=lambda mv: int(mv["version"]))
+        serving_run = None
+        if serving is not None:
+            path = "model-versions/get"
+            serving_run = self._model_version(path, name=name, version=serving).get("run_id")
+        return Retrained(
+            str(newest["version"]),
+            self._run_metrics(newest.get("run_id")),
+            self._run_metrics(serving_run),
+        )
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` of registered model `name` at `version`; raises RegistryError."""
+        body = {"name": name, "alias": alias, "version": version}
+        self._api("POST", "registered-models/alias", body)
+
+    def _run_metrics(self, run_id: str | None) -> dict[str, float]:
+        if not run_id:
+            return {}
+        run = self._field(self._api("GET", "runs/get", {"run_id": run_id}), "runs/get")
+        metrics = (run.get("data") or {}).get("metrics") or []
+        return {m["key"]: float(m["value"]) for m in metrics if "key" in m and "value" in m}
 
     # -- registry lookups ----------------------------------------------------------------------
 

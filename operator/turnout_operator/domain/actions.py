@@ -9,6 +9,8 @@ from typing import Literal
 from turnout_operator.domain.spec import Color, NotificationEvent, PrometheusQuery
 from turnout_operator.domain.status import RetrainingReason
 
+RetrainingResult = Literal["started", "succeeded", "failed", "promoted", "kept"]
+
 
 @dataclass(frozen=True)
 class DeployColor:
@@ -147,11 +149,19 @@ class StartRetraining:
 
 
 @dataclass(frozen=True)
+class MoveAlias:
+    """Point the registered model's `alias` at `version` (spec.retraining.promote: alias)."""
+
+    alias: str
+    version: str
+
+
+@dataclass(frozen=True)
 class RetrainingCounted:
     """For the operator's metrics: a retraining started, succeeded or failed."""
 
     reason: RetrainingReason
-    result: Literal["started", "succeeded", "failed"]
+    result: RetrainingResult
 
 
 Action = (
@@ -169,5 +179,6 @@ Action = (
     | Measure
     | AnalysisFinished
     | StartRetraining
+    | MoveAlias
     | RetrainingCounted
 )

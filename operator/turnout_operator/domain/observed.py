@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from turnout_operator.domain.analysis import Measurement
+from turnout_operator.domain.retraining import Seen
 from turnout_operator.domain.spec import Color
 from turnout_operator.domain.status import ModelDeploymentStatus
 
@@ -82,6 +83,7 @@ class Observed:
     preview_selector: Color | None = None
     smoke: SmokeResult | None = None  # the result of a smoke test run during this reconcile
     measurement: Measurement | None = None  # what a Measure of this reconcile read
+    retraining: Seen | None = None  # what the retraining triggers see (spec.retraining set)
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, NO_DEPLOYMENT)

@@ -4,7 +4,8 @@ A pure function, read as a list of steps in the spirit of Argo Rollouts' blue-gr
 handle the users' annotations, take the registry's answer, advance the post-promotion analysis
 and settle pending scale-downs (rolling back automatically if the newly active color fails, or
 fails its analysis, inside its window), start or advance the one rollout, keep Services and idle
-colors as the status says, then compute the status once. The caller reads the cluster and the
+colors as the status says, decide whether to retrain (domain/retraining.py), then compute the
+status once. The caller reads the cluster and the
 registry, carries out the actions in order and writes the status back.
 
 Invariants (property tests in tests/unit/test_planner_properties.py): the active Service is only
@@ -41,6 +42,7 @@ from turnout_operator.domain.observed import (
     ResolveFailed,
 )
 from turnout_operator.domain.plan_state import Pass, last_good_version
+from turnout_operator.domain.retraining import decide
 from turnout_operator.domain.rollback import (
     post_promotion_analysis,
     rollback,
@@ -74,6 +76,7 @@ def plan(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Plan:
         else:
             rollout.advance(p)
     keep_services_and_colors(p)
+    retrain(p)
     summarize(p)
     return _result(p)
 
@@ -201,3 +204,17 @@ def keep_services_and_colors(p: Pass) -> None:
     for color in COLORS:
         if color not in busy and observed.color(color).replicas > 0:
             p.actions.append(ScaleColor(color, 0))
+
+
+def retrain(p: Pass) -> None:
+    """spec.retraining: follow the running Job, start one when a trigger fires, move the alias
+    to what it registered (`promote: alias`). Its record stays in the status when the spec
+    drops retraining."""
+    retraining, seen = p.spec.retraining, p.observed.retraining
+    if retraining is None or seen is None:
+        return
+    decision = decide(retraining, p.status.retraining, seen, p.now)
+    p.status.retraining = decision.status
+    p.actions.extend(decision.actions)
+    if decision.wake_at is not None:
+        p.wakeups.append(decision.wake_at)

@@ -62,6 +62,8 @@ ANALYSIS_SUCCESSFUL = "AnalysisSuccessful"
 RETRAINING_STARTED = "RetrainingStarted"
 RETRAINING_SUCCEEDED = "RetrainingSucceeded"
 RETRAINING_FAILED = "RetrainingFailed"
+RETRAINED_PROMOTED = "RetrainedVersionPromoted"
+RETRAINED_KEPT = "RetrainedVersionNotPromoted"
 # one per measurement, by its verdict
 MEASUREMENT_SUCCESSFUL = "MeasurementSuccessful"
 MEASUREMENT_FAILED = "MeasurementFailed"

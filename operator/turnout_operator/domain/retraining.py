@@ -14,8 +14,12 @@ Rules (property tests in tests/unit/test_retraining_properties.py):
 - no trigger on too little data: quality needs `minLabelledRows` labelled rows, drift a window of
   `minRows` rows for the whole `forSeconds`; a reading with fewer rows restarts the clock;
 - no automatic trigger while a rollout is in progress (the figures are of a version on its way
-  out); a schedule due time that finds a Job running, the cooldown not over or a rollout in
-  progress is skipped, as a CronJob with `concurrencyPolicy: Forbid` skips it.
+  out) or the ModelDeployment is paused; a schedule due time that finds a Job running, the
+  cooldown not over or a rollout in progress is skipped, as a CronJob with
+  `concurrencyPolicy: Forbid` skips it;
+- with `promote: alias`, a Job that succeeded leaves its promotion Pending until the adapters
+  read the version it registered (`Seen.retrained`); the alias moves to it only when its
+  evaluation beats the serving version's (`compare`), once.
 
 It must never do I/O or read the clock.
 """
@@ -23,7 +27,8 @@ It must never do I/O or read the clock.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -33,6 +38,7 @@ from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
     Emit,
+    MoveAlias,
     Notify,
     RemoveAnnotation,
     RetrainingCounted,
@@ -50,7 +56,28 @@ from turnout_operator.domain.status import (
 JOB_NAME_MAX = 63  # the Job controller labels its pods with the Job's name: a label value
 RUNNING_RECHECK_SECONDS = 30  # how often a running Job is read again when no watch says more
 
+PROMOTION_RECHECK_SECONDS = 10  # how soon a Pending promotion asks the registry again
+# Evaluation metrics compared for `promote: alias`, in order of preference, and which way is
+# better; `champion_<metric>` is the serving version scored by the trainer on the same holdout.
+EVALUATION_METRICS = (("mae", -1), ("rmse", -1), ("accuracy", 1), ("r2", 1))
+
 JobState = Literal["Running", "Succeeded", "Failed", "Missing"]
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """The version a succeeded Job registered (tagged with its name), with its run's metrics
+    and the serving version's run's; `version` None: the Job registered none."""
+
+    version: str | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    serving_metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    better: bool
+    why: str  # one line for people, with the figures
 
 
 @dataclass(frozen=True)
@@ -59,8 +86,9 @@ class Seen:
     None: no reading (no pod, no feedback, no training metric logged)."""
 
     name: str = "model"
+    alias: str | None = None  # spec.model.alias: what `promote: alias` moves
     active_version: str | None = None
-    rollout_in_progress: bool = False
+    rollout_in_progress: bool = False  # or paused: no automatic trigger
     drift_psi: float | None = None
     drift_rows: int = 0
     quality_error: float | None = None  # live MAE, or 1 - live accuracy
@@ -69,6 +97,7 @@ class Seen:
     annotation: str | None = None  # the value of turnout.dev/retrain, when set
     job: JobState | None = None  # the latest retraining's Job as read; None: not read
     job_message: str = ""  # why it failed, as the Job's condition says
+    retrained: Retrained | None = None  # read only while a promotion is Pending
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,7 @@ def decide(
 ) -> Decision:
     d = _Deciding(spec, status or RetrainingStatus(), seen, now)
     d.follow_job()
+    d.promote()
     d.track_drift()
     d.trigger()
     return Decision(d.status, tuple(d.actions), min(d.wakeups, default=None))
@@ -128,11 +158,13 @@ class _Deciding:
             + (self.seen.job_message or "it was deleted before it ended" if job == "Missing"
                else self.seen.job_message or "it failed")
         )  # fmt: skip
+        pending = ok and self.spec.promote == "alias"
         self.status.last = last.model_copy(
             update={
                 "state": "Succeeded" if ok else "Failed",
                 "finished_at": timestamp(self.now),
                 "message": message,
+                "promotion": "Pending" if pending else None,
             }
         )
         reason = R.RETRAINING_SUCCEEDED if ok else R.RETRAINING_FAILED
@@ -147,6 +179,35 @@ class _Deciding:
             )
         )
         self.actions.append(RetrainingCounted(last.reason, "succeeded" if ok else "failed"))
+
+    def promote(self) -> None:
+        """`promote: alias`: once the version the Job registered is read, move the alias to it
+        if it beats the serving version, and say why either way."""
+        last = self.status.last
+        if last is None or last.promotion != "Pending":
+            return
+        retrained, alias = self.seen.retrained, self.seen.alias
+        if retrained is None or alias is None:
+            self.wakeups.append(self.now + timedelta(seconds=PROMOTION_RECHECK_SECONDS))
+            return
+        if retrained.version is None:
+            verdict = Comparison(False, f"Job {last.job_name} registered no version tagged "
+                                        f"{RETRAINING_JOB_TAG}={last.job_name}")  # fmt: skip
+        else:
+            verdict = compare(retrained.metrics, retrained.serving_metrics)
+        promoted = verdict.better and retrained.version is not None
+        update = {"promotion": "Promoted" if promoted else "Kept",
+                  "registered_version": retrained.version}  # fmt: skip
+        self.status.last = last.model_copy(update=update)
+        if promoted and retrained.version is not None:
+            message = f"version {retrained.version} moved to @{alias}: {verdict.why}"
+            self.actions.append(MoveAlias(alias, retrained.version))
+            self.actions.append(Emit("Normal", R.RETRAINED_PROMOTED, message))
+        else:
+            version = retrained.version or "none"
+            message = f"version {version} not promoted, @{alias} stays: {verdict.why}"
+            self.actions.append(Emit("Normal", R.RETRAINED_KEPT, message))
+        self.actions.append(RetrainingCounted(last.reason, "promoted" if promoted else "kept"))
 
     def track_drift(self) -> None:
         """Since when drift has stayed above the bound, on windows with enough rows."""
@@ -281,6 +342,27 @@ class _Deciding:
         )
         self.actions.append(RetrainingCounted(reason, "started"))
         self.wakeups.append(self.now + timedelta(seconds=RUNNING_RECHECK_SECONDS))
+
+
+RETRAINING_JOB_TAG = "turnout.retraining.job"
+
+
+def compare(new: Mapping[str, float], serving: Mapping[str, float]) -> Comparison:
+    """Whether the new version's evaluation beats the serving one's: the first metric of
+    EVALUATION_METRICS the new run logged, against the serving version scored on the same
+    holdout (`champion_<metric>` in the new run) or, failing that, the serving run's own.
+    Strictly better only: a tie keeps the serving version."""
+    for metric, sign in EVALUATION_METRICS:
+        if metric not in new:
+            continue
+        baseline = new.get(f"champion_{metric}", serving.get(metric))
+        if baseline is None:
+            return Comparison(False, f"no {metric} of the serving version to compare with")
+        better = sign * (new[metric] - baseline) > 0
+        word = "beats" if better else "does not beat"
+        return Comparison(better, f"{metric} {new[metric]:.4g} {word} {baseline:.4g}")
+    names = ", ".join(m for m, _ in EVALUATION_METRICS)
+    return Comparison(False, f"its run logged none of {names}")
 
 
 def describe(reason: RetrainingReason, figures: dict[str, float]) -> str:

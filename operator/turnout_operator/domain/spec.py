@@ -755,8 +755,16 @@ class Retraining(_Model):
     )
 
 
+PROMOTE_ALIAS_RULE: JsonDict = {
+    "rule": "!has(self.retraining) || self.retraining.promote != 'alias' || has(self.model.alias)",
+    "message": "retraining.promote: alias moves model.alias: it needs model.alias",
+}
+
+
 class ModelDeploymentSpec(_Model):
     """What to serve, from which registry, on which pods, and how to roll versions out."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [PROMOTE_ALIAS_RULE]})
 
     model: ModelRef = Field(description="The registered model and which version of it to serve.")
     registry: RegistrySpec = Field(
@@ -780,6 +788,13 @@ class ModelDeploymentSpec(_Model):
     retraining: Retraining | None = Field(
         None, description="Retrain on drift, decaying quality, a schedule or by hand."
     )
+
+    @model_validator(mode="after")
+    def _promote_moves_an_alias(self) -> ModelDeploymentSpec:
+        retraining = self.retraining
+        if retraining is not None and retraining.promote == "alias" and self.model.alias is None:
+            raise ValueError(PROMOTE_ALIAS_RULE["message"])
+        return self
 
     @property
     def blue_green(self) -> BlueGreen:

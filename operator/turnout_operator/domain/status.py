@@ -165,6 +165,7 @@ class ScaleDown(_Model):
 
 RetrainingReason = Literal["Requested", "Quality", "Drift", "Schedule"]
 RetrainingState = Literal["Running", "Succeeded", "Failed"]
+PromotionState = Literal["Pending", "Promoted", "Kept"]
 
 
 class RetrainingRecord(_Model):
@@ -180,6 +181,14 @@ class RetrainingRecord(_Model):
         default_factory=dict, description="The figures that triggered it, by name."
     )
     message: str = Field("", description="One line on how it ended, for people.")
+    promotion: PromotionState | None = Field(
+        None,
+        description="promote: alias only: Pending (the new version not compared yet), Promoted "
+        "(the alias moved to it) or Kept (it did not beat the serving version).",
+    )
+    registered_version: str | None = Field(
+        None, description="promote: alias only: the version the Job registered."
+    )
 
 
 class RetrainingStatus(_Model):
