@@ -1,9 +1,10 @@
 """kopf glue: one daemon per ModelDeployment runs its reconciles, one at a time.
 
 A daemon sleeps until its next timer (from the planner), a resync, or a wake-up: any change to
-the ModelDeployment itself (spec, annotations) or to the Deployments and Pods it owns wakes it at
-once. So a rollout advances as soon as the cluster moves, reconciles of one object never overlap,
-and nothing is lost across operator restarts (all state is in the status and the cluster).
+the ModelDeployment itself (spec, annotations) or to the Deployments, Pods and retraining Jobs it
+owns wakes it at once. So a rollout advances as soon as the cluster moves, reconciles of one
+object never overlap, and nothing is lost across operator restarts (all state is in the status
+and the cluster).
 
 The reconcile itself (`reconcile.Reconciler`) is synchronous and runs on the operator's own
 reconcile threads; the registry questions it leaves (`Outcome.ask`) run on a separate, bounded set
@@ -158,6 +159,14 @@ async def deployment_changed(
 async def pod_changed(
     labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
 ) -> None:
+    wake(memo, namespace, labels.get(NAME_LABEL))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
+async def job_changed(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A retraining Job moved (started, finished, deleted): its ModelDeployment records it."""
     wake(memo, namespace, labels.get(NAME_LABEL))
 
 

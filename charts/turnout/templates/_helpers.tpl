@@ -147,6 +147,10 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# retraining Jobs (spec.retraining): created, read, watched
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create]
 # smoke tests through the API server when the operator runs outside the cluster
 - apiGroups: [""]
   resources: [services/proxy]
