@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from turnout_operator.live_record import LiveRecorder
-from turnout_operator.pod_metrics import LiveQuality, live_quality, live_reading
+from turnout_operator.pod_metrics import LiveQuality, Watched, live_quality, live_reading, watched
 from turnout_operator.tags import TagWriter
 
 PREFIX = "turnout.live/ml.bikes."
@@ -143,3 +143,42 @@ def test_pods_that_cannot_be_read_are_left_out_and_a_deleted_deployment_forgotte
     now[0] = 900.0
     assert recorder.record_due() == 300.0
     assert pods.reads == ["b-0", "b-1", "gone"]
+
+
+def drift_and_training(version: str, psi: float, rows: int, **trained: float) -> str:
+    """A pod's prediction drift gauges and its training run's metrics (drift_metrics.py,
+    quality_metrics.py)."""
+    labels = f'model="Bikes",version="{version}",color="blue"'
+    lines = ["# TYPE turnout_prediction_drift_psi gauge",
+             f"turnout_prediction_drift_psi{{{labels}}} {psi}",
+             "# TYPE turnout_drift_window_rows gauge",
+             f"turnout_drift_window_rows{{{labels}}} {rows}",
+             "# TYPE turnout_training_metric gauge"]  # fmt: skip
+    lines += [f'turnout_training_metric{{{labels},metric="{m}"}} {v}' for m, v in trained.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_same_read_keeps_what_the_retraining_triggers_see(setup: Any) -> None:
+    recorder, pods, registry, writer, now = setup
+    pods.metrics["blue"] = {
+        "b-0": exposition("3", 100, mae=2.0) + drift_and_training("3", 0.4, 150, mae=1.5, r2=0.9),
+        "b-1": exposition("3", 300, mae=4.0) + drift_and_training("3", 0.1, 50, mae=1.5, r2=0.9),
+    }  # fmt: skip
+    assert recorder.watched("ml", "bikes", "3") is None  # nothing read yet
+    recorder.serving("ml", "bikes", "Bikes", "3", "blue", lambda: registry)
+    recorder.record_due()
+    assert recorder.watched("ml", "bikes", "3") == Watched(
+        "3", drift_psi=0.4, drift_rows=200, quality_error=3.5, quality_rows=400,
+        training_error=1.5,
+    )  # fmt: skip
+    assert recorder.watched("ml", "bikes", "4") is None  # figures of another version say nothing
+    recorder.forget("ml", "bikes")
+    assert recorder.watched("ml", "bikes", "3") is None
+
+
+def test_a_classifier_s_error_is_one_minus_its_accuracy() -> None:
+    text = exposition("3", 40, accuracy=0.75) + drift_and_training("3", 0.0, 0, accuracy=0.9)
+    seen = watched([text], "3")
+    assert (seen.quality_error, seen.quality_rows) == (0.25, 40)
+    assert seen.training_error == pytest.approx(0.1)
+    assert (seen.drift_psi, seen.drift_rows) == (None, 0)  # an empty drift window says nothing

@@ -17,6 +17,7 @@ from turnout_operator.domain.actions import (
     RolloutFinished,
     ScaleColor,
     SmokeTest,
+    StartRetraining,
     TagVersion,
 )
 from turnout_operator.domain.observed import (
@@ -31,7 +32,14 @@ from turnout_operator.domain.observed import (
     SmokeResult,
 )
 from turnout_operator.domain.planner import Plan, plan, plan_invalid
-from turnout_operator.domain.spec import BlueGreen, ModelDeploymentSpec, ModelRef, Strategy
+from turnout_operator.domain.retraining import Seen
+from turnout_operator.domain.spec import (
+    BlueGreen,
+    ModelDeploymentSpec,
+    ModelRef,
+    Retraining,
+    Strategy,
+)
 from turnout_operator.domain.status import (
     HistoryEntry,
     ModelDeploymentStatus,
@@ -505,3 +513,40 @@ def test_abort_and_rollback_work_whatever_the_spec_says() -> None:
     assert PointService("active", "blue") in rolled.actions
     assert (rolled.status.active_version, rolled.status.active_color) == ("3", "blue")
     assert not any(isinstance(a, DeployColor | SmokeTest) for a in rolled.actions)
+
+
+# --- retraining ----------------------------------------------------------------------------------
+
+
+def retraining_spec() -> ModelDeploymentSpec:
+    return spec().model_copy(update={"retraining": Retraining.model_validate({
+        "triggers": {"drift": {"psiAbove": 0.2, "forSeconds": 60}},
+        "jobTemplate": {"image": "trainer:1"},
+    })})  # fmt: skip
+
+
+def test_a_healthy_model_whose_drift_lasted_is_retrained_and_the_status_says_why() -> None:
+    drifting = Seen(name="bikes", active_version="3", drift_psi=0.5, drift_rows=500)
+    first = plan(retraining_spec(), observe(serving(), colors={"blue": up("3")},
+                                            retraining=drifting), NOW)  # fmt: skip
+    assert first.status.retraining is not None
+    assert first.status.retraining.drift_above_since == timestamp(NOW)
+    assert first.requeue_after == 60.0  # when the drift will have lasted forSeconds
+    later = NOW + timedelta(seconds=60)
+    second = plan(retraining_spec(), observe(first.status, colors={"blue": up("3")},
+                                             retraining=drifting), later)  # fmt: skip
+    [start] = [a for a in second.actions if isinstance(a, StartRetraining)]
+    assert (start.job_name, start.reason, start.version) == ("bikes-retrain-1", "Drift", "3")
+    last = second.status.retraining.last if second.status.retraining else None
+    assert last is not None and (last.state, last.started_at) == ("Running", timestamp(later))
+    assert (second.status.phase, second.status.active_version) == ("Healthy", "3")
+
+
+def test_no_retraining_is_decided_while_a_rollout_runs_and_none_without_the_spec() -> None:
+    drifting = Seen(name="bikes", active_version="3", drift_psi=0.5, drift_rows=500,
+                    rollout_in_progress=True, annotation=None)  # fmt: skip
+    status = in_preview().model_copy(update={"retraining": None})
+    result = plan(retraining_spec(), observe(status, retraining=drifting), NOW)
+    assert not [a for a in result.actions if isinstance(a, StartRetraining)]
+    plain = plan(spec(), observe(serving(), retraining=drifting), NOW)
+    assert plain.status.retraining is None

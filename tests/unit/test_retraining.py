@@ -12,12 +12,20 @@ from pydantic import ValidationError
 
 from turnout_operator.domain.actions import (
     Emit,
+    MoveAlias,
     Notify,
     RemoveAnnotation,
     RetrainingCounted,
     StartRetraining,
 )
-from turnout_operator.domain.retraining import Decision, Seen, decide, job_name
+from turnout_operator.domain.retraining import (
+    Decision,
+    Retrained,
+    Seen,
+    compare,
+    decide,
+    job_name,
+)
 from turnout_operator.domain.spec import ModelDeploymentSpec, Retraining
 from turnout_operator.domain.status import RetrainingStatus, timestamp
 
@@ -339,3 +347,84 @@ def test_never_two_at_once_cooldown_respected_and_no_trigger_without_data(
         else:
             assert decision.status.last == (status.last if status else None) or running
         status = decision.status
+
+
+# --- promote: alias ----------------------------------------------------------------------------
+
+
+def promoting() -> tuple[Retraining, RetrainingStatus]:
+    """A `promote: alias` retraining whose Job just succeeded."""
+    spec = retraining(promote="alias")
+    started = decide(spec, None, Seen(annotation="now", active_version="7"), T0)
+    ended = decide(spec, started.status, Seen(job="Succeeded", alias="champion"), T0)
+    assert ended.status.last is not None and ended.status.last.promotion == "Pending"
+    return spec, ended.status
+
+
+def test_the_alias_moves_to_the_retrained_version_when_it_beats_the_serving_one() -> None:
+    spec, pending = promoting()
+    retrained = Retrained("8", {"mae": 3.0, "champion_mae": 4.5}, {"mae": 2.0})
+    promoted = decide(spec, pending, Seen(alias="champion", retrained=retrained), T0)
+    last = promoted.status.last
+    assert last is not None and (last.promotion, last.registered_version) == ("Promoted", "8")
+    message = "version 8 moved to @champion: mae 3 beats 4.5"
+    assert promoted.actions == (
+        MoveAlias("champion", "8"),
+        Emit("Normal", "RetrainedVersionPromoted", message),
+        RetrainingCounted("Requested", "promoted"),
+    )
+    assert (
+        decide(spec, promoted.status, Seen(alias="champion", retrained=retrained), T0).actions == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("retrained", "why"),
+    [
+        (Retrained("8", {"mae": 4.5, "champion_mae": 4.5}), "version 8 not promoted, @champion stays: mae 4.5 does not beat 4.5"),
+        (Retrained("8", {"accuracy": 0.8}, {"accuracy": 0.9}), "version 8 not promoted, @champion stays: accuracy 0.8 does not beat 0.9"),
+        (Retrained("8", {"loss": 0.1}), "version 8 not promoted, @champion stays: its run logged none of mae, rmse, accuracy, r2"),
+        (Retrained("8", {"mae": 1.0}), "version 8 not promoted, @champion stays: no mae of the serving version to compare with"),
+        (Retrained(None), "version none not promoted, @champion stays: Job model-retrain-1 registered no version tagged turnout.retraining.job=model-retrain-1"),
+    ],
+)  # fmt: skip
+def test_a_retrained_version_that_does_not_beat_the_serving_one_is_kept_out(
+    retrained: Retrained, why: str
+) -> None:
+    spec, pending = promoting()
+    kept = decide(spec, pending, Seen(alias="champion", retrained=retrained), T0)
+    last = kept.status.last
+    assert last is not None and (last.promotion, last.registered_version) == (
+        "Kept", retrained.version
+    )  # fmt: skip
+    assert kept.actions == (
+        Emit("Normal", "RetrainedVersionNotPromoted", why),
+        RetrainingCounted("Requested", "kept"),
+    )
+
+
+def test_a_pending_promotion_waits_for_the_registry_and_asks_again_soon() -> None:
+    spec, pending = promoting()
+    waiting = decide(spec, pending, Seen(alias="champion"), T0)
+    assert (waiting.actions, waiting.status) == ((), pending)
+    assert waiting.wake_at == T0 + timedelta(seconds=10)
+
+
+@given(
+    new=st.floats(0, 100, allow_nan=False), champion=st.floats(0, 100, allow_nan=False),
+    metric=st.sampled_from(["mae", "rmse", "accuracy", "r2"]),
+)  # fmt: skip
+def test_compare_promotes_exactly_when_strictly_better(
+    new: float, champion: float, metric: str
+) -> None:
+    lower_is_better = metric in ("mae", "rmse")
+    verdict = compare({metric: new, f"champion_{metric}": champion}, {metric: -1.0})
+    assert verdict.better == (new < champion if lower_is_better else new > champion)
+
+
+def test_promote_alias_needs_an_alias_to_move() -> None:
+    with pytest.raises(ValidationError, match="retraining.promote: alias moves model.alias"):
+        ModelDeploymentSpec.model_validate({
+            "model": {"name": "m", "version": "1"},
+            "retraining": {"jobTemplate": JOB, "promote": "alias"},
+        })  # fmt: skip
