@@ -159,7 +159,7 @@ def drift_and_training(version: str, psi: float, rows: int, **trained: float) ->
 
 
 def test_the_same_read_keeps_what_the_retraining_triggers_see(setup: Any) -> None:
-    recorder, pods, registry, writer, now = setup
+    recorder, pods, registry, _, _ = setup
     pods.metrics["blue"] = {
         "b-0": exposition("3", 100, mae=2.0) + drift_and_training("3", 0.4, 150, mae=1.5, r2=0.9),
         "b-1": exposition("3", 300, mae=4.0) + drift_and_training("3", 0.1, 50, mae=1.5, r2=0.9),

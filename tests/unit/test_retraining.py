@@ -423,7 +423,7 @@ def test_compare_promotes_exactly_when_strictly_better(
 
 
 def test_promote_alias_needs_an_alias_to_move() -> None:
-    with pytest.raises(ValidationError, match="retraining.promote: alias moves model.alias"):
+    with pytest.raises(ValidationError, match=r"retraining\.promote: alias moves model\.alias"):
         ModelDeploymentSpec.model_validate({
             "model": {"name": "m", "version": "1"},
             "retraining": {"jobTemplate": JOB, "promote": "alias"},
