@@ -5,6 +5,7 @@ processes: a ModelDeployment becomes a served model and moves between versions b
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,32 @@ def test_an_analysed_rollout_reads_and_steers_the_pods_through_the_pod_proxy(
     assert proxied == {
         ("GET", "/metrics", 200), ("PUT", "/admin/shadow", 200), ("DELETE", "/admin/shadow", 200),
     }  # fmt: skip
+
+
+def test_a_retraining_job_is_created_owned_and_followed_to_its_end(cluster: Cluster) -> None:
+    """The annotation starts a Job (created, owned by the ModelDeployment, given the model and
+    the reason); the Job's end, seen through the watch and a read, is recorded."""
+    trainer = {"image": "trainer:1", "command": [sys.executable, "-c", "print('trained')"]}
+    cluster.apply("retrained", {"name": "Diabetes", "version": "1"},
+                  retraining={"jobTemplate": trainer})  # fmt: skip
+    cluster.wait_phase("retrained", "Healthy", activeVersion="1", activeColor="blue")
+    cluster.kube.patch(API, "ModelDeployment", "default", "retrained",
+                       {"metadata": {"annotations": {"turnout.dev/retrain": "now"}}})  # fmt: skip
+    last = wait_until(
+        lambda: (r := (cluster.status("retrained").get("retraining") or {}).get("last"))
+        and r["state"] == "Succeeded" and r, timeout=60, interval=0.2, what="the Job's end",
+    )  # fmt: skip
+    assert (last["jobName"], last["reason"], last["version"]) == ("retrained-retrain-1",
+                                                                  "Requested", "1")  # fmt: skip
+    job = cluster.kube.get("batch/v1", "Job", "default", "retrained-retrain-1")
+    [owner] = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == (
+        "ModelDeployment", "retrained", True
+    )  # fmt: skip
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["TURNOUT_MODEL_NAME"], env["TURNOUT_RETRAIN_REASON"]) == ("Diabetes", "Requested")
+    assert "turnout.dev/retrain" not in cluster.annotations("retrained")
 
 
 # kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).
