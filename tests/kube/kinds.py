@@ -344,8 +344,9 @@ def validate_job(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     pod = template.get("spec") or {}
     errs += validate_pod_spec(pod, "spec.template.spec")
     if pod.get("restartPolicy") not in ("OnFailure", "Never"):
-        errs.append(not_supported("spec.template.spec.restartPolicy", pod.get("restartPolicy"),
-                                  ["OnFailure", "Never"]))  # fmt: skip
+        # a Required error, worded so by validateJobSpec whatever the value
+        errs.append(required("spec.template.spec.restartPolicy",
+                             'valid values: "OnFailure", "Never"'))  # fmt: skip
     old_selector = ((old or {}).get("spec") or {}).get("selector")
     if old is not None and spec.get("selector") != old_selector:
         errs.append(invalid("spec.selector", spec.get("selector"), "field is immutable"))

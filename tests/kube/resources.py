@@ -240,7 +240,10 @@ def _default_job(obj: Obj) -> None:
     spec.setdefault("backoffLimit", 6)
     labels = (spec.get("template", {}).get("metadata") or {}).get("labels")
     if labels and not obj["metadata"].get("labels"):
-        obj["metadata"]["labels"] = dict(labels)
+        # the same map, as in Go: the labels generateSelector adds to the template show here too
+        obj["metadata"]["labels"] = labels
+    elif labels is not None and obj["metadata"].get("labels") is labels:  # one map in a body
+        obj["metadata"]["labels"] = dict(labels)  # given in Python (JSON would give two)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
     spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
@@ -248,6 +251,7 @@ def _default_job(obj: Obj) -> None:
     template_spec = spec.get("template", {}).get("spec")
     if template_spec is not None:
         _default_pod({"spec": template_spec})
+    obj.setdefault("status", {})  # a struct, never left out
 
 
 JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")

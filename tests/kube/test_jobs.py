@@ -64,12 +64,13 @@ def test_the_api_server_defaults_a_job_and_selects_its_pods_by_its_uid(
     )
     uid = made["metadata"]["uid"]
     spec = made["spec"]
-    assert made["metadata"]["labels"] == {"app": "train"}
     assert made["metadata"]["generation"] == 1
     assert spec["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     assert spec["template"]["metadata"]["labels"] == {
         "app": "train", "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
         "batch.kubernetes.io/job-name": "train", "job-name": "train"}  # fmt: skip
+    # the template's map itself, in Go: the generated labels show on the Job too
+    assert made["metadata"]["labels"] == spec["template"]["metadata"]["labels"]
     assert {k: v for k, v in spec.items() if k not in ("selector", "template")} == {
         "parallelism": 1, "completions": 1, "backoffLimit": 0, "manualSelector": False,
         "completionMode": "NonIndexed", "suspend": False,
@@ -84,8 +85,8 @@ def test_a_job_must_not_restart_always(api: kubernetes.client.ApiClient) -> None
         )
     assert refused.value.status == 422
     assert json.loads(refused.value.body)["message"] == (
-        'Job.batch "x" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": '
-        'supported values: "OnFailure", "Never"'
+        'Job.batch "x" is invalid: spec.template.spec.restartPolicy: Required value: valid '
+        'values: "OnFailure", "Never"'
     )
 
 

@@ -8,14 +8,17 @@ as the operator's retraining Jobs go with their ModelDeployment."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kmock import KubernetesError
 from kubernetes import client
 
 from tests.conftest import wait_until
+from tests.kube.emulator import KubeEmulator
 from tests.real.conftest import RunningNode
 
 pytestmark = pytest.mark.real
@@ -184,3 +187,66 @@ def test_a_job_goes_with_its_owner(
     wait_until(lambda: not job_pods(core, namespace, "owned"), timeout=60,
                what="the garbage collector to delete its pod")  # fmt: skip
     assert not node_agent.pod_dir(pod).exists()
+
+
+UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def normalized(value: Any, namespace: str) -> Any:
+    """`value` with uids, times and the namespace replaced by placeholders, and what only a real
+    server keeps (managedFields, resourceVersion) left out."""
+    if isinstance(value, dict):
+        return {k: normalized(v, namespace) for k, v in value.items()
+                if k not in ("managedFields", "resourceVersion")}  # fmt: skip
+    if isinstance(value, list):
+        return [normalized(v, namespace) for v in value]
+    if isinstance(value, str):
+        return ("<uid>" if UID.match(value) else "<time>" if TIME.match(value)
+                else "<namespace>" if value == namespace else value)  # fmt: skip
+    return value
+
+
+def test_the_emulator_defaults_and_finishes_jobs_as_the_real_one(
+    api: client.ApiClient, namespace: str, node_agent: RunningNode, tmp_path: Path
+) -> None:
+    """The same Jobs on both sides: as created (defaults, generated selector and labels, a Job
+    without labels of its own), as finished (status), and one the API server refuses."""
+    bodies = {"done": job("done", "pass"), "fail": job("fail", "raise SystemExit(3)")}
+    del bodies["done"]["metadata"]["labels"]
+    refused = job("always", "pass", policy="Always")
+    batch = client.BatchV1Api(api)
+    real: dict[str, Any] = {}
+    for name, body in bodies.items():
+        made = api.call_api(f"/apis/batch/v1/namespaces/{namespace}/jobs", "POST", body=body,
+                            auth_settings=["BearerToken"], _preload_content=False,
+                            _return_http_data_only=True)  # fmt: skip
+        made = json.loads(made.data)
+        real[name] = (made, finished(api, namespace, name))
+    with pytest.raises(client.ApiException) as answer:
+        batch.create_namespaced_job(namespace, refused)
+    real_refusal = (answer.value.status, json.loads(answer.value.body)["message"])
+    with KubeEmulator(namespaces=(namespace,), log_dir=tmp_path / "emulator") as kube:
+        emulated: dict[str, Any] = {}
+        for name, body in bodies.items():
+            made = kube.create({**body, "metadata": {**body["metadata"], "namespace": namespace}})
+            emulated[name] = (made, wait_until(
+                lambda name=name: _final(kube.get("batch/v1", "Job", namespace, name)),
+                timeout=30, what=f"the emulated Job {name} to finish"))  # fmt: skip
+        with pytest.raises(KubernetesError) as emulated_answer:
+            kube.create({**refused, "metadata": {**refused["metadata"], "namespace": namespace}})
+        emulated_refusal = (emulated_answer.value.status, emulated_answer.value.message)
+    for name in bodies:
+        for stage, (real_side, emulated_side) in zip(
+            ("created", "finished"), zip(real[name], emulated[name])
+        ):
+            assert normalized(emulated_side, namespace) == normalized(real_side, namespace), (
+                name,
+                stage,
+            )
+    assert emulated_refusal == real_refusal
+
+
+def _final(found: Obj | None) -> Obj | None:
+    conditions = (found or {}).get("status", {}).get("conditions") or []
+    return found if any(c["type"] in ("Complete", "Failed") for c in conditions) else None
