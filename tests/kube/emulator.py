@@ -5,7 +5,7 @@ a kopf operator started in the test's loop would cancel that loop's tasks when i
 synchronous `kubernetes` client must never run on the loop that serves it. The same objects are
 reachable without HTTP (`create`, `get`, `list`, `patch`, `delete`, `events`), thread-safely, for
 arranging and asserting; `requests` records every API call as RBAC sees it; `controller` brings
-Deployments to life. See tests/kube/README.md for what is emulated and what is not.
+Deployments to life, `jobs` runs Jobs. See tests/kube/README.md for what is emulated and what is not.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import httpx
 from tests.kube import patches
 from tests.kube.api import ApiHandler, Call
 from tests.kube.controller import DeploymentController
+from tests.kube.jobs import JobController
 from tests.kube.resources import CRD_GROUP, Obj, ResourceType, view
 from tests.kube.selectors import label_selector
 from tests.kube.store import Store
@@ -40,6 +41,7 @@ class KubeEmulator:
         self._own_log_dir = log_dir is None
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="kube-emulator-"))
         self.controller = DeploymentController(self.store, self.log_dir)
+        self.jobs = JobController(self.store, self.log_dir)
         self.api = ApiHandler(store=self.store, proxy_target=self.controller.proxy_port)
         self._url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,11 +67,13 @@ class KubeEmulator:
         if not self._started.wait(30) or self._failure is not None:
             raise RuntimeError("the Kubernetes API emulator did not start") from self._failure
         self.controller.start()
+        self.jobs.start()
         return self
 
     def stop(self) -> None:
         """Stop the controller (killing its processes), then the HTTP server and its thread."""
         self.controller.stop()
+        self.jobs.stop()
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)

@@ -334,6 +334,25 @@ def validate_secret(obj: Obj, old: Obj | None = None) -> list[FieldError]:
     return errs
 
 
+def validate_job(obj: Obj, old: Obj | None = None) -> list[FieldError]:
+    """A subset of ValidateJob: the template's pod spec and labels, restartPolicy OnFailure or
+    Never, and (on an update) the selector unchanged."""
+    spec = obj.get("spec") or {}
+    template = spec.get("template") or {}
+    errs = validate_labels((template.get("metadata") or {}).get("labels") or {},
+                           "spec.template.metadata.labels")  # fmt: skip
+    pod = template.get("spec") or {}
+    errs += validate_pod_spec(pod, "spec.template.spec")
+    if pod.get("restartPolicy") not in ("OnFailure", "Never"):
+        # a Required error, worded so by validateJobSpec whatever the value
+        errs.append(required("spec.template.spec.restartPolicy",
+                             'valid values: "OnFailure", "Never"'))  # fmt: skip
+    old_selector = ((old or {}).get("spec") or {}).get("selector")
+    if old is not None and spec.get("selector") != old_selector:
+        errs.append(invalid("spec.selector", spec.get("selector"), "field is immutable"))
+    return errs
+
+
 STATUS_VALIDATORS: dict[tuple[str, str], Callable[[Obj], list[FieldError]]] = {
     ("", "services"): validate_service_status,
 }
@@ -341,6 +360,7 @@ KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj, Obj | None], list[FieldErr
     ("", "configmaps"): validate_config_map,
     ("", "secrets"): validate_secret,
     ("apps", "deployments"): validate_deployment,
+    ("batch", "jobs"): validate_job,
     ("", "services"): validate_service,
     ("", "pods"): validate_pod,
 }

@@ -79,6 +79,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("v1", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _builtin("apps/v1", "deployments", "Deployment", short_names=("deploy",),
              status_subresource=True, has_generation=True),
+    _builtin("batch/v1", "jobs", "Job", status_subresource=True, has_generation=True),
     _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",), stored_as=("", "events")),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
     _builtin("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
@@ -229,6 +230,50 @@ def _default_deployment(obj: Obj) -> None:
         _default_pod({"spec": template_spec})
 
 
+def _default_job(obj: Obj) -> None:
+    """SetDefaults_Job: one completion at a time, 6 retries, the template's labels for a Job with
+    none of its own (before the generated ones are added), and the template's pod defaults."""
+    spec = obj.setdefault("spec", {})
+    if "completions" not in spec and "parallelism" not in spec:
+        spec["completions"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    labels = (spec.get("template", {}).get("metadata") or {}).get("labels")
+    if labels and not obj["metadata"].get("labels"):
+        # the same map, as in Go: the labels generateSelector adds to the template show here too
+        obj["metadata"]["labels"] = labels
+    elif labels is not None and obj["metadata"].get("labels") is labels:  # one map in a body
+        obj["metadata"]["labels"] = dict(labels)  # given in Python (JSON would give two)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    spec.setdefault("manualSelector", False)
+    template_spec = spec.get("template", {}).get("spec")
+    if template_spec is not None:
+        _default_pod({"spec": template_spec})
+    obj.setdefault("status", {})  # a struct, never left out
+
+
+JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")
+CONTROLLER_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+
+
+def generate_job_selector(obj: Obj) -> None:
+    """The Job strategy's `generateSelector` on create (unless `manualSelector`): the template
+    labelled with the Job's name and uid, the selector on `batch.kubernetes.io/controller-uid`."""
+    meta, spec = obj["metadata"], obj.setdefault("spec", {})
+    if spec.get("manualSelector"):
+        return
+    template_meta = spec.setdefault("template", {}).setdefault("metadata", {})
+    labels = template_meta.setdefault("labels", {})
+    for key in JOB_NAME_LABELS:
+        labels.setdefault(key, meta.get("name", ""))
+    for key in CONTROLLER_UID_LABELS:
+        labels.setdefault(key, meta.get("uid", ""))
+    selector = spec.setdefault("selector", {}).setdefault("matchLabels", {})
+    selector.setdefault(CONTROLLER_UID_LABELS[1], meta.get("uid", ""))
+
+
 def to_storage(rt: ResourceType, obj: Obj) -> Obj:
     """A body written through `rt`'s API, as stored (Events of both APIs are stored alike)."""
     if rt.storage != ("", "events"):
@@ -250,6 +295,7 @@ DEFAULTS: dict[tuple[str, str], Defaulter] = {
     ("", "secrets"): _default_secret,
     ("", "configmaps"): _default_config_map,
     ("apps", "deployments"): _default_deployment,
+    ("batch", "jobs"): _default_job,
 }
 
 
@@ -282,6 +328,8 @@ def default_and_validate(
     defaulter = DEFAULTS.get((rt.group, rt.plural))
     if defaulter is not None:
         defaulter(obj)
+    if (rt.group, rt.plural) == ("batch", "jobs") and old is None:
+        generate_job_selector(obj)  # the uid is known: the Store gives it before validation
     if not rt.builtin:
         decode_custom_resource(rt.schema, obj)
         if old is None and rt.status_subresource:

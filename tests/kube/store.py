@@ -272,6 +272,7 @@ class Store(GarbageCollector):
                 meta["generation"] = 1
             if rt.status_subresource:
                 obj.pop("status", None)
+            meta["uid"] = str(uuid.uuid4())  # before the strategy: a Job's selector names it
             default_and_validate(rt, obj)  # before the name is looked up, as BeforeCreate
             key = self.key(rt, namespace, meta["name"])
             if key in self._objects:
@@ -282,7 +283,6 @@ class Store(GarbageCollector):
                     + f'{rt.group_resource} "{meta["name"]}" already exists',
                     details=_details(rt, meta["name"]),
                 )  # fmt: skip
-            meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_iso()
             if (rt.group, rt.plural) == (CRD_GROUP, "customresourcedefinitions"):
                 obj["status"] = crd_status(obj, meta["creationTimestamp"])
