@@ -100,7 +100,7 @@ def fraction(text: str) -> float:
 
 
 def parse_args(argv: Sequence[str], env: Mapping[str, str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
     arg = parser.add_argument
     arg("--data", default=env.get("TRAINING_DATA"),
         help="CSV path or URL (anything pandas.read_csv reads): the newest labelled data "
