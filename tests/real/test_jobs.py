@@ -238,7 +238,7 @@ def test_the_emulator_defaults_and_finishes_jobs_as_the_real_one(
         emulated_refusal = (emulated_answer.value.status, emulated_answer.value.message)
     for name in bodies:
         for stage, (real_side, emulated_side) in zip(
-            ("created", "finished"), zip(real[name], emulated[name])
+            ("created", "finished"), zip(real[name], emulated[name], strict=True), strict=True
         ):
             assert normalized(emulated_side, namespace) == normalized(real_side, namespace), (
                 name,
