@@ -1,6 +1,7 @@
 """examples/retraining/train.py, its pure part: what it reads from the operator's environment and
-its flags, how it checks the data, picks the task, holds rows out, measures and decides whether
-to move the alias. Its MLflow side runs in tests/integration/test_retraining_example.py."""
+its flags, how it checks the data, tells regression from classification, holds rows out,
+measures, and decides whether to move the alias. Its MLflow side runs in
+tests/integration/test_retraining_example.py."""
 
 from __future__ import annotations
 
