@@ -13,7 +13,8 @@ event loop's default executor, which kopf and its HTTP client share: a registry 
 answers holds one registry thread for its timeout and delays no other ModelDeployment.
 
 A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
-a refresh: their next reconcile asks the registry at once instead of at the next poll.
+a refresh: the daemon asks the registry at once, before its reconcile, instead of at the next
+poll, and the reconcile acts on the answer.
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ async def run(
             fresh = (namespace, name) in memo["refresh"]  # a registry webhook named its model
             memo["refresh"].discard((namespace, name))
             try:
-                outcome = await _on(
-                    pools.reconcile, reconciler.reconcile, namespace, name, None, fresh
-                )
+                answer = None
+                if fresh:  # ask first: the reconcile that follows acts on the answer at once
+                    question = await _on(pools.reconcile, reconciler.question, namespace, name)
+                    if question is not None:
+                        answer = await _on(pools.registry, reconciler.resolve, question)
+                outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name, answer)
                 if outcome.ask is not None:
                     answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
                     outcome = await _on(

@@ -154,12 +154,10 @@ class Reconciler:
     def defaults(self) -> Defaults:
         return Defaults(image=self.settings.serving_image, tracking_uri=self.settings.tracking_uri)
 
-    def reconcile(
-        self, namespace: str, name: str, answer: Answer | None = None, refresh: bool = False
-    ) -> Outcome:
+    def reconcile(self, namespace: str, name: str, answer: Answer | None = None) -> Outcome:
         """Bring one ModelDeployment a step closer to its spec, with the registry's `answer`
         when one came. It never waits for the registry to resolve the model: when a resolution
-        is due (or `refresh`: a registry webhook said the model changed) it says so
+        is due it says so
         (`Outcome.ask`), and the caller asks and calls again with the answer."""
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
@@ -175,9 +173,9 @@ class Reconciler:
             return self._invalid(body, spec, status, generation, checked.why, now)
         resolution = answer.resolution if answer and answer.generation == generation else None
         ask = None
-        if resolution is None and (refresh or _resolve_due(
+        if resolution is None and _resolve_due(
             spec, status, generation, now, self.settings.registry_retry_seconds
-        )):  # fmt: skip
+        ):
             ask = Question(namespace, generation, spec)
         observed = self._observe(body, status, generation, resolution)
         observed = replace(observed, retraining=self._retraining_seen(body, spec, status))
@@ -199,6 +197,19 @@ class Reconciler:
             interval = self.settings.live_quality_interval_seconds
             wake = min(wake or interval, interval)
         return Outcome(wake, ask)
+
+    def question(self, namespace: str, name: str) -> Question | None:
+        """The registry question of a ModelDeployment whose model a webhook says changed, asked
+        before any reconcile so that the one reconcile that follows already has the answer;
+        None: nothing to ask (gone, being deleted, or a spec that cannot be acted on)."""
+        body = self.kube.model_deployment(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return None
+        checked = check(name, namespace, body.get("spec") or {}, self.defaults,
+                        self.notifier.channels)  # fmt: skip
+        if checked.problems:
+            return None
+        return Question(namespace, int(body["metadata"].get("generation", 1)), checked.spec)
 
     def resolve(self, question: Question) -> Answer:
         """Ask the registry what spec.model is now (blocking: run it off the reconcile pool)."""

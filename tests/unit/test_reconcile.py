@@ -135,7 +135,7 @@ def test_an_object_the_api_server_refuses_ends_invalid_with_its_reason() -> None
     assert outcome.ask is None
 
 
-def test_a_registry_webhook_makes_a_resolution_due_that_the_poll_would_not_ask_yet() -> None:
+def test_a_registry_webhook_asks_before_the_reconcile_that_the_poll_would_not_ask_yet() -> None:
     floating = {"model": {"name": "bikes", "alias": "champion"}, "replicas": 1,
                 "registry": {"pollIntervalSeconds": 3600}}  # fmt: skip
     kube = RecordingKube(model_deployment(floating))
@@ -143,6 +143,10 @@ def test_a_registry_webhook_makes_a_resolution_due_that_the_poll_would_not_ask_y
     r.reconcile("ml", "bikes", Answer(1, Resolved("3", "models:/bikes/3")))
     assert kube.body["status"]["resolvedAt"] == "2026-11-23T12:00:00Z"
     assert r.reconcile("ml", "bikes").ask is None  # polled a moment ago: next in an hour
-    asked = r.reconcile("ml", "bikes", refresh=True).ask
+    writes = len(kube.writes)
+    asked = r.question("ml", "bikes")  # what a webhook-woken daemon asks first
     assert asked is not None and (asked.namespace, asked.generation) == ("ml", 1)
     assert asked.spec.model.alias == "champion"
+    assert len(kube.writes) == writes  # asking writes nothing
+    kube.body["spec"] = {"model": {"name": "bikes"}}  # no version, alias or stage
+    assert r.question("ml", "bikes") is None  # an invalid spec asks nothing
