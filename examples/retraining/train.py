@@ -270,55 +270,103 @@ def score_champion(name: str, version: str, X: pd.DataFrame) -> Any | None:
         return None
 
 
-def run(args: argparse.Namespace, retraining: Retraining) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Fit:
+    """A model fitted on the training rows and measured on the holdout."""
+
+    task: Task
+    model: Pipeline
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_test: pd.Series
+    metrics: dict[str, float]
+    dropped: int
+
+
+def fit(args: argparse.Namespace) -> Fit:
     X, y, dropped = prepare(read_data(args.data), args.target)
     task = task_of(y)
     X_train, X_test, y_train, y_test = split(X, y, task, args.holdout, args.seed)
     model = build_model(task, args.estimator, args.seed).fit(X_train, y_train)
     metrics = evaluate(task, y_test, model.predict(X_test))
+    return Fit(task, model, X_train, X_test, y_test, metrics, dropped)
 
-    client = MlflowClient()
+
+def measure_champion(
+    client: MlflowClient, retraining: Retraining, new: Fit
+) -> tuple[str | None, dict[str, float], float | None]:
+    """The champion's version, its metrics on the new holdout and the new version's
+    improvement over it (empty and None when there is none or it cannot score the data)."""
     champion = champion_version(client, retraining)
-    champion_metrics: dict[str, float] = {}
-    gain = None
-    if champion is not None:
-        predicted = score_champion(retraining.model_name, champion, X_test)
-        if predicted is not None:
-            champion_metrics = evaluate(task, y_test, predicted)
-            gain = improvement(error_of(task, metrics), error_of(task, champion_metrics))
-    decision = decide(retraining, champion, gain, args.min_improvement)
+    if champion is None:
+        return None, {}, None
+    predicted = score_champion(retraining.model_name, champion, new.X_test)
+    if predicted is None:
+        return champion, {}, None
+    metrics = evaluate(new.task, new.y_test, predicted)
+    return (
+        champion,
+        metrics,
+        improvement(error_of(new.task, new.metrics), error_of(new.task, metrics)),
+    )
 
+
+def log_run(
+    args: argparse.Namespace, retraining: Retraining, new: Fit, champion: str | None,
+    champion_metrics: dict[str, float],
+) -> str:  # fmt: skip
+    """One MLflow run with the model, its figures and its drift reference; the version it
+    registered."""
     mlflow.set_experiment(args.experiment or retraining.model_name)
     with mlflow.start_run(tags={TAG + "job": retraining.job, TAG + "reason": retraining.reason}):
         mlflow.log_params({
-            "task": task, "estimator": args.estimator, "data": args.data, "target": args.target,
-            "holdout": args.holdout, "seed": args.seed, "min_improvement": args.min_improvement,
-            "rows_train": len(X_train), "rows_holdout": len(X_test), "rows_dropped": dropped,
+            "task": new.task, "estimator": args.estimator, "data": args.data,
+            "target": args.target, "holdout": args.holdout, "seed": args.seed,
+            "min_improvement": args.min_improvement, "rows_train": len(new.X_train),
+            "rows_holdout": len(new.X_test), "rows_dropped": new.dropped,
             "champion_version": champion or "", "retrain_figures": json.dumps(retraining.figures),
         })  # fmt: skip
-        mlflow.log_metrics({**metrics, **{f"champion_{k}": v for k, v in champion_metrics.items()}})
-        trained = model.predict(X_train)
+        champion_figures = {f"champion_{k}": v for k, v in champion_metrics.items()}
+        mlflow.log_metrics({**new.metrics, **champion_figures})
+        trained = new.model.predict(new.X_train)
         info = mlflow.sklearn.log_model(
-            model, name="model", input_example=X_train.head(5),
-            signature=infer_signature(X_train, trained),
+            new.model, name="model", input_example=new.X_train.head(5),
+            signature=infer_signature(new.X_train, trained),
             registered_model_name=retraining.model_name,
             skops_trusted_types=TREES if args.estimator == "forest" else None,
         )  # fmt: skip
-        log_reference(X_train, trained)
-    version = str(info.registered_model_version)
+        log_reference(new.X_train, trained)
+    return str(info.registered_model_version)
+
+
+def version_tags(
+    retraining: Retraining, task: Task, champion: str | None, gain: float | None,
+    decision: Decision,
+) -> dict[str, str]:  # fmt: skip
+    """The `turnout.retraining.*` tags of the registered version: where it comes from and how it
+    compared (`improvement` is null without a finite comparison)."""
     comparison = {"metric": "mae" if task == "regression" else "accuracy",
                   "improvement": gain if gain is not None and math.isfinite(gain) else None,
                   "promoted": decision.promote, "why": decision.why}  # fmt: skip
     tags = {"job": retraining.job, "reason": retraining.reason,
             "champion_version": champion or "", "comparison": json.dumps(comparison)}  # fmt: skip
-    for key, value in tags.items():
-        client.set_model_version_tag(retraining.model_name, version, TAG + key, value)
+    return {TAG + key: value for key, value in tags.items()}
+
+
+def run(args: argparse.Namespace, retraining: Retraining) -> dict[str, Any]:
+    new = fit(args)  # bad data fails here, before anything is written
+    client = MlflowClient()
+    champion, champion_metrics, gain = measure_champion(client, retraining, new)
+    decision = decide(retraining, champion, gain, args.min_improvement)
+    version = log_run(args, retraining, new, champion, champion_metrics)
+    for key, value in version_tags(retraining, new.task, champion, gain, decision).items():
+        client.set_model_version_tag(retraining.model_name, version, key, value)
     if decision.promote:
         client.set_registered_model_alias(retraining.model_name, retraining.model_alias, version)
     return {
-        "model": retraining.model_name, "version": version, "task": task, "metrics": metrics,
-        "champion_version": champion, "champion_metrics": champion_metrics,
-        "promoted": decision.promote, "why": decision.why,
+        "model": retraining.model_name, "version": version, "task": new.task,
+        "metrics": new.metrics, "champion_version": champion,
+        "champion_metrics": champion_metrics, "promoted": decision.promote, "why": decision.why,
     }  # fmt: skip
 
 
@@ -326,9 +374,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     args = parse_args(sys.argv[1:] if argv is None else argv, env)
     try:
-        with contextlib.redirect_stdout(
-            sys.stderr
-        ):  # MLflow prints run links: stdout is the outcome's
+        # MLflow prints links to the run: stdout carries the outcome alone
+        with contextlib.redirect_stdout(sys.stderr):
             outcome = run(args, Retraining.from_env(env))
     except TrainingError as exc:
         print(f"train.py: error: {exc}", file=sys.stderr)

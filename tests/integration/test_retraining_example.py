@@ -281,6 +281,22 @@ def test_without_an_alias_the_serving_version_is_the_champion_and_no_alias_is_se
     assert client.get_registered_model("RetrainPinned").aliases == {}
 
 
+def test_a_champion_that_cannot_score_the_new_columns_keeps_the_alias(
+    trainer: Trainer, client: MlflowClient, tmp_path: Path
+) -> None:
+    old = regression_csv(tmp_path / "old.csv", 400, 0, (3.0, -2.0, 0.0))
+    trainer("RetrainColumns", "--data", old, TARGET_COLUMN="y")
+    new = tmp_path / "new.csv"
+    pd.read_csv(old).drop(columns="c").to_csv(new, index=False)  # version 1 needs c
+    second = trainer("RetrainColumns", "--data", str(new), TARGET_COLUMN="y")
+    assert second.returncode == 0, second.stderr
+    assert (second.result["version"], second.result["champion_metrics"]) == ("2", {})
+    assert (second.result["promoted"], second.result["why"]) == (
+        False, "version 1 cannot score the new data")  # fmt: skip
+    assert "version 1 cannot score the new data: " in second.stderr
+    assert alias(client, "RetrainColumns") == "1"
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

@@ -278,3 +278,24 @@ def test_each_model_is_a_scaled_pipeline_that_fits(task: str, estimator: str) ->
                 ("classification", "forest"): "RandomForestClassifier"}  # fmt: skip
     assert type(model.steps[-1][1]).__name__ == expected[(task, estimator)]
     assert len(model.predict(X)) == 60
+
+
+def test_the_registered_version_is_tagged_with_its_origin_and_its_comparison() -> None:
+    decision = train.Decision(True, "20.0% lower error than version 3")
+    assert train.version_tags(retraining(), "regression", "3", 0.2, decision) == {
+        "turnout.retraining.job": "diabetes-retrain-1",
+        "turnout.retraining.reason": "Drift",
+        "turnout.retraining.champion_version": "3",
+        "turnout.retraining.comparison": '{"metric": "mae", "improvement": 0.2, "promoted": true, '
+        '"why": "20.0% lower error than version 3"}',
+    }
+    first = train.Decision(True, "no version at alias 'champion' yet")
+    tags = train.version_tags(retraining(), "classification", None, None, first)
+    assert tags["turnout.retraining.champion_version"] == ""
+    assert tags["turnout.retraining.comparison"] == (
+        '{"metric": "accuracy", "improvement": null, "promoted": true, '
+        '"why": "no version at alias \'champion\' yet"}'
+    )
+    perfect = train.Decision(False, "-inf% lower error than version 3, needs more than 0.0%")
+    tags = train.version_tags(retraining(), "regression", "3", -math.inf, perfect)
+    assert '"improvement": null' in tags["turnout.retraining.comparison"]  # JSON has no -inf
