@@ -592,6 +592,32 @@ def analysis_row() -> Row:
     ])  # fmt: skip
 
 
+def retrainings(window: str, result: str = "") -> str:
+    matcher = f', result=~"{result}"' if result else ""
+    return f"increase(turnout_operator_retraining_total{{{OPERATOR}{matcher}}}[{window}])"
+
+
+def retraining_row() -> Row:
+    """spec.retraining: Jobs started by reason, how they ended, and promotions."""
+    return Row("Retraining", [
+        Panel("Retrainings by reason and result",
+              "Retraining Jobs per interval: started (by reason: Drift, Quality, Schedule, "
+              "Requested), succeeded, failed (not retried before the cooldown), and with "
+              "promote: alias, promoted or kept. Operator-wide; which ModelDeployment: its "
+              "status.retraining and Events.",
+              [Target(f"sum by (reason, result) ({retrainings('$__interval')})",
+                      "{{reason}} {{result}}")],
+              width=16, defaults={"min": 0},
+              custom={"drawStyle": "bars", "fillOpacity": 80,
+                      "stacking": {"group": "A", "mode": "normal"}}),
+        Panel("Retrainings in the time range",
+              "Retrainings in the selected time range, by result (operator-wide).",
+              [Target(f"sum by (result) ({retrainings('$__range')})", "{{result}}",
+                      instant=True)],
+              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+    ])  # fmt: skip
+
+
 def rollouts_dashboard() -> dict[str, Any]:
     by_version = "max by (namespace, modeldeployment, version, color)"
     blue, green = (
@@ -672,6 +698,7 @@ def rollouts_dashboard() -> dict[str, Any]:
               width=8, height=6, defaults={"min": 0, "decimals": 0}),
     ])  # fmt: skip
     analysis = analysis_row()
+    retraining = retraining_row()
     variables = [
         query_variable("namespace", "Namespace",
                        f"label_values(turnout_operator_modeldeployment_info{{{OPERATOR}}}, "
@@ -691,15 +718,19 @@ def rollouts_dashboard() -> dict[str, Any]:
                    "orange", "Analysis {{result}}",
                    "a {{phase}} analysis ended {{result}}: failed and error reject the version, "
                    "inconclusive waits for a person", tags="phase, result"),
+        annotation("Retrainings started or failed",
+                   f"sum by (reason, result) ({retrainings('1m', 'started|failed')}) > 0",
+                   "purple", "Retraining {{result}}",
+                   "a retraining Job ({{reason}}) {{result}}", tags="reason, result"),
     ]  # fmt: skip
     return dashboard(
         "turnout-rollouts",
         "turnout / Rollouts",
         "ModelDeployments and their blue-green rollouts: phases, the active version and color "
         "over time, rollout outcomes and durations, operator errors, the steps and analyses "
-        "that gate promotions.",
+        "that gate promotions, retrainings.",
         variables,
-        [now, history, analysis],
+        [now, history, analysis, retraining],
         marks,
     )
 

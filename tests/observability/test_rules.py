@@ -89,7 +89,7 @@ def test_every_alert_says_how_bad_what_and_where_to_look() -> None:
     assert sorted(found) == sorted([
         "TurnoutHighErrorRatio", "TurnoutHighLatencyP99", "TurnoutDriftDetected",
         "TurnoutLiveQualityDegraded", "TurnoutLiveQualityBelowTraining", "TurnoutRolloutAborted",
-        "TurnoutModelDeploymentDegraded",
+        "TurnoutModelDeploymentDegraded", "TurnoutRetrainingFailed",
         "TurnoutOperatorDown",
     ])  # fmt: skip
 

@@ -137,17 +137,18 @@ def operator_cluster(
     tracking_uri: str,
     home: Path,
     prefix: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Cluster]:
     """For a module fixture to `yield from`: a namespace of its own (`prefix`-xxxxx) with the
-    chart's Role in it, and the operator watching it; pods get `tracking_uri` (the registry as
-    they reach it)."""
+    chart's Role in it, and the operator watching it (with `extra_env`); pods get
+    `tracking_uri` (the registry as they reach it)."""
     namespace = f"{prefix}-{uuid.uuid4().hex[:5]}"
     core.create_namespace({"metadata": {"name": namespace}})
     wait_until(lambda: core.read_namespaced_service_account("default", namespace), timeout=60,
                interval=0.1, what=f"ServiceAccount {namespace}/default")  # fmt: skip
     grant_operator_role(plane, namespace)
     with running_operator(
-        plane, core, registry, namespace, home, tracking_uri=tracking_uri
+        plane, core, registry, namespace, home, tracking_uri=tracking_uri, extra_env=extra_env
     ) as cluster:
         yield cluster
     core.delete_namespace(namespace)
