@@ -520,9 +520,33 @@ def info(*matchers: str) -> str:
     return f"turnout_operator_modeldeployment_info{{{', '.join([ROLLOUT_FILTER, *matchers])}}}"
 
 
+def increase(counter: str, window: str, label: str = "", values: str = "") -> str:
+    """How much an operator counter grew over `window`, where `label` matches `values`."""
+    matcher = f', {label}=~"{values}"' if values else ""
+    return f"increase({counter}{{{OPERATOR}{matcher}}}[{window}])"
+
+
 def rollouts(window: str, outcome: str = "") -> str:
-    matcher = f', outcome=~"{outcome}"' if outcome else ""
-    return f"increase(turnout_operator_rollouts_total{{{OPERATOR}{matcher}}}[{window}])"
+    return increase("turnout_operator_rollouts_total", window, "outcome", outcome)
+
+
+def counted(
+    title: str, description: str, expr: Callable[[str], str], by: str, totals_by: str,
+    range_title: str, in_range: str, width: int = 16,
+) -> list[Panel]:  # fmt: skip
+    """An operator counter's two panels: stacked bars per interval by `by`, and its totals
+    over the selected range by `totals_by`."""
+    legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+    totals = " ".join(f"{{{{{label.strip()}}}}}" for label in totals_by.split(","))
+    return [
+        Panel(title, description, [Target(f"sum by ({by}) ({expr('$__interval')})", legend)],
+              width=width, defaults={"min": 0},
+              custom={"drawStyle": "bars", "fillOpacity": 80,
+                      "stacking": {"group": "A", "mode": "normal"}}),
+        Panel(range_title, in_range,
+              [Target(f"sum by ({totals_by}) ({expr('$__range')})", totals, instant=True)],
+              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+    ]  # fmt: skip
 
 
 def duration_quantile(quantile: float) -> Target:
@@ -535,8 +559,7 @@ def duration_quantile(quantile: float) -> Target:
 
 
 def analyses(window: str, result: str = "") -> str:
-    matcher = f', result=~"{result}"' if result else ""
-    return f"increase(turnout_operator_analysis_runs_total{{{OPERATOR}{matcher}}}[{window}])"
+    return increase("turnout_operator_analysis_runs_total", window, "result", result)
 
 
 RUN_COLUMNS = ("namespace", "modeldeployment", "gate", "version", "phase")
@@ -575,46 +598,30 @@ def analysis_row() -> Row:
                       "indexByName": {name: i for i, name in
                                       enumerate([*RUN_COLUMNS, *values])},
                       "renameByName": values}}]),
-        Panel("Analyses ended, by gate and verdict",
-              "Analyses that ended per interval: pre_promotion (failed or error: the version is "
-              "rejected) and post_promotion (failed or error: traffic goes back to the old "
-              "color); inconclusive waits for a person. Operator-wide.",
-              [Target(f"sum by (phase, result) ({analyses('$__interval')})",
-                      "{{phase}} {{result}}")],
-              width=16, defaults={"min": 0},
-              custom={"drawStyle": "bars", "fillOpacity": 80,
-                      "stacking": {"group": "A", "mode": "normal"}}),
-        Panel("Analyses in the time range",
-              "Analyses ended in the selected time range, by gate and verdict (operator-wide).",
-              [Target(f"sum by (phase, result) ({analyses('$__range')})", "{{phase}} {{result}}",
-                      instant=True)],
-              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+        *counted("Analyses ended, by gate and verdict",
+                 "Analyses that ended per interval: pre_promotion (failed or error: the version "
+                 "is rejected) and post_promotion (failed or error: traffic goes back to the old "
+                 "color); inconclusive waits for a person. Operator-wide.",
+                 analyses, "phase, result", "phase, result", "Analyses in the time range",
+                 "Analyses ended in the selected time range, by gate and verdict "
+                 "(operator-wide)."),
     ])  # fmt: skip
 
 
 def retrainings(window: str, result: str = "") -> str:
-    matcher = f', result=~"{result}"' if result else ""
-    return f"increase(turnout_operator_retraining_total{{{OPERATOR}{matcher}}}[{window}])"
+    return increase("turnout_operator_retraining_total", window, "result", result)
 
 
 def retraining_row() -> Row:
     """spec.retraining: Jobs started by reason, how they ended, and promotions."""
     return Row("Retraining", [
-        Panel("Retrainings by reason and result",
-              "Retraining Jobs per interval: started (by reason: Drift, Quality, Schedule, "
-              "Requested), succeeded, failed (not retried before the cooldown), and with "
-              "promote: alias, promoted or kept. Operator-wide; which ModelDeployment: its "
-              "status.retraining and Events.",
-              [Target(f"sum by (reason, result) ({retrainings('$__interval')})",
-                      "{{reason}} {{result}}")],
-              width=16, defaults={"min": 0},
-              custom={"drawStyle": "bars", "fillOpacity": 80,
-                      "stacking": {"group": "A", "mode": "normal"}}),
-        Panel("Retrainings in the time range",
-              "Retrainings in the selected time range, by result (operator-wide).",
-              [Target(f"sum by (result) ({retrainings('$__range')})", "{{result}}",
-                      instant=True)],
-              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+        *counted("Retrainings by reason and result",
+                 "Retraining Jobs per interval: started (by reason: Drift, Quality, Schedule, "
+                 "Requested), succeeded, failed (not retried before the cooldown), and with "
+                 "promote: alias, promoted or kept. Operator-wide; which ModelDeployment: its "
+                 "status.retraining and Events.",
+                 retrainings, "reason, result", "result", "Retrainings in the time range",
+                 "Retrainings in the selected time range, by result (operator-wide)."),
     ])  # fmt: skip
 
 
@@ -666,19 +673,13 @@ def rollouts_dashboard() -> dict[str, Any]:
               [Target(f"count by (phase) ({info()})", "{{phase}}")],
               width=8, height=9, defaults={"min": 0, "decimals": 0},
               custom={"stacking": {"group": "A", "mode": "normal"}, "fillOpacity": 40}),
-        Panel("Rollouts by outcome",
-              "Rollouts ended per interval, by outcome: promoted, aborted (smoke test, crash "
-              "loop, deadline, by hand), superseded by a newer version, rolled back. "
-              "Operator-wide (not filtered by namespace).",
-              [Target(f"sum by (outcome) ({rollouts('$__interval')})", "{{outcome}}")],
-              width=8, defaults={"min": 0},
-              custom={"drawStyle": "bars", "fillOpacity": 80,
-                      "stacking": {"group": "A", "mode": "normal"}}),
-        Panel("Rollouts in the time range",
-              "Rollouts ended in the selected time range, by outcome (operator-wide).",
-              [Target(f"sum by (outcome) ({rollouts('$__range')})", "{{outcome}}",
-                      instant=True)],
-              kind="bargauge", width=8, defaults={"decimals": 0, "min": 0}),
+        *counted("Rollouts by outcome",
+                 "Rollouts ended per interval, by outcome: promoted, aborted (smoke test, crash "
+                 "loop, deadline, by hand), superseded by a newer version, rolled back. "
+                 "Operator-wide (not filtered by namespace).",
+                 rollouts, "outcome", "outcome", "Rollouts in the time range",
+                 "Rollouts ended in the selected time range, by outcome (operator-wide).",
+                 width=8),
         Panel("Rollout duration",
               "From a rollout's start to its end (rolled back: from the promotion to the "
               "rollback), p50 and p95 over the selected time range, by outcome (operator-wide; "
