@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.kube.processes import ContainerProcess, Reaper, StartError, plan_launch
+from tests.kube.processes import ContainerProcess, StartError, plan_launch
 from tests.kube.resources import Obj, ResourceType
 from tests.kube.selectors import selects
 from tests.kube.store import Store, now_iso
+from tests.kube.ticking import Ticking
 from tests.kube.workloads import (
     MODES,
     Behaviour,
@@ -46,22 +46,12 @@ from tests.podspec import ConfigError, MountError
 log = logging.getLogger(__name__)
 
 
-class DeploymentController:
+class DeploymentController(Ticking):
     def __init__(self, store: Store, log_dir: Path, *, tick: float = 0.1) -> None:
-        self.store = store
-        self.log_dir = log_dir
-        self.tick = tick
-        # Seconds to wait after a write wakes the controller before its pass. Every pass looks
-        # at every Deployment: with hundreds of them and a write every few ms (a benchmark),
-        # passing once per write would keep the emulator's process busy doing nothing new.
-        self.batch = 0.0
+        super().__init__(store, log_dir, tick=tick)
         self._default = Behaviour()
         self._behaviours: dict[tuple[str, str], Behaviour] = {}
         self._rollouts: dict[tuple[str, str], Rollout] = {}
-        self._reaper = Reaper()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kube-controller", daemon=True)
         self._pods = store.find("v1", "pods")
         self._deployments = store.find("apps/v1", "deployments")
 
@@ -137,33 +127,9 @@ class DeploymentController:
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.store.subscribe(self._wake.set)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop reconciling and kill every process (SIGTERM, then SIGKILL after the grace period)."""
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(30)
-        self.store.unsubscribe(self._wake.set)
+    def _stop_all(self, now: float) -> None:
         for rollout in self._rollouts.values():
-            self._stop_process(rollout, time.monotonic())
-        self._reaper.wait_all()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            if self._wake.wait(self.tick) and self.batch:
-                self._stopping.wait(self.batch)  # let a burst of writes land: one pass for all
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            now = time.monotonic()
-            try:
-                self._reconcile_all(now)
-            except Exception:  # keep the controller alive; the log says what went wrong
-                log.exception("deployment controller tick failed")
-            self._reaper.reap(now)
+            self._stop_process(rollout, now)
 
     # --- reconciliation -----------------------------------------------------------------------------
 

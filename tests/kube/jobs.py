@@ -22,14 +22,14 @@ are not acted on. Never writes a Job that is being deleted or has finished.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.kube.processes import ContainerProcess, Reaper, StartError, plan_launch
+from tests.kube.processes import ContainerProcess, StartError, plan_launch
 from tests.kube.resources import Obj, ResourceType
 from tests.kube.store import Store, now_iso
+from tests.kube.ticking import Ticking
 from tests.podspec import ConfigError, MountError
 
 log = logging.getLogger(__name__)
@@ -103,16 +103,12 @@ def pod_status(attempt: Attempt, restarts: int, exit_code: int | None, finished_
         {"name": "", "ready": False, "restartCount": restarts, "state": state}]}  # fmt: skip
 
 
-class JobController:
+class JobController(Ticking):
+    thread_name = "kube-jobs"
+
     def __init__(self, store: Store, log_dir: Path, *, tick: float = 0.1) -> None:
-        self.store = store
-        self.log_dir = log_dir
-        self.tick = tick
+        super().__init__(store, log_dir, tick=tick)
         self._runs: dict[str, JobRun] = {}  # by the Job's uid
-        self._reaper = Reaper()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kube-jobs", daemon=True)
         self._jobs = store.find("batch/v1", "jobs")
         self._pods = store.find("v1", "pods")
 
@@ -120,30 +116,9 @@ class JobController:
         """Where a Job pod's process writes its output."""
         return self.log_dir / f"{namespace}.{pod}.log"
 
-    def start(self) -> None:
-        self.store.subscribe(self._wake.set)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join(30)
-        self.store.unsubscribe(self._wake.set)
+    def _stop_all(self, now: float) -> None:
         for run in self._runs.values():
             self._stop_process(run)
-        self._reaper.wait_all()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self.tick)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            try:
-                self._reconcile_all(time.monotonic())
-            except Exception:
-                log.exception("job controller tick failed")
-            self._reaper.reap(time.monotonic())
 
     def _reconcile_all(self, now: float) -> None:
         jobs, _ = self.store.list_objects(self._jobs, None)
