@@ -24,7 +24,8 @@ test: $(STAMP) tools
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## make tools: the external programs the tests drive (Prometheus, wrk; helm and kubectl in .tools/bin)
+## make tools: the external programs the tests drive (Prometheus, wrk, shellcheck; helm, kubectl and
+## actionlint in .tools/bin)
 tools:
 	@bash scripts/install-tools.sh
 	@bash scripts/install-k8s-tools.sh
@@ -74,8 +75,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo
 
 # --- kind quickstart, end-to-end suite, images (need a Docker engine; docs/quickstart.md) ------
-.PHONY: quickstart quickstart-clean e2e images
-IMAGE_TAG ?= dev
+.PHONY: quickstart quickstart-clean e2e images push-images
 
 ## make quickstart: turnout on a local kind cluster: chart + MLflow, a model, a blue-green switch
 quickstart:
@@ -92,10 +92,20 @@ e2e: $(STAMP)
 	@bash scripts/install-k8s-tools.sh
 	TURNOUT_E2E_REQUIRE=1 $(BIN)/python -m pytest tests/e2e -m e2e --durations=0
 
-## make images: both container images, built from the repository root
+## make images: both container images, built from the repository root for this machine's platform
+## as $(REGISTRY)/turnout-operator:$(TAG) and $(REGISTRY)/turnout-serve:$(TAG); the tag defaults
+## to the chart's appVersion, which the chart's default image tags are, so a chart installed with
+## only the two repositories set runs these (docs/helm.md#your-own-images)
+REGISTRY ?= ghcr.io/turnout-dev
+TAG ?= $(shell sed -n 's/^appVersion: *"*\([^"]*\)"*$$/\1/p' charts/turnout/Chart.yaml)
 images:
-	docker build -f operator/Dockerfile -t ghcr.io/turnout-dev/turnout-operator:$(IMAGE_TAG) .
-	docker build -f serving/Dockerfile -t ghcr.io/turnout-dev/turnout-serve:$(IMAGE_TAG) .
+	docker build -f operator/Dockerfile -t $(REGISTRY)/turnout-operator:$(TAG) .
+	docker build -f serving/Dockerfile -t $(REGISTRY)/turnout-serve:$(TAG) .
+
+## make push-images: push both to $(REGISTRY) (after `make images` and `docker login`)
+push-images:
+	docker push $(REGISTRY)/turnout-operator:$(TAG)
+	docker push $(REGISTRY)/turnout-serve:$(TAG)
 
 # --- a real control plane, built from Kubernetes' Go modules (docs/development.md) -------------
 .PHONY: controlplane cluster cluster-down cluster-status
