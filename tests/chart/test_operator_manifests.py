@@ -4,6 +4,8 @@ sufficient), the operator Deployment, and the bundled MLflow of the quickstart."
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -12,7 +14,7 @@ import yaml
 from tests.chart.conftest import env_of, operator_container
 from tests.conftest import ROOT
 from tests.integration.cluster import granted, rules
-from tests.manifests import CHART, NAMESPACE, Helm, find, one
+from tests.manifests import CHART, NAMESPACE, Helm, documents, find, one
 
 CRD = "modeldeployments.turnout.dev.yaml"
 DEFAULT_ENV = {
@@ -142,6 +144,45 @@ def test_operator_runs_alone_and_locked_down(helm: Helm) -> None:
         "requests": {"cpu": "50m", "memory": "256Mi"},
         "limits": {"memory": "512Mi"},
     }
+
+
+def test_image_tags_follow_the_charts_app_version(helm: Helm, tmp_path: Path) -> None:
+    """A release bumps only Chart.yaml: both default image tags are its appVersion, so the chart
+    published with a release pulls exactly the images published with it."""
+    chart = tmp_path / "turnout"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    (chart / "Chart.yaml").write_text(yaml.safe_dump({**meta, "appVersion": "7.8.9-rc.1"}))
+    done = helm.run("template", "turnout", chart, "--namespace", NAMESPACE)
+    assert done.returncode == 0, done.stderr
+    container = operator_container(documents(done.stdout))
+    assert container["image"] == "ghcr.io/turnout-dev/turnout-operator:7.8.9-rc.1"
+    assert env_of(container)["TURNOUT_OPERATOR_SERVING_IMAGE"] == (
+        "ghcr.io/turnout-dev/turnout-serve:7.8.9-rc.1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "operator", "serve"),
+    [
+        # docs/helm.md's own images: `make images REGISTRY=...` tags them with the appVersion.
+        (("operator.image.repository=registry.example.com/ml/turnout-operator",
+          "operator.servingImage.repository=registry.example.com/ml/turnout-serve"),
+         "registry.example.com/ml/turnout-operator:0.1.0",
+         "registry.example.com/ml/turnout-serve:0.1.0"),
+        (("operator.image.tag=dev", "operator.servingImage.tag=dev"),
+         "ghcr.io/turnout-dev/turnout-operator:dev", "ghcr.io/turnout-dev/turnout-serve:dev"),
+        (("operator.image.tag=dev", f"operator.image.digest=sha256:{'ab' * 32}"),
+         f"ghcr.io/turnout-dev/turnout-operator@sha256:{'ab' * 32}",
+         "ghcr.io/turnout-dev/turnout-serve:0.1.0"),
+    ],
+)  # fmt: skip
+def test_image_values_name_the_images(
+    helm: Helm, sets: tuple[str, ...], operator: str, serve: str
+) -> None:
+    container = operator_container(helm.template(None, *sets))
+    assert container["image"] == operator
+    assert env_of(container)["TURNOUT_OPERATOR_SERVING_IMAGE"] == serve
 
 
 def test_probes_reach_the_liveness_endpoint(helm: Helm) -> None:
