@@ -53,7 +53,7 @@ def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
 
 def test_every_workflow_passes_actionlint() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert [f.name for f in files] == ["e2e.yml", "release.yml"]
+    assert {"e2e.yml", "release.yml"} <= {f.name for f in files}
     done = actionlint(*files)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
