@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,6 +16,7 @@ class Received:
     content_type: str
     body: bytes
     answered: int  # the status it was answered with
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -44,7 +45,12 @@ class Receiver:
                 with receiver._lock:
                     status = receiver._answers.pop(0) if receiver._answers else 200
                     receiver.received.append(
-                        Received(self.headers.get("Content-Type", ""), body, status)
+                        Received(
+                            self.headers.get("Content-Type", ""),
+                            body,
+                            status,
+                            {k.lower(): v for k, v in self.headers.items()},
+                        )
                     )
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

@@ -10,7 +10,7 @@ does the HTTP plumbing (request id, auth, body, deadline, errors), and the endpo
 body to the data plane, `Runtime.infer`, which reads, scores, writes the answer and records what
 a live answer leaves behind (rows, drift, feedback), then hands the answer to the mirror of
 shadow traffic (`mirror.py`; `shadow.py` holds its admin endpoints and the preview's
-`POST /shadow`).
+`POST /shadow`) and to the payload log (`payload_log.py`), both of which return at once.
 
 Parsing and scoring that do not run on the event loop (see `Runtime.infer`) run in a pool of
 `scoring_threads` worker threads (the loop's default executor, which `asyncio.to_thread` uses):
@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope, Send
 
 from turnout_serving import __version__
+from turnout_serving.dataplane import Answer, InferenceRequest
 from turnout_serving.errors import BadRequest, ServingError
 from turnout_serving.http import (
     OIP_PREFIX,
@@ -48,6 +49,7 @@ from turnout_serving.http import (
 from turnout_serving.metrics import ShadowMetrics
 from turnout_serving.mirror import Mirror
 from turnout_serving.oip import oip_router
+from turnout_serving.payload_log import PayloadLog
 from turnout_serving.routes import mlflow_router
 from turnout_serving.runtime import ModelProvider, Runtime
 from turnout_serving.settings import ServingSettings
@@ -66,14 +68,17 @@ def create_app(
     """The app; `tokens` and `admin` default to those the settings name
     (`TokenCheck.from_settings`, `TokenCheck.admin_from_settings`)."""
     runtime = Runtime(settings, model, registry)
-    instrumented = Instrumented(tokens or TokenCheck.from_settings(settings), settings)
+    instrumented = Instrumented(
+        tokens or TokenCheck.from_settings(settings), settings, runtime.metrics
+    )
     shadow_metrics = ShadowMetrics(registry, runtime.metrics.labels)
     mirror = Mirror(
         shadow_metrics,
         queue_size=settings.shadow_queue_size,
         timeout_seconds=settings.shadow_timeout_seconds,
     )
-    runtime.on_live_answer = mirror.offer
+    payload_log = PayloadLog.from_settings(settings, registry, runtime.metrics.labels)
+    runtime.on_live_answer = mirror.offer if payload_log is None else _both(mirror, payload_log)
     comparer = Comparer(
         runtime,
         shadow_metrics,
@@ -86,9 +91,13 @@ def create_app(
         workers = ThreadPoolExecutor(settings.scoring_threads, thread_name_prefix="scoring")
         asyncio.get_running_loop().set_default_executor(workers)
         loading = asyncio.create_task(asyncio.to_thread(runtime.load))
+        if payload_log is not None:
+            payload_log.start()
         yield
         runtime.stop()
         await mirror.close()
+        if payload_log is not None:
+            await asyncio.to_thread(payload_log.close, settings.payload_log_timeout_seconds)
         if not loading.done():
             log.info("shutting down while the model is still loading")
 
@@ -101,7 +110,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
-    app.state.runtime, app.state.mirror = runtime, mirror
+    app.state.runtime, app.state.mirror, app.state.payload_log = runtime, mirror, payload_log
     scoring = mlflow_router(runtime, instrumented)
     app.include_router(scoring)
     app.include_router(oip_router(runtime, instrumented))
@@ -140,6 +149,16 @@ def create_app(
     invocations = next(r for r in scoring.routes if getattr(r, "path", "") == "/invocations")
     app.fast_lanes[("POST", "/invocations")] = invocations.endpoint  # type: ignore[attr-defined]
     return app
+
+
+def _both(mirror: Mirror, payload_log: PayloadLog) -> Callable[..., None]:
+    """Hands a live answer to the mirror and the payload log (each returns at once)."""
+
+    def offer(request: InferenceRequest, answer: Answer, seconds: float) -> None:
+        mirror.offer(request, answer, seconds)
+        payload_log.offer(request, answer, seconds)
+
+    return offer
 
 
 class _HttpError(ServingError):

@@ -158,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from turnout_serving.connections import server_config
     from turnout_serving.http import AuthConfigError, TokenCheck
     from turnout_serving.model_source import MlflowModelProvider, ModelSourceError, resolve_within
+    from turnout_serving.payload_log import PayloadLogConfigError
 
     try:
         tokens = TokenCheck.from_settings(settings)  # before anything slow: fail closed, fast
@@ -171,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return EXIT_UNRESOLVED
     provider = MlflowModelProvider(source, settings.cache_dir, settings.registry_timeout_seconds)
-    app = create_app(settings, provider, CollectorRegistry(), tokens, admin)
+    try:
+        app = create_app(settings, provider, CollectorRegistry(), tokens, admin)
+    except PayloadLogConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_MISCONFIGURED
     server = uvicorn.Server(server_config(app, settings))
     runtime = app.state.runtime
     runtime.on_failure = lambda reason: setattr(server, "should_exit", True)

@@ -100,6 +100,17 @@ class RequestTimeout(ServingError):
     error_code = "REQUEST_TIMEOUT"
 
 
+class TooManyRequests(ServingError):
+    """The client spent its rate limit; `retry_after` whole seconds until it may ask again."""
+
+    status_code = 429
+    error_code = "REQUEST_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UnsupportedMediaType(ServingError):
     """Answered as MLflow answers it: the message alone, as text/plain."""
 

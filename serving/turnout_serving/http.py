@@ -28,11 +28,13 @@ from fastapi.responses import Response
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from turnout_serving.domain.ratelimit import RateLimits
 from turnout_serving.errors import (
     PayloadTooLarge,
     PredictionFailed,
     RequestTimeout,
     ServingError,
+    TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
 )
@@ -111,6 +113,8 @@ def _json_error(content: dict[str, Any], error: ServingError, request_id: str | 
     headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, RequestTimeout):
         headers["Connection"] = "close"  # the rest of the body may still come: start afresh
     return Response(
@@ -199,42 +203,70 @@ class TokenCheck:
     def enabled(self) -> bool:
         return bool(self._tokens)
 
-    def check(self, request: Request) -> None:
-        """A request passes with a valid token in `Authorization: Bearer` or in `self.header`."""
+    def check(self, request: Request) -> int | None:
+        """A request passes with a valid token in `Authorization: Bearer` or in `self.header`;
+        the position of the token it gave (None with auth off), which rate limiting keys on."""
         if not self._tokens:
-            return
+            return None
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         bearer = given.strip().encode() if scheme.lower() == "bearer" else b""
         offered = (bearer, request.headers.get(self.header, "").strip().encode())
         # Compare against every token, so the time taken does not tell which one nearly matched.
-        matched = False
-        for token in self._tokens:
+        matched: int | None = None
+        for position, token in enumerate(self._tokens):
             for candidate in offered:
-                matched |= hmac.compare_digest(candidate, token)
-        if not matched:
+                if hmac.compare_digest(candidate, token) and matched is None:
+                    matched = position
+        if matched is None:
             raise Unauthorized(
                 f"A valid bearer token is required (Authorization: Bearer <token>, or "
                 f"{self.header}: <token>)."
             )
+        return matched
 
 
 class Instrumented:
-    """Runs one inference endpoint's handler: request id, auth, body (size and time limits),
-    processing deadline; maps errors to responses in the endpoint's protocol. Counting and
-    timing are `answer_counted`'s, which sees every answer."""
+    """Runs one inference endpoint's handler: request id, auth, rate limit, body (size and time
+    limits), processing deadline; maps errors to responses in the endpoint's protocol. Counting
+    and timing are `answer_counted`'s, which sees every answer.
 
-    def __init__(self, tokens: TokenCheck, settings: ServingSettings) -> None:
+    The rate limit (`rate_limit_requests_per_second`, off at 0) keys on the bearer token a
+    request gave when auth is on, else on the client's address, and is checked before the body
+    is read, so a refused request costs next to nothing."""
+
+    def __init__(
+        self,
+        tokens: TokenCheck,
+        settings: ServingSettings,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tokens = tokens
         self._settings = settings
+        self._metrics = metrics  # ServingMetrics: counts refusals by endpoint
+        self._clock = clock
+        rate = settings.rate_limit_requests_per_second
+        self._limits = (
+            RateLimits(rate, settings.rate_limit_burst, settings.rate_limit_max_clients)
+            if rate > 0
+            else None
+        )
 
     async def __call__(
-        self, request: Request, handle: Callable[[bytes, str], Awaitable[Response]]
+        self,
+        request: Request,
+        handle: Callable[[bytes, str], Awaitable[Response]],
+        *,
+        limited: bool = True,
     ) -> Response:
+        """`limited=False` for endpoints outside the inference rate limit (feedback, copies)."""
         request_id = request_id_of(request)
         path = request.url.path
         settings = self._settings
         try:
-            self._tokens.check(request)
+            token = self._tokens.check(request)
+            if limited and self._limits is not None:
+                self._admit(request, token, path)
             body = await read_body(request, settings.max_body_bytes, settings.read_timeout_seconds)
             async with asyncio.timeout(settings.request_timeout_seconds):
                 response = await handle(body, request_id)
@@ -255,6 +287,24 @@ class Instrumented:
                                 headers={REQUEST_ID_HEADER: request_id},
                                 media_type="application/json")  # fmt: skip
         return response
+
+    def _admit(self, request: Request, token: int | None, path: str) -> None:
+        """Spend a token of the client's bucket, or raise `TooManyRequests`."""
+        assert self._limits is not None
+        client = request.client.host if request.client else "unknown"
+        key = f"token:{token}" if token is not None else f"address:{client}"
+        retry_after = self._limits.admit(key, self._clock())
+        if retry_after == 0:
+            return
+        endpoint = counted_endpoint(path)
+        if self._metrics is not None and endpoint in self._metrics.rate_limited:
+            self._metrics.rate_limited[endpoint].inc()
+        limits = self._limits
+        raise TooManyRequests(
+            f"Too many requests: each client may send {limits.requests_per_second:g} a second "
+            f"(bursts of {limits.burst}) to this server; retry after {retry_after} s.",
+            retry_after,
+        )
 
 
 def counted_endpoint(path: str) -> str | None:

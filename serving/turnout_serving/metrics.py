@@ -17,7 +17,8 @@ LATENCY_BUCKETS = (
     10.0,
 )  # fmt: skip
 ENDPOINTS = ("invocations", "v2_infer", "feedback")
-CODES = ("200", "400", "401", "404", "408", "413", "415", "500", "503", "504")
+CODES = ("200", "400", "401", "404", "408", "413", "415", "429", "500", "503", "504")
+LIMITED_ENDPOINTS = ("invocations", "v2_infer")  # feedback and shadow copies are not limited
 BASE_LABELS = ("model", "version", "color")  # on every series, drift's too
 
 
@@ -75,6 +76,15 @@ class ServingMetrics:
             base,
             registry=registry,
         ).labels(**self.labels)
+        limited = Counter(
+            "turnout_rate_limited",
+            "Inference requests refused (429) because their client spent its rate limit.",
+            [*base, "endpoint"],
+            registry=registry,
+        )
+        self.rate_limited = {
+            e: limited.labels(**self.labels, endpoint=e) for e in LIMITED_ENDPOINTS
+        }
         for endpoint in ENDPOINTS:
             self._duration.labels(**self.labels, endpoint=endpoint)
             for code in CODES:

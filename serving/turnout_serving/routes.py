@@ -65,7 +65,9 @@ def mlflow_router(runtime: Runtime, instrumented: Instrumented) -> APIRouter:
                       for item, result in zip(items, results, strict=True)]  # fmt: skip
             return Response(orjson.dumps({"results": answer}), media_type="application/json")
 
-        return await instrumented(request, handle)
+        # Not rate limited: labels are cheap to join (no scoring) and come in bursts from the
+        # pipelines that catch up on them; one refused would be a label lost.
+        return await instrumented(request, handle, limited=False)
 
     return router
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -118,6 +118,63 @@ class ServingSettings(BaseSettings):
         description="Regressors: a shadow row agrees when |preview - active| is at most this "
         "share of the larger of the two.",
     )
+    rate_limit_requests_per_second: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Inference requests a second each client may send to this server (a token "
+        "bucket per bearer token with auth on, per client address without; 429 above it); 0 "
+        "switches rate limiting off.",
+    )
+    rate_limit_burst: int = Field(
+        10, gt=0, description="Requests a client may send at once before its rate applies."
+    )
+    rate_limit_max_clients: int = Field(
+        10_000,
+        gt=0,
+        description="Clients whose rate limit is tracked; the least recently seen is forgotten "
+        "first (and starts again with a full burst).",
+    )
+    payload_log_sample_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share (0-1) of live requests logged with their answers; 0 switches the "
+        "payload log off.",
+    )
+    payload_log_sink: Literal["stdout", "http"] = Field(
+        "stdout", description="Where logged requests go: JSON lines on stdout, or POSTed to "
+        "payload_log_url.",
+    )  # fmt: skip
+    payload_log_url: str = Field(
+        "", description="The receiver the http sink POSTs to (http or https URL)."
+    )
+    payload_log_format: Literal["json", "cloudevents"] = Field(
+        "json",
+        description="The http sink's form: one JSON document per request, or two CloudEvents "
+        "in binary mode (the request, the response), as KServe's logger sends.",
+    )
+    payload_log_redact: str = Field(
+        "", description="Comma-separated input columns whose values are logged as REDACTED."
+    )
+    payload_log_hash: str = Field(
+        "",
+        description="Comma-separated input columns logged as the HMAC-SHA256 of their value, "
+        "keyed with the salt (equal values still join).",
+    )
+    payload_log_hash_salt_file: Path | None = Field(
+        None, description="File holding the secret salt the hashed columns are keyed with."
+    )
+    payload_log_queue_size: int = Field(
+        1000, gt=0, description="Log entries waiting to be written; more are dropped (counted)."
+    )
+    payload_log_timeout_seconds: float = Field(
+        2.0, gt=0, description="Time the http sink's receiver has to answer one POST."
+    )
+    payload_log_retries: int = Field(
+        2, ge=0, le=10, description="Retries of an entry the sink could not take, with backoff."
+    )
     log_level: str = Field("info", description="Log level of the server and uvicorn.")
     max_rows: int = Field(
         100_000,
@@ -152,3 +209,17 @@ class ServingSettings(BaseSettings):
     api_docs: bool = Field(
         False, description="Serve the OpenAPI description (/openapi.json) and /docs."
     )
+
+    @model_validator(mode="after")
+    def _payload_log_sink_complete(self) -> ServingSettings:
+        if self.payload_log_sample_rate == 0:
+            return self
+        if self.payload_log_sink == "http" and not self.payload_log_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("payload_log_sink http needs payload_log_url, an http(s) URL")
+        if self.payload_log_sink == "stdout" and self.payload_log_format == "cloudevents":
+            raise ValueError("payload_log_format cloudevents needs payload_log_sink http")
+        if self.payload_log_hash.strip(", ") and self.payload_log_hash_salt_file is None:
+            raise ValueError("payload_log_hash needs payload_log_hash_salt_file (the secret salt)")
+        return self

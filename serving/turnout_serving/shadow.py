@@ -173,7 +173,8 @@ def shadow_router(
         async def handle(body: bytes, request_id: str) -> Response:
             return json(await comparer.compare_batch(body))
 
-        response = await instrumented(request, handle)
+        # Copies are not client traffic: the active caps them (maxRequestsPerSecond) already.
+        response = await instrumented(request, handle, limited=False)
         if response.status_code != 200:
             comparer.refused(response.status_code)
         return response

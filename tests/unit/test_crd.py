@@ -37,6 +37,7 @@ from turnout_operator.domain.spec import (
     EnvVar,
     ModelDeploymentSpec,
     ModelRef,
+    PayloadLog,
 )
 from turnout_operator.domain.status import (
     Condition,
@@ -311,7 +312,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 89
+    assert len(with_defaults) == 95
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path
@@ -335,6 +336,8 @@ def test_free_form_fields_keep_their_content() -> None:
 
 # --- the schema accepts and rejects what the models do ------------------------------------------
 
+FULL_LOG = {"sampleRate": 0.5, "redact": ["ssn"], "hash": ["email"], "hashSaltSecret": "salt",
+            "sink": "http", "url": "http://receiver/log", "format": "cloudevents"}  # fmt: skip
 GOOD = [
     MINIMAL,
     {"model": {"name": "m", "version": "3"}, "replicas": 1, "paused": True},
@@ -356,6 +359,11 @@ GOOD = [
         "strategy": {"blueGreen": {"autoPromotionEnabled": False, "scaleDownDelaySeconds": 0}},
         "monitoring": {"drift": {"enabled": False, "windowSize": 20}},
         "auth": {"tokenSecret": "tokens"},
+    },
+    {
+        **MINIMAL,
+        "monitoring": {"payloadLog": FULL_LOG},
+        "rateLimit": {"requestsPerSecond": 0.5, "burst": 3},
     },
 ]
 BAD = [
@@ -384,6 +392,10 @@ BAD = [
     ({**MINIMAL, "replica": 3}, [("$", "additionalProperties")]),
     ({**MINIMAL, "template": {"nodeSelector": {"gpu": True}}}, [("$.template.nodeSelector.gpu", "type")]),
     ({**MINIMAL, "strategy": {"blueGreen": {"progressDeadlineSeconds": 5}}}, [("$.strategy.blueGreen.progressDeadlineSeconds", "minimum")]),
+    ({**MINIMAL, "monitoring": {"payloadLog": {"sampleRate": 1.5}}}, [("$.monitoring.payloadLog.sampleRate", "maximum")]),
+    ({**MINIMAL, "monitoring": {"payloadLog": {"sampleRate": 1, "redact": ["a,b"]}}}, [("$.monitoring.payloadLog.redact[0]", "pattern")]),
+    ({**MINIMAL, "rateLimit": {"requestsPerSecond": 0}}, [("$.rateLimit.requestsPerSecond", "exclusiveMinimum")]),
+    ({**MINIMAL, "rateLimit": {"burst": 5}}, [("$.rateLimit", "required")]),
 ]  # fmt: skip
 
 
@@ -541,8 +553,10 @@ def test_the_variables_left_to_users_are_turnout_serves_tunables() -> None:
 
 
 def operator_env(auth: bool) -> list[dict[str, Any]]:
+    """With `auth`, every optional feature that sets variables: auth, payload log, rate limit."""
+    optional = {"monitoring": {"payloadLog": FULL_LOG}, "rateLimit": {"requestsPerSecond": 5}}
     spec = ModelDeploymentSpec.model_validate(
-        {**MINIMAL, "auth": {"tokenSecret": "t" if auth else ""}}
+        {**MINIMAL, "auth": {"tokenSecret": "t" if auth else ""}, **(optional if auth else {})}
     )
     [container] = build_deployment(
         "m", "ns", "blue", "1", "models:/m/1", 1, spec, Defaults("image", "http://mlflow")
@@ -594,3 +608,53 @@ def _valid(model: type[BaseModel], value: dict[str, Any]) -> bool:
     except ValidationError:
         return False
     return True
+
+
+PAYLOAD_LOGS = st.fixed_dictionaries(
+    {"sampleRate": st.just(0.5)},
+    optional={
+        "redact": st.lists(st.sampled_from(["a", "b"]), max_size=2),
+        "hash": st.lists(st.sampled_from(["b", "c"]), max_size=2),
+        "hashSaltSecret": st.sampled_from(["", "salt"]),
+        "sink": st.sampled_from(["stdout", "http"]),
+        "url": st.just("http://receiver/log"),
+        "format": st.sampled_from(["json", "cloudevents"]),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(PAYLOAD_LOGS)
+def test_the_payload_log_rules_admit_exactly_what_the_typed_spec_admits(
+    log: dict[str, Any],
+) -> None:
+    node = SPEC["properties"]["monitoring"]["properties"]["payloadLog"]
+    filled = defaulted(log, node)
+    admitted = all(cel(rule, filled) for rule in node["x-kubernetes-validations"])
+    assert admitted == _valid(PayloadLog, log)
+
+
+def test_the_payload_log_and_rate_limit_reach_the_pods_as_turnout_serve_reads_them() -> None:
+    from turnout_serving.settings import ServingSettings
+
+    spec = ModelDeploymentSpec.model_validate(
+        {**MINIMAL, "monitoring": {"payloadLog": FULL_LOG}, "rateLimit": {"requestsPerSecond": 2.5}}
+    )
+    pod = build_deployment(
+        "m", "ns", "blue", "1", "models:/m/1", 1, spec, Defaults("image", "http://mlflow")
+    )["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"] if "value" in e}
+    served = ServingSettings(_env_file=None, **{  # type: ignore[call-arg]
+        name.removeprefix("TURNOUT_").lower(): value
+        for name, value in env.items() if "PAYLOAD_LOG" in name or "RATE_LIMIT" in name
+    })  # fmt: skip
+    assert (served.payload_log_sample_rate, served.payload_log_sink, served.payload_log_format) == (
+        0.5, "http", "cloudevents")  # fmt: skip
+    assert (served.payload_log_url, served.payload_log_redact, served.payload_log_hash) == (
+        "http://receiver/log", "ssn", "email")  # fmt: skip
+    assert str(served.payload_log_hash_salt_file) == "/etc/turnout/payload-log/salt"
+    assert (served.rate_limit_requests_per_second, served.rate_limit_burst) == (2.5, 10)
+    assert {"name": "salt", "secret": {"secretName": "salt"}} in pod["volumes"]
+    assert {"name": "salt", "mountPath": "/etc/turnout/payload-log", "readOnly": True} in pod[
+        "containers"
+    ][0]["volumeMounts"]

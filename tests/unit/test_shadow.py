@@ -1,5 +1,5 @@
-"""Shadow traffic's decisions (`domain/shadow.py`): the admin PUT body, the lease, the share drawn,
-the token bucket and the copy's wire form, with the clock and the random draw handed in."""
+"""Shadow traffic's decisions (`domain/shadow.py`): the admin PUT body, the lease, the share drawn
+and the copy's wire form, with the clock and the random draw handed in."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from turnout_serving.domain.shadow import (
     Lease,
     ShadowConfig,
     ShadowCopy,
-    TokenBucket,
     decode_batch,
     encode_batch,
     read_config,
@@ -81,38 +80,6 @@ def test_missing_fields_and_bodies_that_are_no_object_are_named() -> None:
         read_config(b"{")
     with pytest.raises(BadRequest, match="percent: Input should be a finite number"):
         read_config(json.dumps({**GOOD, "percent": 1e400}).encode())
-
-
-# --- the token bucket -----------------------------------------------------------------------
-
-
-def test_the_bucket_starts_full_refills_at_its_rate_and_holds_at_most_its_capacity() -> None:
-    bucket = TokenBucket(rate=2.0, capacity=2.0, now=0.0)
-    assert [bucket.take(0.0) for _ in range(3)] == [True, True, False]
-    assert [bucket.take(0.25), bucket.take(0.5), bucket.take(0.5)] == [False, True, False]
-    assert [bucket.take(100.0) for _ in range(3)] == [True, True, False]  # not 200 saved up
-
-
-def test_a_clock_that_steps_back_adds_no_tokens() -> None:
-    bucket = TokenBucket(rate=1.0, capacity=1.0, now=10.0)
-    assert [bucket.take(10.0), bucket.take(5.0), bucket.take(10.5)] == [True, False, False]
-    assert bucket.take(11.5) is True
-
-
-@settings(max_examples=200, deadline=None, derandomize=True)
-@given(
-    rate=st.floats(0.1, 1000),
-    steps=st.lists(st.floats(0, 2), min_size=1, max_size=300),
-)
-def test_the_bucket_never_grants_more_than_its_capacity_plus_its_rate_over_the_time(
-    rate: float, steps: list[float]
-) -> None:
-    capacity = max(1.0, rate)
-    bucket, now, granted = TokenBucket(rate, capacity, 0.0), 0.0, 0
-    for step in steps:
-        now += step
-        granted += bucket.take(now)
-    assert granted <= capacity + rate * now + 1e-9
 
 
 # --- the lease ------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ PORT = 8080
 CACHE_DIR = "/var/cache/turnout"
 TOKENS_DIR = "/etc/turnout/auth"
 TOKENS_KEY = "tokens"  # the key of spec.auth.tokenSecret that the pods read as their token file
+SALT_DIR = "/etc/turnout/payload-log"
+SALT_KEY = "salt"  # the key of spec.monitoring.payloadLog.hashSaltSecret
 # The admin token of turnout-serve's /admin endpoints (shadow traffic): a Secret the operator
 # creates per ModelDeployment and every serving pod mounts, whether mirroring is asked for or
 # not, so turning mirroring on or off never changes the pod template (no restart).
@@ -159,6 +161,10 @@ def _pod_template(
     }
     if spec.auth.token_secret:
         pod["volumes"].append({"name": "tokens", "secret": {"secretName": spec.auth.token_secret}})
+    payload_log = spec.monitoring.payload_log
+    if payload_log is not None and payload_log.hash_salt_secret:
+        pod["volumes"].append({"name": "salt",
+                               "secret": {"secretName": payload_log.hash_salt_secret}})  # fmt: skip
     optional = {
         "nodeSelector": t.node_selector,
         "tolerations": t.tolerations,
@@ -210,6 +216,7 @@ def _container(
     if spec.auth.token_secret:
         env.append({"name": "TURNOUT_AUTH_TOKEN_FILE", "value": f"{TOKENS_DIR}/{TOKENS_KEY}"})
         mounts.append({"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True})
+    env += _payload_log_env(spec, mounts) + _rate_limit_env(spec)
     container: dict[str, Any] = {
         "name": "server",
         "image": spec.template.image or defaults.image,
@@ -233,6 +240,40 @@ def _container(
     if spec.template.resources:
         container["resources"] = spec.template.resources
     return container
+
+
+def _payload_log_env(
+    spec: ModelDeploymentSpec, mounts: list[dict[str, Any]]
+) -> list[dict[str, str]]:
+    """turnout-serve's payload log settings; the salt Secret mounted where they say."""
+    payload_log = spec.monitoring.payload_log
+    if payload_log is None:
+        return []
+    env = {
+        "TURNOUT_PAYLOAD_LOG_SAMPLE_RATE": f"{payload_log.sample_rate:g}",
+        "TURNOUT_PAYLOAD_LOG_SINK": payload_log.sink,
+        "TURNOUT_PAYLOAD_LOG_FORMAT": payload_log.format,
+        "TURNOUT_PAYLOAD_LOG_URL": payload_log.url or "",
+        "TURNOUT_PAYLOAD_LOG_REDACT": ",".join(payload_log.redact),
+        "TURNOUT_PAYLOAD_LOG_HASH": ",".join(payload_log.hash),
+    }
+    if payload_log.hash_salt_secret:
+        env["TURNOUT_PAYLOAD_LOG_HASH_SALT_FILE"] = f"{SALT_DIR}/{SALT_KEY}"
+        mounts.append({"name": "salt", "mountPath": SALT_DIR, "readOnly": True})
+    return [{"name": name, "value": value} for name, value in env.items() if value]
+
+
+def _rate_limit_env(spec: ModelDeploymentSpec) -> list[dict[str, str]]:
+    limit = spec.rate_limit
+    if limit is None:
+        return []
+    return [
+        {
+            "name": "TURNOUT_RATE_LIMIT_REQUESTS_PER_SECOND",
+            "value": f"{limit.requests_per_second:g}",
+        },
+        {"name": "TURNOUT_RATE_LIMIT_BURST", "value": str(limit.burst)},
+    ]
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:

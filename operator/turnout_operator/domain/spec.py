@@ -59,7 +59,8 @@ TUNABLE_ENV_NAMES = frozenset({
     "TURNOUT_READ_TIMEOUT_SECONDS", "TURNOUT_SCORING_THREADS", "TURNOUT_HTTP", "TURNOUT_API_DOCS",
     "TURNOUT_REGISTRY_TIMEOUT_SECONDS", "TURNOUT_ARTIFACT_TIMEOUT_SECONDS",
     "TURNOUT_SHADOW_QUEUE_SIZE", "TURNOUT_SHADOW_TIMEOUT_SECONDS", "TURNOUT_SHADOW_WINDOW_ROWS",
-    "TURNOUT_SHADOW_TOLERANCE",
+    "TURNOUT_SHADOW_TOLERANCE", "TURNOUT_RATE_LIMIT_MAX_CLIENTS", "TURNOUT_PAYLOAD_LOG_QUEUE_SIZE",
+    "TURNOUT_PAYLOAD_LOG_TIMEOUT_SECONDS", "TURNOUT_PAYLOAD_LOG_RETRIES",
 })  # fmt: skip
 
 
@@ -568,6 +569,9 @@ class Drift(_Model):
 
 class Monitoring(_Model):
     drift: Drift = Field(default_factory=Drift, description="In-server data drift detection.")
+    payload_log: PayloadLog | None = Field(
+        None, description="Sampled logging of live requests and their answers (off when absent)."
+    )
 
 
 class Auth(_Model):
@@ -755,6 +759,72 @@ class Retraining(_Model):
     )
 
 
+# An input column the payload log protects: passed to the pods comma-separated.
+ColumnName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^,]+$")]
+PAYLOAD_LOG_RULES: list[JsonDict] = [
+    {"rule": "self.sink != 'http' || has(self.url)", "message": "payloadLog.sink http needs url"},
+    {"rule": "self.format != 'cloudevents' || self.sink == 'http'",
+     "message": "payloadLog.format cloudevents needs sink http"},
+    {"rule": "size(self.hash) == 0 || size(self.hashSaltSecret) > 0",
+     "message": "payloadLog.hash needs hashSaltSecret (the secret salt the hashes are keyed with)"},
+    {"rule": "!self.redact.exists(c, c in self.hash)",
+     "message": "payloadLog: a column is either redacted or hashed, not both"},
+]  # fmt: skip
+
+
+class PayloadLog(_Model):
+    """Sampled logging of live requests and their answers (docs/payload-logs.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [*PAYLOAD_LOG_RULES]})
+
+    sample_rate: float = Field(ge=0, le=1, description="Share (0-1) of live requests logged.")
+    redact: list[ColumnName] = Field(
+        default_factory=list, max_length=256, description="Input columns logged as REDACTED."
+    )
+    hash: list[ColumnName] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Input columns logged as the HMAC-SHA256 of their value keyed with the salt "
+        "(equal values still join).",
+    )
+    hash_salt_secret: ObjectName = Field(
+        "", description="Secret whose `salt` key holds the secret the hashes are keyed with."
+    )
+    sink: Literal["stdout", "http"] = Field(
+        "stdout", description="stdout: JSON lines in the pods' logs; http: POSTed to url."
+    )
+    url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="The receiver the http sink POSTs to."
+    )
+    format: Literal["json", "cloudevents"] = Field(
+        "json",
+        description="The http sink's form: a JSON document per request, or two CloudEvents in "
+        "binary mode (the request, the response), as KServe's logger sends.",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> PayloadLog:
+        if self.sink == "http" and self.url is None:
+            raise ValueError(PAYLOAD_LOG_RULES[0]["message"])
+        if self.format == "cloudevents" and self.sink != "http":
+            raise ValueError(PAYLOAD_LOG_RULES[1]["message"])
+        if self.hash and not self.hash_salt_secret:
+            raise ValueError(PAYLOAD_LOG_RULES[2]["message"])
+        if set(self.redact) & set(self.hash):
+            raise ValueError(PAYLOAD_LOG_RULES[3]["message"])
+        return self
+
+
+class RateLimit(_Model):
+    """Inference requests each client may send to each serving pod: a token bucket per bearer
+    token (with spec.auth) or per client address; 429 with Retry-After above it."""
+
+    requests_per_second: float = Field(
+        gt=0, le=100000, description="Requests a second each client may send to each pod."
+    )
+    burst: int = Field(10, ge=1, le=100000, description="Requests a client may send at once.")
+
+
 PROMOTE_ALIAS_RULE: JsonDict = {
     "rule": "!has(self.retraining) || self.retraining.promote != 'alias' || has(self.model.alias)",
     "message": "retraining.promote: alias moves model.alias: it needs model.alias",
@@ -787,6 +857,10 @@ class ModelDeploymentSpec(_Model):
     )
     retraining: Retraining | None = Field(
         None, description="Retrain on drift, decaying quality, a schedule or by hand."
+    )
+    rate_limit: RateLimit | None = Field(
+        None,
+        description="Per-client rate limit of inference on each serving pod (off when absent).",
     )
 
     @model_validator(mode="after")

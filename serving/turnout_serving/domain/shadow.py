@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from turnout_serving.domain.ratelimit import TokenBucket
 from turnout_serving.errors import BadRequest
 
 MAX_TTL_SECONDS = 24 * 3600.0
@@ -93,24 +94,6 @@ class Decision(StrEnum):
     NOT_DRAWN = "not_drawn"  # outside the percent: nothing to count
     DROPPED_RATE = "dropped_rate"  # drawn, but over maxRequestsPerSecond
     EXPIRED = "expired"  # the lease ran out
-
-
-class TokenBucket:
-    """`rate` tokens a second, holding at most `capacity`; starts full."""
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate, self.capacity = rate, capacity
-        self._tokens, self._last = capacity, now
-
-    def take(self, now: float) -> bool:
-        """One token if there is one (refilled for the time since the last call)."""
-        if now > self._last:
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 class Lease:
