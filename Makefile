@@ -24,7 +24,7 @@ test: $(STAMP) tools
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## make tools: the external programs the tests drive (Prometheus, wrk; helm and kubectl in .tools/bin)
+## make tools: the external programs the tests drive (Prometheus, wrk, PostgreSQL, MariaDB; helm and kubectl in .tools/bin)
 tools:
 	@bash scripts/install-tools.sh
 	@bash scripts/install-k8s-tools.sh

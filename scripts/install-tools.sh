@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the external programs the integration tests and benchmarks drive: Debian's Prometheus
-# (scraped by the metrics tests) and wrk (the benchmark's load generator). Idempotent; needs root
+# (scraped by the metrics tests), wrk (the benchmark's load generator), and PostgreSQL and MariaDB
+# (the backend stores of the MLflow servers in tests/integration/test_backends.py; the tests start
+# their own server processes, and policy-rc.d or no init keeps apt's from running). Idempotent; needs root
 # or sudo for apt. Without CI=true a failure only warns: the tests that need a tool then skip,
 # saying which; with CI=true nothing may skip, so a failure here fails the run.
 set -u
 need=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
