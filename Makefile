@@ -24,8 +24,8 @@ test: $(STAMP) tools
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-## make tools: the external programs the tests drive (Prometheus, wrk, shellcheck; helm, kubectl and
-## actionlint in .tools/bin)
+## make tools: the external programs the tests drive (Prometheus, wrk, shellcheck, PostgreSQL,
+## MariaDB; helm, kubectl and actionlint in .tools/bin)
 tools:
 	@bash scripts/install-tools.sh
 	@bash scripts/install-k8s-tools.sh

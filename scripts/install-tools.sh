@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the external programs the tests and benchmarks drive. With apt: Debian's Prometheus
-# (scraped by the metrics tests), wrk (the benchmark's load generator) and shellcheck (actionlint
-# checks the workflows' `run:` scripts with it). From the Go module proxy: actionlint
+# (scraped by the metrics tests), wrk (the benchmark's load generator), shellcheck (actionlint
+# checks the workflows' `run:` scripts with it), and PostgreSQL and MariaDB (the backend stores of
+# the MLflow servers in tests/integration/test_backends.py; the tests start their own server
+# processes, and policy-rc.d or no init keeps apt's from running). From the Go module proxy: actionlint
 # (tests/deploy/test_workflows.py lints .github/workflows with it), built into a cache outside the
 # clone keyed by its version,
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/turnout/tools/actionlint-<version>/actionlint
@@ -29,6 +31,8 @@ apt_tools() {
   command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
   command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
   [ ${#need[@]} -eq 0 ] && return 0
   [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo="sudo -n"
   echo "installing ${need[*]} with apt-get"

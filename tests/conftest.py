@@ -143,17 +143,21 @@ class Registry:
         return self.artifacts / uri.removeprefix("mlflow-artifacts:/").lstrip("/")
 
 
-def start_mlflow(home: Path, env: dict[str, str] | None = None) -> Process:
-    """An MLflow tracking server on a free port of 127.0.0.1 (sqlite in `home`, and `env` in its
-    environment), ready; the caller stops it. Artifacts are served through it
-    (`mlflow-artifacts:/`, kept in `home/artifacts`), as the chart's bundled MLflow serves them:
-    pods, which cannot read this machine's files, download them the same way."""
+def start_mlflow(
+    home: Path, env: dict[str, str] | None = None, stores: list[str] | None = None
+) -> Process:
+    """An MLflow tracking server on a free port of 127.0.0.1 (`env` in its environment), ready;
+    the caller stops it. Its stores are the `stores` flags of `mlflow server`; by default sqlite
+    in `home`, and artifacts served through it (`mlflow-artifacts:/`, kept in `home/artifacts`),
+    as the chart's bundled MLflow serves them: pods, which cannot read this machine's files,
+    download them the same way."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
+    stores = stores or ["--backend-store-uri", f"sqlite:///{home}/mlflow.db",
+                        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts"]  # fmt: skip
     server = Process(uri, start([
-        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{home}/mlflow.db",
-        "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--workers", "1",
+        str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), *stores,
+        "--workers", "1",
     ], home / "server.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}),
         home / "server.log")  # fmt: skip
     try:

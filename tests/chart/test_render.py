@@ -52,6 +52,7 @@ EXPECTED = {
         ("PersistentVolumeClaim", NAMESPACE, "turnout-mlflow"),
     ],
     "minimal-resources-values.yaml": [*OPERATOR, *CLUSTER_RBAC, *MLFLOW],  # no PVC: emptyDir
+    "with-mlflow-stores-values.yaml": [*OPERATOR, *CLUSTER_RBAC, *MLFLOW],  # nothing on a volume
     "with-webhooks-values.yaml": [
         *OPERATOR, *CLUSTER_RBAC, *MLFLOW,
         ("Service", NAMESPACE, "turnout-webhooks"),
@@ -95,6 +96,8 @@ def test_renders_exactly_these_objects(helm: Helm, scenario: str | None) -> None
         (["watchNamespaces=ml-prod"], "- at '/watchNamespaces': got string, want array"),
         (["operator.metricsPort=metrics"], "- at '/operator/metricsPort': got string, want integer"),
         (["mlflow.enabled=yes"], "- at '/mlflow/enabled': got string, want boolean"),
+        (["mlflow.backendStore.type=oracle"], "- at '/mlflow/backendStore/type': value must be one of 'sqlite', 'postgresql', 'mysql'"),
+        (["mlflow.artifactStore.type=gcs"], "- at '/mlflow/artifactStore/type': value must be one of 'volume', 's3'"),
         # values outside their enum or range
         (["operator.smokeVia=dns"], "- at '/operator/smokeVia': value must be one of 'auto', 'proxy', 'direct'"),
         (["operator.logLevel=verbose"], "- at '/operator/logLevel': value must be one of 'debug', 'info', 'warning', 'error', 'critical'"),

@@ -6,27 +6,23 @@ inside the processes under test, and nothing leaves 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import BIN, Process, free_port, start, wait_until
 from tests.integration.conftest import wait_for_ready
+from tests.stores import BUCKET, S3, aws_env, s3_server
 
 pytestmark = pytest.mark.slow
-BUCKET = "turnout-models"
 NAME = "S3Diabetes"
-KEY_ID, SECRET, REGION = "turnout-test", "turnout-test-secret", "us-east-1"  # dummies
 Serve = Callable[[dict[str, str], Path], Process]
 
 # Runs in its own process so the S3 and tracking environment never leaks into other tests.
@@ -60,65 +56,10 @@ print(json.dumps({
 """
 
 
-@dataclass
-class S3:
-    """The S3 server, a client on it, and the request lines it has answered so far."""
-
-    endpoint: str
-    client: Any
-    requests: list[str] = field(default_factory=list)
-
-    def keys(self, prefix: str) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
-
-
-class _RequestLog(logging.Handler):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__(logging.INFO)
-        self.lines = lines
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-def aws_env(tmp: Path, endpoint: str) -> dict[str, str]:
-    """Dummy keys and a region, and no shared AWS config that could send boto3 elsewhere."""
-    return {
-        "MLFLOW_S3_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": SECRET,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_CONFIG_FILE": str(tmp / "no-aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-aws-credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_MAX_ATTEMPTS": "1",
-    }
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    requests: list[str] = []  # moto answers through werkzeug, which logs every request line
-    handler, werkzeug = _RequestLog(requests), logging.getLogger("werkzeug")
-    level = werkzeug.level
-    werkzeug.addHandler(handler)
-    werkzeug.setLevel(logging.INFO)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.session.Session(
-            aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name=REGION
-        ).client("s3", endpoint_url=endpoint)
-        client.create_bucket(Bucket=BUCKET)
-        yield S3(endpoint, client, requests)
-    finally:
-        server.stop()
-        werkzeug.removeHandler(handler)
-        werkzeug.setLevel(level)
+    with s3_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
