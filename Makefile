@@ -97,6 +97,15 @@ images:
 	docker build -f operator/Dockerfile -t ghcr.io/turnout-dev/turnout-operator:$(IMAGE_TAG) .
 	docker build -f serving/Dockerfile -t ghcr.io/turnout-dev/turnout-serve:$(IMAGE_TAG) .
 
+## make model-image MODEL_URI=models:/NAME/VERSION IMAGE=...: the serving image with that model's
+## own requirements.txt (its flavor's package) from the registry (MLFLOW_TRACKING_URI), as
+## `mlflow models build-docker` does (docs/flavors.md)
+.PHONY: model-image
+model-image: $(STAMP)
+	@test -n "$(MODEL_URI)" -a -n "$(IMAGE)" || { echo "usage: make model-image MODEL_URI=models:/NAME/VERSION IMAGE=name:tag"; exit 2; }
+	requirements="$$($(BIN)/python scripts/model_requirements.py '$(MODEL_URI)')" && \
+	docker build -f serving/Dockerfile --build-arg MODEL_REQUIREMENTS="$$requirements" -t '$(IMAGE)' .
+
 # --- a real control plane, built from Kubernetes' Go modules (docs/development.md) -------------
 .PHONY: controlplane cluster cluster-down cluster-status
 
