@@ -44,7 +44,8 @@ sys.meta_path.insert(0, Missing())
 
 
 def without(home: Path, *packages: str) -> dict[str, str]:
-    """The environment of a Python that cannot import `packages`."""
+    """The environment of a Python that cannot import `packages` (`home` must be outside the
+    pod's volumes, /tmp among them, for a pod to see it)."""
     site = home / "without"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(packages)))

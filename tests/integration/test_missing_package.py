@@ -6,6 +6,7 @@ ModelDeployment's status says it, so `kubectl get mdep` tells what to build into
 from __future__ import annotations
 
 import importlib.metadata
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +27,18 @@ def cluster(
     yield from running_cluster(mlflow_registry, tmp_path_factory.mktemp("missing-package"))
 
 
+@pytest.fixture
+def outside_volumes() -> Iterator[Path]:
+    """A folder the pod sees as this machine's: not under /tmp, which is the pod's emptyDir."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="turnout-flavors-") as folder:
+        yield Path(folder)
+
+
 def test_the_missing_package_is_the_rollouts_abort_reason(
-    cluster: Cluster, flavor_models: dict[str, str], tmp_path: Path
+    cluster: Cluster, flavor_models: dict[str, str], outside_volumes: Path
 ) -> None:
     version = flavor_models[XGBOOST]
-    blocked = [{"name": k, "value": v} for k, v in without(tmp_path, "xgboost").items()]
+    blocked = [{"name": k, "value": v} for k, v in without(outside_volumes, "xgboost").items()]
     cluster.apply("boosted", {"name": XGBOOST, "version": version}, template={"env": blocked})
     status = cluster.wait_phase("boosted", "Degraded", timeout=120)
     reason = (f"the model needs package 'xgboost' (xgboost=={importlib.metadata.version('xgboost')}"
