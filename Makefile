@@ -107,6 +107,15 @@ push-images:
 	docker push $(REGISTRY)/turnout-operator:$(TAG)
 	docker push $(REGISTRY)/turnout-serve:$(TAG)
 
+## make model-image MODEL_URI=models:/NAME/VERSION IMAGE=...: the serving image with that model's
+## own requirements.txt (its flavor's package) from the registry (MLFLOW_TRACKING_URI), as
+## `mlflow models build-docker` does (docs/flavors.md)
+.PHONY: model-image
+model-image: $(STAMP)
+	@test -n "$(MODEL_URI)" -a -n "$(IMAGE)" || { echo "usage: make model-image MODEL_URI=models:/NAME/VERSION IMAGE=name:tag"; exit 2; }
+	requirements="$$($(BIN)/python scripts/model_requirements.py '$(MODEL_URI)')" && \
+	docker build -f serving/Dockerfile --build-arg MODEL_REQUIREMENTS="$$requirements" -t '$(IMAGE)' .
+
 # --- a real control plane, built from Kubernetes' Go modules (docs/development.md) -------------
 .PHONY: controlplane cluster cluster-down cluster-status
 

@@ -403,12 +403,28 @@ def new_admin_token() -> str:
 
 
 def _pod_failure(pods: list[dict[str, Any]]) -> str | None:
+    """The first failing container's waiting reason, with why it last ended when the container
+    said so (its termination message: turnout-serve writes there, e.g. the package the model
+    needs that the image lacks), as `CrashLoopBackOff: <message>`."""
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
             if reason in FAILING:
-                return str(reason)
+                said = _termination_message(status)
+                return f"{reason}: {said}" if said else str(reason)
     return None
+
+
+TERMINATION_MESSAGE_CHARS = 512
+
+
+def _termination_message(status: dict[str, Any]) -> str:
+    """The last line of the message the container's last run ended with (a log tail's last line
+    under FallbackToLogsOnError), cut to TERMINATION_MESSAGE_CHARS."""
+    ended = (status.get("lastState") or {}).get("terminated") or {}
+    lines = [line.strip() for line in str(ended.get("message") or "").splitlines()]
+    said = next((line for line in reversed(lines) if line), "")
+    return said[:TERMINATION_MESSAGE_CHARS]
 
 
 def _owned(body: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:

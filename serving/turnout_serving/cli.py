@@ -9,7 +9,9 @@ one's variable and default from the settings themselves.
 
 Exit status: 2 when the model URI cannot be resolved (no such model, alias or stage, or a registry
 that does not answer within `--registry-timeout`), 3 when the model cannot be loaded or warmed up
-(including an artifact store that does not answer within `--artifact-timeout`).
+(including an artifact store that does not answer within `--artifact-timeout`, and a model whose
+package this environment lacks: the reason names it). The reason is also written to the
+termination message file when it exists (`/dev/termination-log` in a pod).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices
@@ -170,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = resolve_within(settings.model_uri, settings.registry_timeout_seconds)
     except ModelSourceError as exc:
         log.error("%s", exc)
+        termination_message(settings.termination_message_path, str(exc))
         return EXIT_UNRESOLVED
     provider = MlflowModelProvider(source, settings.cache_dir, settings.registry_timeout_seconds)
     try:
@@ -183,8 +187,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.run()
     if runtime.state.error is not None and not runtime.state.loading:
         log.error("exiting: the model cannot be served: %s", runtime.state.error)
+        termination_message(settings.termination_message_path, runtime.state.error)
         return EXIT_UNLOADABLE
     return 0
+
+
+TERMINATION_MESSAGE_BYTES = 4096  # what the kubelet reads of the file
+
+
+def termination_message(path: Path, reason: str) -> None:
+    """Leave why the server exits where Kubernetes reads it (`terminationMessagePath`), so the
+    pod's status says it (and the operator, which reads it there, in the ModelDeployment's). Only
+    into a file that exists: the kubelet makes it; outside a pod there is none, and nothing is
+    written."""
+    if not path.is_file():
+        return
+    try:
+        path.write_bytes(reason.encode()[:TERMINATION_MESSAGE_BYTES])
+    except OSError as exc:
+        log.warning("cannot write the termination message to %s: %s", path, exc)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from turnout_serving.domain.backoff import Backoff
+from turnout_serving.domain.requirements import missing_package
 from turnout_serving.domain.schema import Column, InputSchema
 
 log = logging.getLogger("turnout_serving.model")
@@ -335,6 +336,9 @@ def load(source: ResolvedSource, cache_dir: Path) -> LoadedModel:
     try:
         model = mlflow.pyfunc.load_model(str(path))
     except (MlflowException, OSError, ImportError) as exc:
+        missing = _missing_module(exc)
+        if missing is not None:
+            raise ModelSourceError(missing_package(missing, _requirements(path))) from exc
         raise ModelSourceError(f"Cannot load the model at {path}: {exc}") from exc
     load_seconds = time.perf_counter() - started
     meta = model.metadata
@@ -357,6 +361,26 @@ def load(source: ResolvedSource, cache_dir: Path) -> LoadedModel:
         download_seconds=download_seconds,
         predict_fn=pyfunc_conf.get("predict_fn", "predict"),
     )
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module whose absence made loading fail (MLflow may wrap the import's error)."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a bounded walk down the causes
+        if seen is None:
+            return None
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _requirements(path: Path) -> str | None:
+    """The pip requirements MLflow logged with the model, when it did."""
+    try:
+        return (path / "requirements.txt").read_text()
+    except OSError:
+        return None
 
 
 def _input_schema(schema: Any) -> InputSchema | None:

@@ -218,10 +218,16 @@ class Predictor:
     def _failure(self, exc: Exception, request_id: str, data: Any) -> ServingError:
         """The model raised: the input's fault (400, saying why) or the model's (500, request id).
 
-        The input is at fault when it holds missing values, or when scikit-learn's own input
-        validation refused it (wrong width, unseen feature names, ...): without a signature that
-        is the only check a payload meets, and MLflow answers it with a 400 too.
+        The input is at fault when it holds missing values or no rows at all (LightGBM refuses
+        an empty frame), or when scikit-learn's own input validation refused it (wrong width,
+        unseen feature names, ...): without a signature that is the only check a payload meets,
+        and MLflow answers it with a 400 too.
         """
+        if _no_rows(data):
+            return BadRequest(
+                f"{MODEL_REJECTED} The model cannot predict on a request with no rows: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            )
         columns = _missing_columns(data)
         if columns:
             return BadRequest(
@@ -392,6 +398,13 @@ def _frame_columns(data: Any) -> Mapping[str, np.ndarray]:
         # by position: a frame's column names may repeat or be unhashable (lists from JSON)
         return {str(name): data.iloc[:, j].to_numpy() for j, name in enumerate(data.columns)}
     return {}
+
+
+def _no_rows(data: Any) -> bool:
+    """A frame or array of no rows, or named columns (`inputs` as a dict) each of no values."""
+    if isinstance(data, dict) and data:
+        return all(isinstance(v, np.ndarray | list) and len(v) == 0 for v in data.values())
+    return isinstance(data, pd.DataFrame | np.ndarray) and len(data) == 0
 
 
 def _missing_columns(data: Any) -> list[str]:

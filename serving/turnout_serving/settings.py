@@ -71,6 +71,11 @@ class ServingSettings(BaseSettings):
         description="Seconds, in all, to keep retrying (with backoff) an artifact store that "
         "does not answer; then exit with status 3.",
     )
+    termination_message_path: Path = Field(
+        Path("/dev/termination-log"),
+        description="Where the reason for exiting 2 or 3 is written, when that file exists (the "
+        "kubelet makes it: the pod's container status then shows the reason).",
+    )
     graceful_shutdown_seconds: float = Field(
         30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )

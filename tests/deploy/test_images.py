@@ -95,7 +95,11 @@ def test_the_build_stage_installs_this_repository_with_the_images_extra(
     images: dict[str, list[Stage]], image: str
 ) -> None:
     build = images[image][0]
-    assert build.all("RUN")[-1] == f'/opt/turnout/bin/pip install "/src[{EXTRAS[image]}]"'
+    # The serving image adds the served model's own requirements (a build argument, empty by
+    # default), in the same pip resolution as turnout's.
+    extra = " ${MODEL_REQUIREMENTS}" if image == "serving" else ""
+    assert build.all("RUN")[-1] == f'/opt/turnout/bin/pip install "/src[{EXTRAS[image]}]"{extra}'
+    assert build.all("ARG") == (['MODEL_REQUIREMENTS=""'] if image == "serving" else [])
     copied = {shlex.split(c)[-1] for c in build.all("COPY")}
     # Everything the wheel is built from: pyproject (+ its readme and license) and both trees.
     assert copied == {"/src/", "/src/serving", "/src/operator"}

@@ -4,7 +4,8 @@ Both servers run as real processes on the same `models:/` URI. A hypothesis-gene
 payloads (tests/parity/payloads.py: every input format, JSON value kinds from integral floats to
 nesting thousands deep, missing and extra columns, CSV, and the content types a client sends)
 goes to both, for each demo model: numeric (Diabetes, the fast path), strings (Mixed), no
-signature, Iris, and BikeSharing (integer columns). Status codes must agree, 200 bodies must be
+signature, Iris, and BikeSharing (integer columns), and models of other flavors (an XGBoost
+regressor, a LightGBM classifier: tests/integration/flavor_models.py). Status codes must agree, 200 bodies must be
 equal, and 4xx answers must carry the same error_code. The only departures allowed are the
 recorded ones (tests/parity/parsing.py), recognised by the same oracle the in-process
 differential test uses: a cell MLflow would change is a 400 naming it, and a payload that crashes
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from mlflow.types import ColSpec, Schema
 
 from tests.conftest import Process
+from tests.integration.flavor_models import LIGHTGBM, XGBOOST
 from tests.parity.inprocess import CSV, JSON, mlflow_reads
 from tests.parity.payloads import Payload, csv_payloads, json_payloads, refused_cells
 
@@ -50,6 +52,13 @@ MODELS: dict[str, Schema | None] = {
     "Iris": Schema(doubles(*IRIS)),
     "BikeSharing": Schema([*(ColSpec("long", n) for n in BIKES_LONG), *doubles(*BIKES_DOUBLE)]),
 }
+# Other flavors (tests/integration/flavor_models.py), logged with their own MLflow flavors.
+FLAVORS: dict[str, Schema | None] = {
+    XGBOOST: MODELS["Diabetes"],
+    LIGHTGBM: MODELS["Iris"],
+}
+FLAVOR_OF = {XGBOOST: "xgboost", LIGHTGBM: "lightgbm"}
+SCHEMAS = {**MODELS, **FLAVORS}
 SAMPLE = settings(
     max_examples=70,
     derandomize=True,
@@ -79,7 +88,7 @@ def post(url: str, content_type: str, body: bytes) -> httpx.Response:
 
 
 def compare(name: str, theirs_url: str, ours_url: str, payload: Payload, content_type: str) -> None:
-    schema = MODELS[name]
+    schema = SCHEMAS[name]
     theirs, ours = post(theirs_url, content_type, payload.body), post(ours_url, content_type,
                                                                           payload.body)  # fmt: skip
     where = f"{name} {content_type} {payload}\n  mlflow:  {theirs.status_code} {theirs.text[:300]}" \
@@ -117,8 +126,23 @@ def test_generated_sample_answers_as_mlflow_models_serve(
     mlflow_serve, serve_factory, name: str
 ) -> None:  # type: ignore[no-untyped-def]
     uri = f"models:/{name}/1"
-    theirs, ours = mlflow_serve(uri).url, _turnout(serve_factory, uri).url
-    schema = MODELS[name]
+    answers_as_mlflow(name, mlflow_serve(uri).url, _turnout(serve_factory, uri).url)
+
+
+@pytest.mark.parametrize("name", list(FLAVORS))
+def test_other_flavors_answer_as_mlflow_models_serve(
+    mlflow_serve, serve_factory, flavor_models: dict[str, str], name: str
+) -> None:  # type: ignore[no-untyped-def]
+    """An XGBoost and a LightGBM model, logged with their own flavors: the same sample."""
+    uri = f"models:/{name}/{flavor_models[name]}"
+    ours = _turnout(serve_factory, uri)
+    assert httpx.get(f"{ours.url}/info").json()["flavor"] == FLAVOR_OF[name]
+    answers_as_mlflow(name, mlflow_serve(uri).url, ours.url)
+
+
+def answers_as_mlflow(name: str, theirs: str, ours: str) -> None:
+    """A hypothesis sample of payloads for model `name`, each compared on both servers."""
+    schema = SCHEMAS[name]
     unnamed = DIABETES if schema is None else None
     payloads = st.one_of(
         st.tuples(json_payloads(schema, unnamed), CONTENT_TYPES),

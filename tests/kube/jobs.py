@@ -92,6 +92,8 @@ def pod_status(attempt: Attempt, restarts: int, exit_code: int | None, finished_
         state: Obj = {"terminated": {
             "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
             "startedAt": attempt.started_at, "finishedAt": finished_at}}  # fmt: skip
+        if attempt.process is not None and attempt.process.last_message:
+            state["terminated"]["message"] = attempt.process.last_message
         phase = "Succeeded" if exit_code == 0 else "Failed"
     elif attempt.process is not None and attempt.process.running:
         state, phase = {"running": {"startedAt": attempt.started_at}}, "Running"

@@ -13,6 +13,12 @@ set); with no probe, the first declared port accepting connections counts as rea
 `initialDelaySeconds` is ignored and periods are capped at 1 s.
 A process that exits is restarted with exponential backoff (1, 2, 4, 8 s), at most `max_restarts`
 times; meanwhile its pod reports `CrashLoopBackOff`.
+
+Termination messages as the kubelet keeps them (`kuberuntime_container.go`): the container's
+`terminationMessagePath` is an empty file of the pod's (made anew for each run; its path is
+rewritten in args and env like a mount's), read when the process exits (at most 4096 bytes); under
+`FallbackToLogsOnError`, a failed run that left it empty reports its log's last 80 lines (at most
+2048 bytes) instead. The pod's `lastState.terminated.message` carries it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from tests.podspec import Lookup, container_env, expand
 Obj = dict[str, Any]
 BIN = Path(sys.executable).parent
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# What the kubelet reads of a termination message file, and of the log in its stead.
+MESSAGE_BYTES, LOG_LINES, LOG_BYTES = 4096, 80, 2048
 
 
 class StartError(Exception):
@@ -77,6 +85,8 @@ class Launch:
     probe: Probe | None = None
     cwd: Path | None = None  # the container's workingDir on this machine (None: the log's folder)
     mounts: dict[str, Path] = field(default_factory=dict)  # mountPath -> its directory here
+    termination_log: Path | None = None  # the container's terminationMessagePath, here
+    fallback_to_logs: bool = False  # terminationMessagePolicy FallbackToLogsOnError
 
     def local_port(self, port: int | str) -> int | None:
         """The local port for a container port given by number or by name."""
@@ -135,6 +145,9 @@ def plan_launch(
     a kubelet would report them (volumes are set up first, as the kubelet mounts before it starts)."""
     container = template["spec"]["containers"][0]
     mounts = path_table(set_up(template["spec"], container, namespace, lookup, pod_dir), pod_dir)
+    message_path = container.get("terminationMessagePath", "/dev/termination-log")
+    termination_log = pod_dir / "termination-log"
+    mounts.setdefault(message_path, termination_log)
     declared = [p for p in container.get("ports", []) if "containerPort" in p]
     ports = {int(p["containerPort"]): free_port() for p in declared}
     named = {p["name"]: int(p["containerPort"]) for p in declared if p.get("name")}
@@ -162,6 +175,8 @@ def plan_launch(
         probe=_probe(container, ports, named),
         cwd=cwd,
         mounts=mounts,
+        termination_log=termination_log,
+        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
     )
 
 
@@ -175,7 +190,9 @@ class ContainerProcess:
         self.restarts = 0
         self.ready = False
         self.last_exit_code: int | None = None
+        self.last_message = ""  # the termination message the last run left
         self.popen: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where this run's output begins in the log
         self._next_start = 0.0
         self._next_probe = 0.0
         self._failures = 0
@@ -192,6 +209,7 @@ class ContainerProcess:
         code = self.popen.poll()
         if code is not None:
             self.last_exit_code, self.popen, self.ready = code, None, False
+            self.last_message = self._termination_message(code)
             self.restarts += 1
             self._next_start = now + min(8.0, 2.0 ** (self.restarts - 1))
             return
@@ -211,9 +229,23 @@ class ContainerProcess:
                 self.ready = False
         self._next_probe = now + (probe.period if self.ready else 0.2)
 
+    def _termination_message(self, code: int) -> str:
+        path = self.launch.termination_log
+        said = path.read_bytes()[:MESSAGE_BYTES] if path is not None and path.is_file() else b""
+        if not said and code != 0 and self.launch.fallback_to_logs:
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start)
+                lines = log.read().splitlines(keepends=True)[-LOG_LINES:]
+            said = b"".join(lines)[-LOG_BYTES:]
+        return said.decode(errors="replace")
+
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.launch.termination_log is not None:  # a fresh, empty file for each run
+            self.launch.termination_log.parent.mkdir(parents=True, exist_ok=True)
+            self.launch.termination_log.write_bytes(b"")
         with self.log_path.open("ab") as log:
+            self._log_start = log.tell()
             log.write(f"# kube-emulator: starting {self.launch.argv}\n".encode())
             log.flush()
             try:

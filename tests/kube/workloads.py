@@ -99,7 +99,8 @@ def container_state(
         return "Pending", False, {"waiting": waiting}, 0, {}
     if process is None or (not process.running and process.restarts == 0):
         return "Pending", False, {"waiting": {"reason": "ContainerCreating"}}, 0, {}
-    last = {"terminated": {"exitCode": process.last_exit_code, "reason": "Error"}}
+    said = {"message": process.last_message} if process.last_message else {}
+    last = {"terminated": {"exitCode": process.last_exit_code, "reason": "Error", **said}}
     if not process.running:
         return "Running", False, backoff, process.restarts, last
     return "Running", process.ready, running, process.restarts, last if process.restarts else {}

@@ -29,6 +29,9 @@ SALT_KEY = "salt"  # the key of spec.monitoring.payloadLog.hashSaltSecret
 # creates per ModelDeployment and every serving pod mounts, whether mirroring is asked for or
 # not, so turning mirroring on or off never changes the pod template (no restart).
 ADMIN_DIR = "/etc/turnout/admin"
+# Where turnout-serve writes why it exits (a package the model needs that the image lacks, ...):
+# the pod's container status carries it, and the operator reads it from there.
+TERMINATION_LOG = "/dev/termination-log"
 ADMIN_TOKEN_HEADER = "X-Turnout-Admin-Token"
 # The header turnout-serve also takes a token in (its TOKEN_HEADER): the API server's service
 # proxy deletes `Authorization` before forwarding, so the smoke test sends the token here.
@@ -208,6 +211,7 @@ def _container(
          "value": spec.registry.tracking_uri or defaults.tracking_uri},
     ]  # fmt: skip
     env.append({"name": "TURNOUT_ADMIN_TOKEN_FILE", "value": f"{ADMIN_DIR}/{TOKENS_KEY}"})
+    env.append({"name": "TURNOUT_TERMINATION_MESSAGE_PATH", "value": TERMINATION_LOG})
     mounts: list[dict[str, Any]] = [
         {"name": "cache", "mountPath": CACHE_DIR},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -228,6 +232,9 @@ def _container(
         # Loading a large model can take minutes: liveness waits for the first live answer.
         "startupProbe": _probe("/v2/health/live", period=2, failures=150),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
+        # A crash before it writes the file (an import error) still shows its last log lines.
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -29,7 +29,8 @@ class ColorState:
     replicas: int = 0  # spec.replicas
     rolled_out: bool = True  # generation observed, updatedReplicas == replicas == status.replicas
     available: int = 0  # status.availableReplicas
-    failure: str | None = None  # a pod's waiting reason: CrashLoopBackOff, ImagePullBackOff, ...
+    failure: str | None = None  # a pod's waiting reason (CrashLoopBackOff, ImagePullBackOff, ...)
+    # and, after a colon, the message its container last ended with, when it left one
 
     @property
     def exists(self) -> bool:

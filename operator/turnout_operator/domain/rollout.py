@@ -246,8 +246,9 @@ def supersede(p: Pass, why: str) -> None:
 
 def _failure_reason(failure: str, version: str, color: Color) -> tuple[str, str]:
     message = f"version {version} ({color}) pods are failing: {failure}"
-    if "CrashLoop" in failure:
+    reason = failure.split(":", 1)[0]  # what follows is the container's own message
+    if "CrashLoop" in reason:
         return R.CRASH_LOOP, message
-    if "Image" in failure:
+    if "Image" in reason:
         return R.IMAGE_PULL, message
     return R.PREVIEW_FAILED, message
