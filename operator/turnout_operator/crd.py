@@ -190,7 +190,16 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": root},
-                    "subresources": {"status": {}},
+                    # `kubectl scale mdep` sets spec.replicas (autoscaling off); the status
+                    # reports the active color's pods (domain/autoscaling.py).
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
                     "additionalPrinterColumns": [
                         {"name": name, "type": type_, "jsonPath": path}
                         for name, type_, path in _PRINTER_COLUMNS
