@@ -381,6 +381,7 @@ GOOD = [
             ]
         },
     },
+    {"model": {"name": "m", "version": "1"}, "autoscaling": {"maxReplicas": 4}},  # CPU at 80%
 ]
 BAD = [
     ({"replicas": 2}, [("$", "required")]),
