@@ -25,14 +25,14 @@ from turnout_operator.domain.spec import ModelDeploymentSpec
 
 def active_replicas(spec: ModelDeploymentSpec, state: ColorState) -> int:
     """The pods the active color should run: spec.replicas; with autoscaling, what the
-    autoscaler set on its Deployment (within minReplicas..maxReplicas), minReplicas before
-    there is one."""
+    autoscaler set on its Deployment (the autoscaler keeps it within its bounds, also when they
+    change), minReplicas before there is one."""
     scaling = spec.autoscaling
     if scaling is None:
         return spec.replicas
     if not state.exists or state.replicas == 0:
         return scaling.min_replicas
-    return max(scaling.min_replicas, min(scaling.max_replicas, state.replicas))
+    return state.replicas
 
 
 def full_replicas(p: Pass) -> int:
