@@ -9,8 +9,9 @@ How JSON schema maps to a structural schema:
 - `$ref`s are inlined: Kubernetes has no `$defs`.
 - `X | None` becomes `X` alone, never `nullable`: the API server then prunes a `null` like an
   absent field, which is what `None` means to the models (and to the CEL rule's `has()`).
-- a `default_factory` becomes a `default`: `{}` for a nested model, so the API server fills the
-  inner fields' own defaults, and the factory's value (`[]`) for a list.
+- a `default_factory` becomes a `default`: for a nested model, the fields its factory sets
+  beyond their defaults (`{}` mostly), so the API server fills the inner fields' own defaults,
+  and the factory's value (`[]`) for a list.
 - `additionalProperties: false` is dropped (unknown fields are pruned, or rejected by strict field
   validation); free-form objects (`dict[str, Any]`) keep their content with
   `x-kubernetes-preserve-unknown-fields`.
@@ -92,7 +93,9 @@ class _FactoryDefaults(GenerateJsonSchema):
         if factory is None or schema.get("default_factory_takes_data"):
             return super().get_default_value(schema)
         value = cast(Callable[[], Any], factory)()
-        return {} if isinstance(value, BaseModel) else value
+        if isinstance(value, BaseModel):  # what the factory sets beyond the model's defaults
+            return value.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+        return value
 
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -190,7 +193,16 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": root},
-                    "subresources": {"status": {}},
+                    # `kubectl scale mdep` sets spec.replicas (autoscaling off); the status
+                    # reports the active color's pods (domain/autoscaling.py).
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
                     "additionalPrinterColumns": [
                         {"name": name, "type": type_, "jsonPath": path}
                         for name, type_, path in _PRINTER_COLUMNS

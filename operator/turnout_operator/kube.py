@@ -33,9 +33,11 @@ from turnout_operator.domain.manifests import (
     first_token,
     labels,
     service_name,
+    template_hash,
 )
 from turnout_operator.domain.observed import ColorState, SmokeResult
 from turnout_operator.domain.retraining import JobState
+from turnout_operator.domain.scaling_manifests import autoscaler_color, autoscaler_name
 from turnout_operator.domain.spec import COLORS, GROUP, KIND, PLURAL, VERSION, Color
 
 log = logging.getLogger("turnout_operator.kube")
@@ -75,6 +77,8 @@ class Kube:
         self.apps = client.AppsV1Api(api)
         self.batch = client.BatchV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.policy = client.PolicyV1Api(api)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -233,10 +237,17 @@ class Kube:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def apply_deployment(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+    def apply_deployment(
+        self, body: dict[str, Any], owner: dict[str, Any], keep_replicas: bool = False
+    ) -> None:
+        """Create or update a Deployment; `keep_replicas`: an existing one keeps its count (an
+        autoscaler owns it)."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         existing = self._get(self.apps.read_namespaced_deployment, namespace, name)
         body = _owned(body, owner)
+        if keep_replicas and existing is not None:
+            replicas = existing["spec"].get("replicas", body["spec"]["replicas"])
+            body = {**body, "spec": {**body["spec"], "replicas": replicas}}
         try:
             self._write_deployment(namespace, name, existing, body)
         except ApiException as exc:
@@ -298,6 +309,55 @@ class Kube:
                 self.core.patch_namespaced_service(name, namespace, patch)
         except ApiException as exc:
             raise _refused("Service", name, exc) from exc
+
+    # --- scaling: the autoscaler and the disruption budgets (domain/scaling_manifests.py) ------
+
+    def autoscaler(self, namespace: str, name: str) -> Color | None:
+        """The color the ModelDeployment's HorizontalPodAutoscaler targets; None: it has none."""
+        hpa = self._get(self.autoscaling.read_namespaced_horizontal_pod_autoscaler, namespace,
+                        autoscaler_name(name))  # fmt: skip
+        return None if hpa is None else autoscaler_color(hpa)
+
+    def apply_autoscaler(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        hpa = self.autoscaling
+        self._apply_hashed(body, owner, hpa.read_namespaced_horizontal_pod_autoscaler,
+                           hpa.create_namespaced_horizontal_pod_autoscaler,
+                           hpa.replace_namespaced_horizontal_pod_autoscaler)  # fmt: skip
+
+    def delete_autoscaler(self, namespace: str, name: str) -> None:
+        try:
+            self.autoscaling.delete_namespaced_horizontal_pod_autoscaler(
+                autoscaler_name(name), namespace
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def apply_disruption_budget(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        self._apply_hashed(body, owner, self.policy.read_namespaced_pod_disruption_budget,
+                           self.policy.create_namespaced_pod_disruption_budget,
+                           self.policy.replace_namespaced_pod_disruption_budget)  # fmt: skip
+
+    def _apply_hashed(
+        self, body: dict[str, Any], owner: dict[str, Any], read: Any, create: Any, replace: Any
+    ) -> None:
+        """Create, or replace when the spec we built changed (a hash of it in an annotation:
+        the API server defaults and canonicalises fields, so a comparison would never agree)."""
+        meta = body["metadata"]
+        namespace, name, kind = meta["namespace"], meta["name"], body["kind"]
+        digest = template_hash(body["spec"])
+        body = _owned({**body, "metadata": {**meta, "annotations": {HASH_ANNOTATION: digest}}},
+                      owner)  # fmt: skip
+        existing = self._get(read, namespace, name)
+        try:
+            if existing is None:
+                create(namespace, body)
+            elif (existing["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != digest:
+                version = existing["metadata"]["resourceVersion"]
+                body["metadata"]["resourceVersion"] = version
+                replace(name, namespace, body)
+        except ApiException as exc:
+            raise _refused(kind, name, exc) from exc
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
         self.custom.patch_namespaced_custom_object(

@@ -31,6 +31,7 @@ from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
     AnalysisFinished,
+    Autoscale,
     DeployColor,
     Emit,
     Measure,
@@ -38,6 +39,7 @@ from turnout_operator.domain.actions import (
     Notify,
     PointService,
     RemoveAnnotation,
+    RemoveAutoscaler,
     RetrainingCounted,
     RolloutFinished,
     ScaleColor,
@@ -67,7 +69,8 @@ from turnout_operator.domain.observed import (
 from turnout_operator.domain.planner import Plan, plan, plan_invalid
 from turnout_operator.domain.retraining import Retrained, Seen
 from turnout_operator.domain.retraining_job import build_job
-from turnout_operator.domain.spec import RETRAIN, ModelDeploymentSpec
+from turnout_operator.domain.scaling_manifests import build_autoscaler, build_disruption_budget
+from turnout_operator.domain.spec import RETRAIN, Color, ModelDeploymentSpec
 from turnout_operator.domain.status import ModelDeploymentStatus, parse_time
 from turnout_operator.domain.validation import MAX_MESSAGE, check, name_problems
 from turnout_operator.kube import Kube, Rejected
@@ -230,6 +233,7 @@ class Reconciler:
             annotations={k: v for k, v in annotations.items() if k in ANNOTATIONS},
             resolution=resolution, colors=self.kube.colors(namespace, name) if named else {},
             active_selector=active, preview_selector=preview,
+            autoscaler=self.kube.autoscaler(namespace, name) if named else None,
         )  # fmt: skip
 
     def _retraining_seen(
@@ -340,6 +344,7 @@ class _Acts:
         self.defaults = reconciler.defaults
         self._admin_secret = False  # ensured during this reconcile
         self._mirroring: set[StartShadow] = set()  # asked during this reconcile
+        self._budgets: set[Color] = set()  # disruption budgets applied during this reconcile
 
     @property
     def registry(self) -> Registry:
@@ -361,13 +366,22 @@ class _Acts:
     def do(self, action: Action) -> SmokeResult | Measurement | None:
         kube, ns, name = self.r.kube, self.namespace, self.name
         match action:
-            case DeployColor(color, version, model_uri, replicas):
+            case DeployColor(color, version, model_uri, replicas, autoscaled):
                 if not self._admin_secret:  # the pods mount it: it must exist before them
                     kube.ensure_admin_secret(ns, name, self.body)
                     self._admin_secret = True
-                kube.apply_deployment(
-                    build_deployment(name, ns, color, version, model_uri, replicas, self.spec,
-                                     self.defaults), self.body)  # fmt: skip
+                deployment = build_deployment(name, ns, color, version, model_uri, replicas,
+                                              self.spec, self.defaults)  # fmt: skip
+                kube.apply_deployment(deployment, self.body, keep_replicas=autoscaled)
+                if color not in self._budgets:  # once per color and reconcile
+                    self._budgets.add(color)
+                    kube.apply_disruption_budget(build_disruption_budget(
+                        name, ns, color, self.spec.disruption_budget), self.body)  # fmt: skip
+            case Autoscale(color) if self.spec.autoscaling is not None:
+                kube.apply_autoscaler(build_autoscaler(name, ns, color, self.spec.autoscaling),
+                                      self.body)  # fmt: skip
+            case RemoveAutoscaler():
+                kube.delete_autoscaler(ns, name)
             case ScaleColor(color, replicas):
                 kube.scale(ns, deployment_name(name, color), replicas)
             case PointService(role, color):

@@ -213,6 +213,53 @@ def test_a_retraining_job_is_created_owned_and_followed_to_its_end(cluster: Clus
     assert "turnout.dev/retrain" not in cluster.annotations("retrained")
 
 
+HPA = ("autoscaling/v2", "HorizontalPodAutoscaler")
+PDB = ("policy/v1", "PodDisruptionBudget")
+
+
+def test_the_autoscaler_follows_the_active_color_and_each_color_has_a_disruption_budget(
+    cluster: Cluster,
+) -> None:
+    """spec.autoscaling makes a HorizontalPodAutoscaler on the active color, whose count the
+    operator then keeps (the emulator runs no autoscaler: the test scales blue as one would);
+    a new version comes up at that count and takes the autoscaler; a changed budget is
+    written; without spec.autoscaling the autoscaler goes and spec.replicas rules again."""
+    cluster.apply("scaled", {"name": "Diabetes", "version": "1"},
+                  strategy={"blueGreen": {"scaleDownDelaySeconds": 2}},
+                  autoscaling={"minReplicas": 1, "maxReplicas": 3})  # fmt: skip
+    cluster.wait_phase("scaled", "Healthy", activeVersion="1", activeColor="blue")
+    hpa = wait_until(lambda: cluster.kube.get(*HPA, "default", "scaled"), timeout=20,
+                     interval=0.2, what="the autoscaler")  # fmt: skip
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "scaled-blue"}  # fmt: skip
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
+    cluster.kube.patch("apps/v1", "Deployment", "default", "scaled-blue", {"spec": {"replicas": 2}})
+    wait_until(lambda: cluster.status("scaled").get("replicas") == 2, timeout=60, interval=0.2,
+               what="blue's second pod available")  # fmt: skip
+    assert cluster.replicas("scaled-blue") == 2  # kept, not forced back to spec.replicas (1)
+
+    cluster.patch_spec("scaled", {"model": {"name": "Diabetes", "version": "2"}})
+    status = cluster.wait_phase("scaled", "Healthy", timeout=90, activeVersion="2",
+                                activeColor="green")  # fmt: skip
+    assert (cluster.replicas("scaled-green"), status["replicas"]) == (2, 2)
+    assert status["selector"] == "turnout.dev/model-deployment=scaled,turnout.dev/color=green"
+    target = cluster.kube.get(*HPA, "default", "scaled")["spec"]["scaleTargetRef"]["name"]
+    assert target == "scaled-green"
+    for color in ("blue", "green"):
+        pdb = cluster.kube.get(*PDB, "default", f"scaled-{color}")
+        assert (pdb["spec"]["maxUnavailable"], pdb["metadata"]["ownerReferences"][0]["name"]) == (
+            1, "scaled")  # fmt: skip
+
+    cluster.patch_spec("scaled", {"autoscaling": None, "disruptionBudget": {"minAvailable": 1}})
+    wait_until(lambda: cluster.kube.get(*HPA, "default", "scaled") is None, timeout=20,
+               interval=0.2, what="the autoscaler removed")  # fmt: skip
+    cluster.wait_replicas("scaled-green", 1)
+    pdb = wait_until(lambda: (p := cluster.kube.get(*PDB, "default", "scaled-green"))
+                     and "minAvailable" in p["spec"] and p, timeout=20, interval=0.2,
+                     what="the budget updated")  # fmt: skip
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+
+
 # kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).
 SCANNING = {
     ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")

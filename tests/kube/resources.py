@@ -80,6 +80,11 @@ BUILTINS: tuple[ResourceType, ...] = (
     _builtin("apps/v1", "deployments", "Deployment", short_names=("deploy",),
              status_subresource=True, has_generation=True),
     _builtin("batch/v1", "jobs", "Job", status_subresource=True, has_generation=True),
+    # stored as they come (no autoscaling or eviction here): what an operator writes reads back
+    _builtin("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+             short_names=("hpa",), status_subresource=True),
+    _builtin("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", short_names=("pdb",),
+             status_subresource=True, has_generation=True),
     _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",), stored_as=("", "events")),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
     _builtin("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",

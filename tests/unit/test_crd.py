@@ -34,6 +34,7 @@ from turnout_operator.domain.manifests import Defaults, build_deployment
 from turnout_operator.domain.spec import (
     POD_ANNOTATIONS_BUDGET,
     TUNABLE_ENV_NAMES,
+    Autoscaling,
     EnvVar,
     ModelDeploymentSpec,
     ModelRef,
@@ -246,7 +247,9 @@ def test_names_and_printer_columns() -> None:
         "shortNames": ["mdep"],
         "categories": ["turnout"],
     }
-    assert VERSION["subresources"] == {"status": {}}
+    assert VERSION["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}  # fmt: skip
     columns = [(c["name"], c["type"], c["jsonPath"]) for c in VERSION["additionalPrinterColumns"]]
     assert columns == [
         ("Model", "string", ".spec.model.name"),
@@ -312,7 +315,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 95
+    assert len(with_defaults) == 98
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path
@@ -365,6 +368,28 @@ GOOD = [
         "monitoring": {"payloadLog": FULL_LOG},
         "rateLimit": {"requestsPerSecond": 0.5, "burst": 3},
     },
+    {
+        "model": {"name": "m", "alias": "champion"},
+        "autoscaling": {
+            "minReplicas": 2,
+            "maxReplicas": 10,
+            "metrics": {
+                "cpuUtilization": 70,
+                "pods": {"name": "turnout_inference_in_flight", "averageValue": "500m"},
+            },
+        },
+        "disruptionBudget": {"minAvailable": 1},
+        "template": {
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 1,
+                    "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule",
+                }
+            ]
+        },
+    },
+    {"model": {"name": "m", "version": "1"}, "autoscaling": {"maxReplicas": 4}},  # CPU at 80%
 ]
 BAD = [
     ({"replicas": 2}, [("$", "required")]),
@@ -396,6 +421,11 @@ BAD = [
     ({**MINIMAL, "monitoring": {"payloadLog": {"sampleRate": 1, "redact": ["a,b"]}}}, [("$.monitoring.payloadLog.redact[0]", "pattern")]),
     ({**MINIMAL, "rateLimit": {"requestsPerSecond": 0}}, [("$.rateLimit.requestsPerSecond", "exclusiveMinimum")]),
     ({**MINIMAL, "rateLimit": {"burst": 5}}, [("$.rateLimit", "required")]),
+    ({**MINIMAL, "autoscaling": {"minReplicas": 2}}, [("$.autoscaling", "required")]),
+    ({**MINIMAL, "autoscaling": {"maxReplicas": 101}}, [("$.autoscaling.maxReplicas", "maximum")]),
+    ({**MINIMAL, "autoscaling": {"maxReplicas": 3, "metrics": {"pods": {"averageValue": "four"}}}}, [("$.autoscaling.metrics.pods.averageValue", "pattern")]),
+    ({**MINIMAL, "autoscaling": {"maxReplicas": 3, "metrics": {"cpuUtilization": 0}}}, [("$.autoscaling.metrics.cpuUtilization", "minimum")]),
+    ({**MINIMAL, "disruptionBudget": {"minAvailable": -1}}, [("$.disruptionBudget.minAvailable", "minimum")]),
 ]  # fmt: skip
 
 
@@ -502,6 +532,26 @@ def cel(rule: dict[str, str], value: Any) -> bool:
     env = celpy.Environment()
     program = env.program(env.compile(rule["rule"]), functions=KUBE_LISTS)
     return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 100), st.integers(1, 100), st.booleans(), st.booleans())
+def test_the_autoscaling_rules_admit_exactly_what_the_typed_spec_does(
+    least: int, most: int, cpu: bool, pods: bool
+) -> None:
+    metrics = {**({"cpuUtilization": 70} if cpu else {}),
+               **({"pods": {"averageValue": "4"}} if pods else {})}  # fmt: skip
+    autoscaling = {"minReplicas": least, "maxReplicas": most, "metrics": metrics}
+    node = SPEC["properties"]["autoscaling"]
+    [bounds] = node["x-kubernetes-validations"]
+    [some_metric] = node["properties"]["metrics"]["x-kubernetes-validations"]
+    try:
+        Autoscaling.model_validate(autoscaling)
+        typed = True
+    except ValidationError:
+        typed = False
+    admitted = cel(bounds, autoscaling) and cel(some_metric, metrics)
+    assert admitted == typed == (least <= most and (cpu or pods))
 
 
 NAME_ALPHABET = "abcxyz0189-.A_"

@@ -44,12 +44,20 @@ class RecordingKube:
     def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
         self.admin_secrets.add(name)
 
-    def apply_deployment(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+    def autoscaler(self, namespace: str, name: str) -> None:
+        return None
+
+    def apply_deployment(
+        self, body: dict[str, Any], owner: dict[str, Any], keep_replicas: bool = False
+    ) -> None:
         # the pods mount the admin token: its Secret comes first, or they could not start
         assert body["metadata"]["labels"]["turnout.dev/model-deployment"] in self.admin_secrets
         if self.refuse:
             raise Rejected(f"Deployment {body['metadata']['name']}: {self.refuse}")
         self.writes.append(("deployment", body["metadata"]["name"]))
+
+    def apply_disruption_budget(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        self.writes.append(("disruption-budget", body["metadata"]["name"]))
 
     def point_service(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
         self.writes.append(("service", body["metadata"]["name"]))

@@ -151,6 +151,14 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create]
+# scaling (spec.autoscaling): the autoscaler that follows the active color, a disruption
+# budget per color
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, create, update, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, create, update]
 # smoke tests through the API server when the operator runs outside the cluster
 - apiGroups: [""]
   resources: [services/proxy]

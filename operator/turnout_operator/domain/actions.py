@@ -20,6 +20,9 @@ class DeployColor:
     version: str
     model_uri: str
     replicas: int
+    # The autoscaler owns the replicas: `replicas` only sizes a Deployment made now; an
+    # existing one keeps its count (written back, it would undo the autoscaler's last step).
+    autoscaled: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,19 @@ class RetrainingCounted:
     result: RetrainingResult
 
 
+@dataclass(frozen=True)
+class Autoscale:
+    """Create or update the ModelDeployment's HorizontalPodAutoscaler (spec.autoscaling) and
+    point it at `color`'s Deployment."""
+
+    color: Color
+
+
+@dataclass(frozen=True)
+class RemoveAutoscaler:
+    """Delete the ModelDeployment's HorizontalPodAutoscaler (spec.autoscaling was removed)."""
+
+
 Action = (
     DeployColor
     | ScaleColor
@@ -181,4 +197,6 @@ Action = (
     | StartRetraining
     | MoveAlias
     | RetrainingCounted
+    | Autoscale
+    | RemoveAutoscaler
 )

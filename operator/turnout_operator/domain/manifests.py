@@ -131,6 +131,14 @@ def build_service(name: str, namespace: str, role: str, color: Color) -> dict[st
     }
 
 
+def spread(name: str, color: Color) -> list[dict[str, Any]]:
+    """The default topology spread of a color's pods: over nodes, as evenly as the scheduler
+    can without leaving a pod unscheduled (one node down takes as few of them as it can)."""
+    return [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+             "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": {"matchLabels": selector(name, color)}}]  # fmt: skip
+
+
 def first_token(tokens: str) -> str | None:
     """The token the smoke test sends: the first of the token file's lines, read as
     turnout-serve reads it (one token a line, surrounding blanks and empty lines skipped)."""
@@ -161,6 +169,7 @@ def _pod_template(
             {"name": "admin", "secret": {"secretName": admin_secret_name(name)}},
         ],
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "topologySpreadConstraints": t.topology_spread_constraints or spread(name, color),
     }
     if spec.auth.token_secret:
         pod["volumes"].append({"name": "tokens", "secret": {"secretName": spec.auth.token_secret}})

@@ -85,6 +85,7 @@ class Observed:
     smoke: SmokeResult | None = None  # the result of a smoke test run during this reconcile
     measurement: Measurement | None = None  # what a Measure of this reconcile read
     retraining: Seen | None = None  # what the retraining triggers see (spec.retraining set)
+    autoscaler: Color | None = None  # the color the HorizontalPodAutoscaler targets; None: none
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, NO_DEPLOYMENT)

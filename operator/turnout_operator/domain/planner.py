@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from turnout_operator.domain import gates, rollout
+from turnout_operator.domain import autoscaling, gates, rollout
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
@@ -76,8 +76,10 @@ def plan(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Plan:
         else:
             rollout.advance(p)
     keep_services_and_colors(p)
+    autoscaling.keep_autoscaler(p)
     retrain(p)
     summarize(p)
+    autoscaling.record_scale(p)
     return _result(p)
 
 
@@ -99,6 +101,7 @@ def plan_invalid(spec: ModelDeploymentSpec, observed: Observed, now: datetime, w
         version = p.status.rollout.version
         p.progress = (R.INVALID_SPEC, f"the rollout of version {version} waits for a valid spec")
     summarize(p)
+    autoscaling.record_scale(p)
     return _result(p)
 
 
@@ -182,9 +185,10 @@ def keep_services_and_colors(p: Pass) -> None:
     pointed = {(a.role, a.color) for a in p.actions if isinstance(a, PointService)}
     active = status.active_color
     if active is not None and status.active_version is not None:
-        version = status.active_version
-        p.actions.append(DeployColor(active, version, p.uri(version), p.spec.replicas))
-        state = observed.color(active)
+        version, state = status.active_version, observed.color(active)
+        replicas = autoscaling.active_replicas(p.spec, state)
+        p.actions.append(DeployColor(active, version, p.uri(version), replicas,
+                                     autoscaled=p.spec.autoscaling is not None))  # fmt: skip
         if (
             observed.active_selector != active
             and ("active", active) not in pointed

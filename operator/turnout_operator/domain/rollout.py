@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from turnout_operator.domain import gates
+from turnout_operator.domain import autoscaling, gates
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     DeployColor,
@@ -55,7 +55,7 @@ def start(p: Pass) -> None:
         run_id=run_id,
         started_at=timestamp(p.now),
     )
-    replicas = p.spec.replicas if first else p.bg.preview_replica_count
+    replicas = autoscaling.full_replicas(p) if first else p.bg.preview_replica_count
     p.actions += [
         DeployColor(color, target, p.uri(target), replicas),
         PointService("preview", color),
@@ -77,11 +77,11 @@ def advance(p: Pass) -> None:
         start(p)
         return
     first = status.active_color is None
-    # Nothing to scale up when the preview already runs every replica.
-    full = (
-        first or rollout.scaled_up_at is not None or p.bg.preview_replica_count >= p.spec.replicas
-    )
-    replicas = p.spec.replicas if full else p.bg.preview_replica_count
+    # As many pods as the active color runs now (autoscaled, it may grow meanwhile: the
+    # preview follows). Nothing to scale up when the preview already runs them all.
+    count = autoscaling.full_replicas(p)
+    full = first or rollout.scaled_up_at is not None or p.bg.preview_replica_count >= count
+    replicas = count if full else p.bg.preview_replica_count
     state = p.observed.color(rollout.color)
     if state.failure is not None and state.version == rollout.version:
         abort(p, *_failure_reason(state.failure, rollout.version, rollout.color))
@@ -99,10 +99,8 @@ def advance(p: Pass) -> None:
         return
     if not full:
         rollout.scaled_up_at = timestamp(p.now)
-        p.actions.append(
-            DeployColor(rollout.color, rollout.version, rollout.model_uri, p.spec.replicas)
-        )
-        p.progress = (R.SCALING_UP, f"scaling {rollout.color} to {p.spec.replicas}")
+        p.actions.append(DeployColor(rollout.color, rollout.version, rollout.model_uri, count))
+        p.progress = (R.SCALING_UP, f"scaling {rollout.color} to {count}")
         p.wakeups.append(p.after(p.bg.progress_deadline_seconds))
         return
     if not first and not gates.baseline_taken(p, rollout):

@@ -258,6 +258,11 @@ class PodTemplate(_Model):
         json_schema_extra={"x-kubernetes-validations": [ANNOTATIONS_SIZE_RULE]},
         description="Extra pod annotations.",
     )
+    topology_spread_constraints: list[dict[str, Any]] | None = Field(
+        None,
+        description="Pod topologySpreadConstraints; when empty, the pods of a color spread over "
+        "nodes (kubernetes.io/hostname, maxSkew 1, ScheduleAnyway).",
+    )
 
 
 # A condition on the Prometheus provider's scalar result, as Argo Rollouts writes one
@@ -825,6 +830,92 @@ class RateLimit(_Model):
     burst: int = Field(10, ge=1, le=100000, description="Requests a client may send at once.")
 
 
+# A Kubernetes quantity (resource.Quantity), positive: 4, 500m, 1.5, 2k.
+QUANTITY = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE])?$"
+IN_FLIGHT_METRIC = "turnout_inference_in_flight"  # turnout-serve's gauge (serving/metrics.py)
+MAX_REPLICAS = 100
+
+
+class PodsMetric(_Model):
+    """A per-pod metric of the custom metrics API (custom.metrics.k8s.io), averaged over the
+    active color's pods: turnout-serve's in-flight requests, exposed by a Prometheus Adapter
+    (docs/operations.md)."""
+
+    name: str = Field(
+        IN_FLIGHT_METRIC,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="The metric's name in the custom metrics API.",
+    )
+    average_value: str = Field(
+        pattern=QUANTITY, description="The target average per pod (a quantity: 4, 500m)."
+    )
+
+
+METRICS_RULE: JsonDict = {
+    "rule": "has(self.cpuUtilization) || has(self.pods)",
+    "message": "autoscaling.metrics needs cpuUtilization or pods",
+}
+
+
+class ScalingMetrics(_Model):
+    """What the HorizontalPodAutoscaler scales on: the largest count any of them asks for."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [METRICS_RULE]})
+
+    cpu_utilization: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Target average CPU use, in percent of the pods' CPU request "
+        "(template.resources.requests.cpu must be set).",
+    )
+    pods: PodsMetric | None = Field(
+        None, description="A per-pod metric of the custom metrics API (in-flight requests)."
+    )
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> ScalingMetrics:
+        if self.cpu_utilization is None and self.pods is None:
+            raise ValueError(METRICS_RULE["message"])
+        return self
+
+
+MIN_MAX_RULE: JsonDict = {
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "autoscaling.minReplicas may be at most maxReplicas",
+}
+
+
+class Autoscaling(_Model):
+    """One HorizontalPodAutoscaler per ModelDeployment, on the active color's Deployment: it
+    moves with the active color at each switch and back at a rollback (docs/operations.md)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [MIN_MAX_RULE]})
+
+    min_replicas: int = Field(1, ge=1, le=MAX_REPLICAS, description="Fewest active pods.")
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS, description="Most active pods.")
+    metrics: ScalingMetrics = Field(
+        default_factory=lambda: ScalingMetrics(cpu_utilization=80),
+        description="What to scale on; CPU at 80% of the request when left out.",
+    )
+
+    @model_validator(mode="after")
+    def _min_max(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(MIN_MAX_RULE["message"])
+        return self
+
+
+class DisruptionBudget(_Model):
+    min_available: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Pods of a color that voluntary evictions (node drains) must leave "
+        "running; when empty, at most one pod of a color is evicted at a time.",
+    )
+
+
 PROMOTE_ALIAS_RULE: JsonDict = {
     "rule": "!has(self.retraining) || self.retraining.promote != 'alias' || has(self.model.alias)",
     "message": "retraining.promote: alias moves model.alias: it needs model.alias",
@@ -861,6 +952,14 @@ class ModelDeploymentSpec(_Model):
     rate_limit: RateLimit | None = Field(
         None,
         description="Per-client rate limit of inference on each serving pod (off when absent).",
+    )
+    autoscaling: Autoscaling | None = Field(
+        None,
+        description="Scale the active color with load (a HorizontalPodAutoscaler that follows "
+        "it); spec.replicas is then ignored.",
+    )
+    disruption_budget: DisruptionBudget | None = Field(
+        None, description="The PodDisruptionBudget of each color; when empty, maxUnavailable 1."
     )
 
     @model_validator(mode="after")

@@ -251,6 +251,12 @@ class ModelDeploymentStatus(_Model):
     retraining: RetrainingStatus | None = Field(
         None, description="Retrainings (spec.retraining): the latest, its history, the triggers."
     )
+    replicas: int | None = Field(
+        None, description="Pods the active color runs (the scale subresource's status)."
+    )
+    selector: str | None = Field(
+        None, description="The label selector of the active color's pods (scale subresource)."
+    )
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

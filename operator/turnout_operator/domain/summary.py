@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from turnout_operator.domain import reasons as R
+from turnout_operator.domain.autoscaling import active_replicas
 from turnout_operator.domain.plan_state import Pass
 from turnout_operator.domain.spec import Phase
 from turnout_operator.domain.status import ConditionStatus, set_condition
@@ -56,7 +57,7 @@ def _ready(p: Pass) -> Verdict:
         return (
             "True", R.AVAILABLE,
             f"version {status.active_version} ({status.active_color}): "
-            f"{state.available}/{p.spec.replicas} pods available",
+            f"{state.available}/{active_replicas(p.spec, state)} pods available",
         )  # fmt: skip
     return (
         "False", R.ACTIVE_UNAVAILABLE,
