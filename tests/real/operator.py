@@ -73,6 +73,21 @@ def grant_operator_role(plane: cp.ControlPlane, namespace: str) -> dict[str, Any
     return rbac["Role"]
 
 
+def grant_leader_election(plane: cp.ControlPlane) -> dict[str, Any]:
+    """Create the chart's leader-election Role and RoleBinding (the Lease, in turnout-system) as
+    `helm install` renders them with its defaults; return the Role."""
+    docs = Helm(require_tool("helm")).template(None, "watchNamespaces={default}")
+    name = "turnout-operator-leader-election"
+    with plane.http() as admin:
+        for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
+            created = admin.post(
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/{plural}",
+                json=one(docs, kind, name),
+            )
+            assert created.status_code in (201, 409), created.text  # 409: made by a module before
+    return one(docs, "Role", name)
+
+
 def operator_token(core: client.CoreV1Api) -> str:
     """A bound token of the operator's ServiceAccount, as its pod would mount."""
     return service_account_token(core, OPERATOR_NAMESPACE, ACCOUNT)
