@@ -52,11 +52,12 @@ class Replicas:
         default_factory=dict
     )  # name -> (process, /metrics)
 
-    def start(self, name: str) -> None:
-        """Another replica, as the cluster's operator was started but for its identity and port."""
+    def start(self, name: str, **env_overrides: str) -> None:
+        """Another replica, as the cluster's operator was started but for its identity and port
+        (and `env_overrides`)."""
         port = free_port()
         env = {**self.cluster.env, "TURNOUT_OPERATOR_POD_NAME": name,
-               "TURNOUT_OPERATOR_METRICS_PORT": str(port)}  # fmt: skip
+               "TURNOUT_OPERATOR_METRICS_PORT": str(port), **env_overrides}  # fmt: skip
         log = self.cluster.operator.log.with_name(f"operator.{name}.{len(self.others)}.log")
         url = f"http://127.0.0.1:{port}"
         self.others[name] = (
