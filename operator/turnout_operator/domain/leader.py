@@ -31,7 +31,7 @@ class Timing:
         if not 0 < self.retry_seconds < self.renew_deadline_seconds < self.lease_seconds:
             raise ValueError(
                 "leader election needs 0 < retry < renew deadline < lease duration, got "
-                f"{self.retry_seconds} < {self.renew_deadline_seconds} < {self.lease_seconds}"
+                f"{self.retry_seconds:g} < {self.renew_deadline_seconds:g} < {self.lease_seconds:g}"
             )
 
 
