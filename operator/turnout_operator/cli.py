@@ -52,7 +52,7 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
     from kubernetes import client, config
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from turnout_operator import handlers  # importing it registers the handlers
+    from turnout_operator import handlers, standby  # importing handlers registers them
     from turnout_operator.kube import Kube
     from turnout_operator.metrics import OperatorMetrics
     from turnout_operator.notifier import RESULTS, Notifier
@@ -66,6 +66,13 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         return 2
     registry = CollectorRegistry()
     metrics = OperatorMetrics(registry)
+    elector = None
+    if settings.leader_election:
+        try:
+            elector = _elector(settings, client.ApiClient(), metrics)
+        except ValueError as exc:
+            log.error("%s", exc)
+            return 2
     webhooks = None
     if settings.webhook_port:
         try:
@@ -75,6 +82,13 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
             return 2
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=registry)
+    if elector is None:
+        metrics.leader.set(1)
+    else:
+        elector.start()
+        if not standby.wait_until_elected(elector.elected, liveness):
+            elector.stop()
+            return 0  # stopped while a standby
     metrics.notification_channels([c.name for c in settings.notification_channels], RESULTS)
     notifier = Notifier(
         settings.notification_channels, count=metrics.notification,
@@ -99,6 +113,8 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         liveness_endpoint=liveness,
     )
     reconciler.live.stop()
+    if elector is not None:
+        elector.stop()  # releases the Lease: a standby takes over at once
     if not reconciler.tags.idle(timeout=5.0):
         log.warning("stopping with %d MLflow tags unwritten", len(reconciler.tags.pending))
     reconciler.tags.stop()
@@ -106,6 +122,38 @@ def _run(settings: OperatorSettings, liveness: str | None) -> int:
         log.warning("stopping with notifications unsent")
     notifier.stop()
     return 0
+
+
+def _elector(settings: OperatorSettings, api: Any, metrics: Any) -> Any:
+    """The Lease's candidate for this process; ValueError when the settings cannot work."""
+    import socket
+
+    from turnout_operator.domain.leader import Timing
+    from turnout_operator.leader import Elector
+
+    namespace = settings.leader_election_namespace or settings.pod_namespace
+    if not namespace:
+        raise ValueError(
+            "leader election needs the Lease's namespace: set TURNOUT_OPERATOR_POD_NAMESPACE "
+            "(the chart sets it from the pod) or TURNOUT_OPERATOR_LEADER_ELECTION_NAMESPACE"
+        )
+    timing = Timing(settings.leader_election_lease_seconds,
+                    settings.leader_election_renew_deadline_seconds,
+                    settings.leader_election_retry_seconds)  # fmt: skip
+    identity = settings.pod_name or f"{socket.gethostname()}_{os.getpid()}"
+    metrics.leader.set(0)
+    return Elector(api, namespace, settings.leader_election_lease, identity, timing,
+                   on_change=lambda leading: metrics.leader.set(int(leading)),
+                   on_lost=_exit_at_once)  # fmt: skip
+
+
+def _exit_at_once(reason: str) -> None:
+    """A leader that lost its Lease stops everything now, mid-step if need be, as
+    controller-runtime does: another replica may take the Lease over once its duration has
+    passed, and whatever this one was doing is then redone from the status, as after a crash."""
+    log.critical("leadership lost (%s): exiting", reason)
+    logging.shutdown()
+    os._exit(1)
 
 
 NO_CLUSTER = """\

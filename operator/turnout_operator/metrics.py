@@ -39,6 +39,12 @@ class OperatorMetrics:
             buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600),
             registry=registry,
         )
+        self.leader = Gauge(
+            "turnout_operator_leader",
+            "1 while this replica reconciles (it holds the Lease, or runs without leader "
+            "election), 0 while it waits as a standby.",
+            registry=registry,
+        )
         self.errors = Counter(
             "turnout_operator_reconcile_errors", "Reconciles that raised.", registry=registry
         )

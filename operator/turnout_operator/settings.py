@@ -93,6 +93,35 @@ class OperatorSettings(BaseSettings):
         100_000, ge=1, description="Delivery ids remembered at most (the oldest go first)."
     )
     log_level: str = "info"
+    # Leader election (docs/operations.md, "Running two replicas"): off unless asked for.
+    leader_election: bool = Field(
+        False,
+        description="Run as one of several replicas: only the holder of the Lease reconciles "
+        "and serves the registry webhooks; the others wait to take over.",
+    )
+    leader_election_lease: str = Field("turnout-operator", description="The Lease's name.")
+    leader_election_namespace: str = Field(
+        "", description="The Lease's namespace (empty: pod_namespace)."
+    )
+    leader_election_lease_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="A standby takes the Lease over once its holder has not renewed it for "
+        "this long (at once when the holder released it on a clean stop).",
+    )
+    leader_election_renew_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A leader that could not renew the Lease for this long exits (and is "
+        "restarted as a standby); shorter than the lease.",
+    )
+    leader_election_retry_seconds: float = Field(
+        2.0, gt=0, description="Between two attempts to take or renew the Lease."
+    )
+    pod_name: str = Field(
+        "", description="This replica's identity in the Lease (empty: hostname and pid)."
+    )
+    pod_namespace: str = Field("", description="The namespace the operator runs in.")
     # Notifications (docs/notifications.md); the channels' URLs are secrets: set this from a Secret.
     notification_channels: Channels = Field(
         default_factory=list,

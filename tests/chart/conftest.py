@@ -40,4 +40,8 @@ def operator_container(docs: Iterable[Doc]) -> Doc:
 
 
 def env_of(container: Doc) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container["env"]}
+    """name -> value; `fieldRef:PATH` for a value from the downward API."""
+    return {
+        e["name"]: e["value"] if "value" in e else f"fieldRef:{e['valueFrom']['fieldRef']['fieldPath']}"
+        for e in container["env"]
+    }  # fmt: skip

@@ -13,10 +13,19 @@ import yaml
 
 from tests.chart.conftest import env_of, operator_container
 from tests.conftest import ROOT
-from tests.integration.cluster import granted, rules
+from tests.integration.cluster import LEADER_ELECTION_ROLE, granted, rules
 from tests.manifests import CHART, NAMESPACE, Helm, documents, find, one
 
 CRD = "modeldeployments.turnout.dev.yaml"
+LEADER_ELECTION_ENV = {
+    "TURNOUT_OPERATOR_LEADER_ELECTION": "true",
+    "TURNOUT_OPERATOR_LEADER_ELECTION_LEASE": "turnout-operator",
+    "TURNOUT_OPERATOR_LEADER_ELECTION_LEASE_SECONDS": "15",
+    "TURNOUT_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "10",
+    "TURNOUT_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "2",
+    "TURNOUT_OPERATOR_POD_NAME": "fieldRef:metadata.name",
+    "TURNOUT_OPERATOR_POD_NAMESPACE": "fieldRef:metadata.namespace",
+}
 DEFAULT_ENV = {
     "TURNOUT_OPERATOR_TRACKING_URI": "http://mlflow.mlflow.svc:5000",
     "TURNOUT_OPERATOR_SERVING_IMAGE": "ghcr.io/turnout-dev/turnout-serve:0.1.0",
@@ -26,6 +35,7 @@ DEFAULT_ENV = {
     "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "10",
     "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "10",
     "TURNOUT_OPERATOR_RESYNC_SECONDS": "60",
+    **LEADER_ELECTION_ENV,
     "TURNOUT_OPERATOR_NOTIFICATION_RETRIES": "5",
     "TURNOUT_OPERATOR_NOTIFICATION_TIMEOUT_SECONDS": "5",
 }
@@ -50,7 +60,15 @@ def test_crd_is_installed_with_the_chart(helm: Helm) -> None:
 def test_cluster_wide_rbac_is_the_published_one(helm: Helm) -> None:
     docs = helm.template()
     assert rules(docs, "ClusterRole") == granted("cluster-wide")
-    assert find(docs, "Role") == find(docs, "RoleBinding") == []
+    # the only Role: the replicas' Lease, in the operator's namespace
+    assert rules(docs, "Role") == granted("leader-election")
+    assert [(r["metadata"]["namespace"], r["metadata"]["name"]) for r in find(docs, "Role")] == [
+        (NAMESPACE, LEADER_ELECTION_ROLE)
+    ]
+    binding = one(docs, "RoleBinding", LEADER_ELECTION_ROLE)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "turnout-operator", "namespace": NAMESPACE}
+    ]
     binding = one(docs, "ClusterRoleBinding", "turnout-operator")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "turnout-operator",
@@ -77,7 +95,7 @@ def test_no_rbac_when_asked(helm: Helm) -> None:
     docs = helm.template(None, "rbac.create=false", "serviceAccount.create=false",
                          "serviceAccount.name=mine")  # fmt: skip
     kinds = {d["kind"] for d in docs}
-    assert kinds == {"Deployment", "Service"}
+    assert kinds == {"Deployment", "Service", "PodDisruptionBudget"}
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "mine"
 
@@ -116,6 +134,7 @@ def test_operator_settings_come_from_values(helm: Helm) -> None:
         "TURNOUT_OPERATOR_SMOKE_TIMEOUT_SECONDS": "3",
         "TURNOUT_OPERATOR_REGISTRY_RETRY_SECONDS": "30",
         "TURNOUT_OPERATOR_RESYNC_SECONDS": "15",
+        **LEADER_ELECTION_ENV,
         "TURNOUT_OPERATOR_NOTIFICATION_RETRIES": "5",
         "TURNOUT_OPERATOR_NOTIFICATION_TIMEOUT_SECONDS": "5",
         "HTTPS_PROXY": "http://proxy:3128",
@@ -123,10 +142,12 @@ def test_operator_settings_come_from_values(helm: Helm) -> None:
     assert container["ports"][0] == {"name": "metrics", "containerPort": 9000, "protocol": "TCP"}
 
 
-def test_operator_runs_alone_and_locked_down(helm: Helm) -> None:
+def test_operator_runs_two_replicas_and_locked_down(helm: Helm) -> None:
     deployment = one(helm.template(), "Deployment", "turnout-operator")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }  # fmt: skip
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
@@ -272,3 +293,48 @@ def test_bundled_mlflow_server(helm: Helm) -> None:
     ephemeral = helm.template("minimal-resources-values.yaml")
     pod = one(ephemeral, "Deployment", "turnout-mlflow")["spec"]["template"]["spec"]
     assert pod["volumes"][0] == {"name": "data", "emptyDir": {}}
+
+
+# --- two replicas, one leader -------------------------------------------------------------------
+
+
+def test_the_replicas_are_spread_over_nodes_and_a_drain_keeps_one(helm: Helm) -> None:
+    docs = helm.template()
+    pod = one(docs, "Deployment", "turnout-operator")["spec"]["template"]
+    selector = {"app.kubernetes.io/name": "turnout", "app.kubernetes.io/instance": "turnout",
+                "app.kubernetes.io/component": "operator"}  # fmt: skip
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert pod["spec"]["topologySpreadConstraints"] == [{
+        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector},
+    }]  # fmt: skip
+    budget = one(docs, "PodDisruptionBudget", "turnout-operator")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+
+def test_without_leader_election_one_replica_runs_and_never_two(helm: Helm) -> None:
+    docs = helm.template(None, "operator.leaderElection.enabled=false", "operator.replicas=1")
+    deployment = one(docs, "Deployment", "turnout-operator")
+    assert (deployment["spec"]["replicas"], deployment["spec"]["strategy"]) == (
+        1,
+        {"type": "Recreate"},
+    )
+    assert "topologySpreadConstraints" not in deployment["spec"]["template"]["spec"]
+    assert find(docs, "Role") == find(docs, "PodDisruptionBudget") == []
+    env = env_of(operator_container(docs))
+    assert not any(name.startswith("TURNOUT_OPERATOR_LEADER") for name in env)
+    error = helm.template_error("operator.leaderElection.enabled=false")  # replicas: 2
+    assert "operator.replicas > 1 needs operator.leaderElection.enabled" in error
+
+
+def test_leader_election_settings_come_from_values(helm: Helm) -> None:
+    container = operator_container(helm.template(
+        None, "operator.leaderElection.leaseName=ops-lease", "operator.leaderElection.leaseSeconds=30",
+        "operator.leaderElection.renewDeadlineSeconds=20", "operator.leaderElection.retrySeconds=4",
+    ))  # fmt: skip
+    assert env_of(container) == DEFAULT_ENV | {
+        "TURNOUT_OPERATOR_LEADER_ELECTION_LEASE": "ops-lease",
+        "TURNOUT_OPERATOR_LEADER_ELECTION_LEASE_SECONDS": "30",
+        "TURNOUT_OPERATOR_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "20",
+        "TURNOUT_OPERATOR_LEADER_ELECTION_RETRY_SECONDS": "4",
+    }

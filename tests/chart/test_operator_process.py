@@ -1,12 +1,14 @@
 """The chart's operator container, run as it is rendered: the same command, arguments and
 environment, as a local process against the Kubernetes API emulator and a real MLflow registry.
-It must bring a ModelDeployment to Healthy, answer the rendered liveness probe, and make no API
-call the chart's own RBAC would refuse.
+It must take the Lease (the chart runs two replicas with leader election), bring a
+ModelDeployment to Healthy, answer the rendered liveness probe, make no API call the chart's own
+RBAC would refuse, and release the Lease when stopped.
 
 What differs from a pod, and why:
 - the command is resolved in this venv's bin/ (the image puts `turnout-operator` on PATH);
-- the environment is exactly the container's `env` plus KUBECONFIG (no service account token
-  here, so the operator falls back to the kubeconfig, as it does out of cluster);
+- the environment is exactly the container's `env` (the downward API's values made up: POD)
+  plus KUBECONFIG (no service account token here, so the operator falls back to the kubeconfig,
+  as it does out of cluster);
 - values, not edits, move what would clash on a shared machine: `operator.trackingUri` (the test's
   MLflow), `operator.metricsPort` and `operator.health.port` (free ports), and
   `operator.health.bindAddress=127.0.0.1` (nothing listens beyond loopback here).
@@ -22,11 +24,15 @@ import pytest
 
 from tests.chart.conftest import operator_container
 from tests.conftest import BIN, Process, Registry, free_port, wait_until
-from tests.integration.cluster import calls_made, rules
+from tests.integration.cluster import LEADER_ELECTION_ROLE, calls_made, rules
 from tests.kube.emulator import KubeEmulator
-from tests.manifests import Doc, Helm, one
+from tests.manifests import NAMESPACE, Doc, Helm, one
 
 API = "turnout.dev/v1alpha1"
+POD = {
+    "metadata.name": "turnout-operator-6f7c9-abcde",
+    "metadata.namespace": NAMESPACE,
+}  # the downward API
 MODES = {  # mode -> (extra --set, the role kind the chart grants with)
     "cluster-wide": ([], "ClusterRole"),
     "namespaced": (["watchNamespaces={default}"], "Role"),
@@ -35,7 +41,8 @@ MODES = {  # mode -> (extra --set, the role kind the chart grants with)
 
 def run_rendered(container: Doc, kubeconfig: Path, log: Path) -> Process:
     argv = [str(BIN / container["command"][0]), *container["command"][1:], *container["args"]]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e["value"] if "value" in e else POD[e["valueFrom"]["fieldRef"]["fieldPath"]]
+           for e in container["env"]}  # fmt: skip
     popen = subprocess.Popen(
         argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=log.parent,
         env={**env, "KUBECONFIG": str(kubeconfig)},
@@ -57,6 +64,7 @@ def test_rendered_operator_serves_a_model(
     )  # fmt: skip
     container = operator_container(docs)
     kube.apply_crd(one(docs, "CustomResourceDefinition"))  # what `helm install` applies first
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     operator = run_rendered(container, kube.write_kubeconfig(tmp_path / "kubeconfig"),
                             tmp_path / "operator.log")  # fmt: skip
     try:
@@ -97,5 +105,12 @@ def test_rendered_operator_serves_a_model(
         raise AssertionError(f"{exc}\noperator log:\n{operator.output()[-4000:]}") from None
     finally:
         operator.stop()
-    # every call the operator made is one the chart's RBAC of this mode allows
-    assert calls_made(kube) <= rules(docs, role_kind)
+    # every call the operator made is one the chart's RBAC of this mode allows; its Lease (taken,
+    # renewed, released on the way out), what the chart's leader-election Role allows
+    made = calls_made(kube)
+    leases = {call for call in made if call[1] == "leases"}
+    election = [d for d in docs if d["metadata"]["name"] == LEADER_ELECTION_ROLE]
+    assert leases == rules(election, "Role")
+    assert made - leases <= rules([d for d in docs if d not in election], role_kind)
+    lease = kube.get("coordination.k8s.io/v1", "Lease", NAMESPACE, "turnout-operator")
+    assert lease is not None and lease["spec"]["holderIdentity"] == ""

@@ -21,6 +21,10 @@ OPERATOR = [
     ("ServiceAccount", NAMESPACE, "turnout-operator"),
     ("Service", NAMESPACE, "turnout-operator"),
     ("Deployment", NAMESPACE, "turnout-operator"),
+    # two replicas: their Lease's Role, and a PodDisruptionBudget
+    ("Role", NAMESPACE, "turnout-operator-leader-election"),
+    ("RoleBinding", NAMESPACE, "turnout-operator-leader-election"),
+    ("PodDisruptionBudget", NAMESPACE, "turnout-operator"),
 ]
 MLFLOW = [("Service", NAMESPACE, "mlflow"), ("Deployment", NAMESPACE, "turnout-mlflow")]
 DASHBOARDS = [

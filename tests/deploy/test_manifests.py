@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.deploy.conftest import KUSTOMIZATIONS
-from tests.integration.cluster import granted, rules
+from tests.integration.cluster import LEADER_ELECTION_ROLE, granted, rules
 from tests.manifests import KUBERNETES_VERSIONS, find, one
 from turnout_operator.cli import parser as operator_cli
 from turnout_operator.crd import CRD_FILE
@@ -34,6 +34,9 @@ OPERATOR = [
     ("ServiceAccount", "turnout-system", "turnout-operator"),
     ("Service", "turnout-system", "turnout-operator"),
     ("Deployment", "turnout-system", "turnout-operator"),
+    ("Role", "turnout-system", "turnout-operator-leader-election"),
+    ("RoleBinding", "turnout-system", "turnout-operator-leader-election"),
+    ("PodDisruptionBudget", "turnout-system", "turnout-operator"),
 ]
 CLUSTER_RBAC = [
     ("ClusterRole", None, "turnout-operator"),
@@ -122,8 +125,17 @@ def test_the_base_copy_of_the_crd_is_byte_for_byte_the_generated_one() -> None:
 def test_rbac_is_exactly_the_rules_checked_against_the_operators_calls(
     rendered: dict[str, Objects], kustomization: str, mode: str, kind: str
 ) -> None:
-    assert rules(rendered[kustomization], kind) == granted(mode)
+    watched = [o for o in rendered[kustomization] if o["metadata"]["name"] != LEADER_ELECTION_ROLE]
+    assert rules(watched, kind) == granted(mode)
     assert len(granted(mode)) > 10
+    # and in the operator's own namespace, its Lease
+    election = [o for o in rendered[kustomization] if o["metadata"]["name"] == LEADER_ELECTION_ROLE]
+    assert [o["metadata"]["namespace"] for o in election] == ["turnout-system"] * 2
+    assert (
+        rules(election, "Role")
+        == granted("leader-election")
+        == {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
+    )
 
 
 def test_the_namespaced_overlay_grants_nothing_cluster_wide(rendered: dict[str, Objects]) -> None:
@@ -141,7 +153,7 @@ def test_the_bindings_grant_the_account_the_operator_runs_as(
     namespace = deployment["metadata"]["namespace"]
     assert ("ServiceAccount", namespace, account) in map(identity, objects)
     bindings = find(objects, "RoleBinding") + find(objects, "ClusterRoleBinding")
-    assert len(bindings) == 1
+    assert len(bindings) == 2  # what it watches, and its Lease
     for binding in bindings:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account, "namespace": namespace}
@@ -168,7 +180,8 @@ def test_the_operator_watches_where_its_rbac_reaches(
     args = operator_cli().parse_args(container["command"][1:] + container["args"])
     assert (args.namespaces, args.all_namespaces) == (namespaces, all_namespaces)
     if namespaces:  # a Role in each watched namespace, none elsewhere
-        assert sorted(r["metadata"]["namespace"] for r in find(objects, "Role")) == namespaces
+        roles = [r for r in find(objects, "Role") if r["metadata"]["name"] != LEADER_ELECTION_ROLE]
+        assert sorted(r["metadata"]["namespace"] for r in roles) == namespaces
     # kopf's liveness endpoint is where the kubelet probes it
     assert args.liveness == f"http://0.0.0.0:{port(container, 'health')}/healthz"
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -186,8 +199,13 @@ def test_the_operators_environment_is_settings_it_understands(
         assert variable["name"].startswith("TURNOUT_OPERATOR_")
         field = variable["name"].removeprefix("TURNOUT_OPERATOR_").lower()
         assert field in OperatorSettings.model_fields, variable["name"]
-        monkeypatch.setenv(variable["name"], variable["value"])
+        downward = {"metadata.name": "turnout-operator-7d9f-x2k4p", "metadata.namespace": "turnout-system"}  # fmt: skip
+        value = variable.get("value") or downward[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+        monkeypatch.setenv(variable["name"], value)
     settings = OperatorSettings()
+    assert (settings.leader_election, settings.leader_election_lease, settings.pod_name,
+            settings.pod_namespace) == (True, "turnout-operator", "turnout-operator-7d9f-x2k4p",
+                                        "turnout-system")  # fmt: skip
     assert settings.metrics_port == port(container, "metrics") == 8000
     assert settings.tracking_uri == "http://mlflow.mlflow.svc:5000"
     assert settings.serving_image == "ghcr.io/turnout-dev/turnout-serve:0.1.0"
@@ -205,8 +223,10 @@ def test_the_operator_pod_is_the_charts(rendered: dict[str, Objects], chart: Obj
     ours = one(rendered["base"], "Deployment")
     [theirs] = [d for d in find(chart, "Deployment") if d["metadata"]["name"] == "turnout-operator"]  # fmt: skip
     assert ours["spec"]["template"]["spec"] == theirs["spec"]["template"]["spec"]
-    assert ours["spec"]["strategy"] == theirs["spec"]["strategy"] == {"type": "Recreate"}
-    assert ours["spec"]["replicas"] == theirs["spec"]["replicas"] == 1
+    assert ours["spec"]["strategy"] == theirs["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }  # fmt: skip
+    assert ours["spec"]["replicas"] == theirs["spec"]["replicas"] == 2
 
 
 # --- monitors (no schema offline: checked against what they must select) --------------------------

@@ -87,7 +87,9 @@ class Kubectl:
 
     def operator_log(self) -> str:
         try:
-            return self("logs", "-n", SYSTEM, "deployment/turnout-operator", "--tail", "80")
+            # both replicas: the leader's log, and the standby's
+            return self("logs", "-n", SYSTEM, "-l", "app.kubernetes.io/component=operator",
+                        "--prefix", "--tail", "80")  # fmt: skip
         except RuntimeError as exc:
             return str(exc)
 

@@ -240,7 +240,10 @@ def without_limits(node: Any) -> Any:
 RBAC = {
     "namespaced": (ROOT / "manifests" / "overlays" / "namespaced" / "rbac.yaml", "Role"),
     "cluster-wide": (ROOT / "manifests" / "base" / "rbac.yaml", "ClusterRole"),
+    # the replicas' Lease, in the operator's own namespace, whatever it watches
+    "leader-election": (ROOT / "manifests" / "base" / "leader-election.yaml", "Role"),
 }
+LEADER_ELECTION_ROLE = "turnout-operator-leader-election"
 Rule = tuple[str, str, str]  # (group, resource[/subresource], verb)
 
 
@@ -254,7 +257,8 @@ def calls_made(kube: KubeEmulator) -> set[Rule]:
 
 
 def granted(mode: str) -> set[Rule]:
-    """What the published RBAC of `mode` ("namespaced" or "cluster-wide") allows."""
+    """What the published RBAC of `mode` ("namespaced", "cluster-wide" or "leader-election")
+    allows."""
     path, kind = RBAC[mode]
     return rules(yaml.safe_load_all(path.read_text()), kind)
 

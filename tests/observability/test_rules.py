@@ -90,7 +90,7 @@ def test_every_alert_says_how_bad_what_and_where_to_look() -> None:
         "TurnoutHighErrorRatio", "TurnoutHighLatencyP99", "TurnoutDriftDetected",
         "TurnoutLiveQualityDegraded", "TurnoutLiveQualityBelowTraining", "TurnoutRolloutAborted",
         "TurnoutModelDeploymentDegraded", "TurnoutRetrainingFailed",
-        "TurnoutOperatorDown",
+        "TurnoutOperatorDown", "TurnoutOperatorNoLeader",
     ])  # fmt: skip
 
 

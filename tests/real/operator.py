@@ -55,7 +55,7 @@ def apply_crd(api: client.ApiClient) -> dict[str, object]:
 def chart_rbac(namespace: str) -> dict[str, dict[str, Any]]:
     """The chart's ServiceAccount, Role and RoleBinding for an operator watching `namespace`."""
     docs = Helm(require_tool("helm")).template(None, f"watchNamespaces={{{namespace}}}")
-    return {kind: one(docs, kind) for kind in ("ServiceAccount", "Role", "RoleBinding")}
+    return {kind: one(docs, kind, ACCOUNT) for kind in ("ServiceAccount", "Role", "RoleBinding")}
 
 
 def grant_operator_role(plane: cp.ControlPlane, namespace: str) -> dict[str, Any]:
@@ -71,6 +71,22 @@ def grant_operator_role(plane: cp.ControlPlane, namespace: str) -> dict[str, Any
                                  json=rbac[kind])  # fmt: skip
             assert created.status_code == 201, created.text
     return rbac["Role"]
+
+
+def grant_leader_election(plane: cp.ControlPlane) -> dict[str, Any]:
+    """Create the chart's leader-election Role and RoleBinding (the Lease, in turnout-system) as
+    `helm install` renders them with its defaults; return the Role."""
+    docs = Helm(require_tool("helm")).template(None, "watchNamespaces={default}")
+    name = "turnout-operator-leader-election"
+    with plane.http() as admin:  # the namespace may exist already (409): fine
+        admin.post("/api/v1/namespaces", json={"metadata": {"name": OPERATOR_NAMESPACE}})
+        for kind, plural in (("Role", "roles"), ("RoleBinding", "rolebindings")):
+            created = admin.post(
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/{plural}",
+                json=one(docs, kind, name),
+            )
+            assert created.status_code in (201, 409), created.text  # 409: made by a module before
+    return one(docs, "Role", name)
 
 
 def operator_token(core: client.CoreV1Api) -> str:

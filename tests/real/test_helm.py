@@ -43,10 +43,15 @@ def test_the_chart_installs_an_operator_that_rolls_out_a_model(
          # no cluster DNS here: smoke tests go through the API server's service proxy
          "--set", "operator.smokeVia=proxy")  # fmt: skip
     try:
-        (pod,) = core.list_namespaced_pod(system).items
-        assert pod.status.phase == "Running"
+        pods = core.list_namespaced_pod(system).items
+        assert [p.status.phase for p in pods] == ["Running", "Running"]  # two replicas
         account = f"{release}-operator"  # the chart's own ServiceAccount
-        assert pod.spec.service_account_name == account
+        assert {p.spec.service_account_name for p in pods} == {account}
+        # one of them leads: it holds the Lease, named after the operator, in its namespace
+        leases = client.CoordinationV1Api(core.api_client)
+        lease = leases.read_namespaced_lease(account, system).spec
+        assert lease.holder_identity in {p.metadata.name for p in pods}
+        assert lease.lease_duration_seconds == 15
         with control_plane.http() as admin:
             manifest = {"apiVersion": API, "kind": "ModelDeployment",
                         "metadata": {"name": "diabetes", "namespace": watched},

@@ -199,3 +199,10 @@ no read of Namespace objects (the integration suite records an --all-namespaces 
 {{- define "turnout.webhooks.tlsSecret" -}}
 {{- .Values.webhooks.tls.secretName | default (printf "%s-tls" (include "turnout.webhooks.fullname" .)) }}
 {{- end }}
+
+{{/* The Lease the operator's replicas elect their leader with (manifests/base/leader-election.yaml). */}}
+{{- define "turnout.rbac.leaderElectionRules" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, create, update]
+{{- end }}
