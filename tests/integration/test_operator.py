@@ -15,6 +15,8 @@ import pytest
 from kmock import KubernetesError
 
 from tests.conftest import Registry, wait_until
+from tests.gateway_api import http_route_crd
+from tests.integration import exposure
 from tests.integration.cluster import API, Cluster, calls_made, granted, running_cluster
 
 pytestmark = pytest.mark.slow
@@ -211,6 +213,15 @@ def test_a_retraining_job_is_created_owned_and_followed_to_its_end(cluster: Clus
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["TURNOUT_MODEL_NAME"], env["TURNOUT_RETRAIN_REASON"]) == ("Diabetes", "Requested")
     assert "turnout.dev/retrain" not in cluster.annotations("retrained")
+
+
+def test_a_model_is_exposed_by_its_service_an_ingress_and_an_http_route(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """tests/integration/exposure.py; the emulator serves HTTPRoutes once the Gateway API's
+    own CRD is applied."""
+    crd = http_route_crd(tmp_path / "go")
+    exposure.service_ingress_and_http_route(cluster, lambda: cluster.kube.apply_crd(crd))
 
 
 # kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).

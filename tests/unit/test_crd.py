@@ -255,6 +255,7 @@ def test_names_and_printer_columns() -> None:
         ("Phase", "string", ".status.phase"),
         ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         ("Step", "string", '.status.conditions[?(@.type=="Progressing")].reason'),
+        ("URL", "string", ".status.url"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
     # A renamed field must not leave a column silently empty.
@@ -311,7 +312,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 89
+    assert len(with_defaults) == 97
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path
@@ -466,6 +467,7 @@ def test_minimal_spec_defaults_in_full() -> None:
         "auth": {"tokenSecret": ""},
         "paused": False,
         "notifications": [],
+        "service": {"type": "ClusterIP", "port": 80},
     }
 
 
