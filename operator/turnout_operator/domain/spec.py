@@ -761,11 +761,16 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 HOST = anchored(rf"(\*\.)?{DNS1123_SUBDOMAIN}")
 Host = Annotated[str, Field(max_length=DNS1123_SUBDOMAIN_MAX, pattern=HOST)]
 HTTP_PATH = r"^/\S*$"
+ROUTE_ANNOTATIONS_SIZE_RULE: JsonDict = {
+    "rule": ANNOTATIONS_SIZE_RULE["rule"],
+    "message": f"annotations may total at most {POD_ANNOTATIONS_BUDGET} characters (keys and "
+    "values; the API server allows 256 KiB per object, the operator adds its own)",
+}
 Annotations = Annotated[
     dict[str, str],
     Field(
         max_length=MAX_ANNOTATIONS,
-        json_schema_extra={"x-kubernetes-validations": [ANNOTATIONS_SIZE_RULE]},
+        json_schema_extra={"x-kubernetes-validations": [ROUTE_ANNOTATIONS_SIZE_RULE]},
     ),
 ]
 
