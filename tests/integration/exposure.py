@@ -25,6 +25,14 @@ INGRESS = {"host": "exposed.example.com", "path": "/", "tls": {"secretName": "ex
            "preview": {"host": "preview.exposed.example.com"}}  # fmt: skip
 ROUTE = {"parentRefs": [{"name": "public", "sectionName": "https"}],
          "hostnames": ["exposed.example.com"], "scheme": "https"}  # fmt: skip
+# The rules only exposure uses: a suite that exposes nothing (the feature matrix) leaves exactly
+# these unused; test_operator.py's RBAC test sees each used by the scenario below.
+RULES = {
+    (group, resource, verb)
+    for group, resource in (("networking.k8s.io", "ingresses"),
+                            ("gateway.networking.k8s.io", "httproutes"))
+    for verb in ("get", "create", "update", "delete")
+}  # fmt: skip
 INGRESSES = ("networking.k8s.io/v1", "Ingress")
 ROUTES = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 
