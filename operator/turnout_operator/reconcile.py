@@ -51,7 +51,7 @@ from turnout_operator.domain.actions import (
     TagVersion,
 )
 from turnout_operator.domain.analysis import Measurement
-from turnout_operator.domain.exposure import build_route, expose_service
+from turnout_operator.domain.exposure import applied, build_route, expose_service
 from turnout_operator.domain.manifests import (
     Defaults,
     admin_secret_name,
@@ -299,9 +299,11 @@ class Reconciler:
             seen = observed.retraining  # its annotation, Job end and promotion are acted on
             once = None if seen is None else replace(seen, annotation=None, job=None,
                                                      retrained=None)  # fmt: skip
+            seen_exposure = observed.exposure and applied(observed.exposure, spec,
+                                                          act.name, act.namespace)  # fmt: skip
             observed = replace(
                 observed, status=status, annotations={}, smoke=smoke, measurement=measurement,
-                retraining=once,
+                retraining=once, exposure=seen_exposure,
                 colors=self.kube.colors(act.namespace, act.name),
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip

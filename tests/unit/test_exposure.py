@@ -14,6 +14,7 @@ from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import ApplyRoute, DeleteRoute, Emit, ExposeService
 from turnout_operator.domain.exposure import (
     RECORD,
+    applied,
     build_http_route,
     build_ingress,
     expose_service,
@@ -188,7 +189,7 @@ INGRESS = {"host": "bikes.example.com"}
 ROUTE = {"parentRefs": [{"name": "gw"}], "hostnames": ["bikes.example.com"]}
 
 
-def applied(desired: ModelDeploymentSpec, kind: str) -> str:
+def record_of(desired: ModelDeploymentSpec, kind: str) -> str:
     build = build_ingress if kind == "Ingress" else build_http_route
     route = desired.ingress if kind == "Ingress" else desired.http_route
     return str(build("bikes", "ml", route, 80)["metadata"]["annotations"][RECORD])  # type: ignore[operator]
@@ -197,7 +198,7 @@ def applied(desired: ModelDeploymentSpec, kind: str) -> str:
 def test_nothing_is_written_when_the_cluster_holds_what_the_spec_asks_for() -> None:
     desired = spec(service={"type": "NodePort"}, ingress=INGRESS, httpRoute=ROUTE)
     seen = ExposureSeen(service=service_record(desired.service),
-                        ingress=applied(desired, "Ingress"), http_route=applied(desired, "HTTPRoute"))  # fmt: skip
+                        ingress=record_of(desired, "Ingress"), http_route=record_of(desired, "HTTPRoute"))  # fmt: skip
     result = planned(desired, seen, routes=["Ingress", "HTTPRoute"])
     assert exposure_actions(result) == []
     assert (result.status.url, result.status.routes) == (
@@ -231,10 +232,10 @@ def test_routes_are_made_when_asked_and_deleted_when_the_spec_drops_them() -> No
     assert made.status.routes == ["Ingress"]
     changed = planned(spec(ingress={**INGRESS, "path": "/v2"}),
                       ExposureSeen(service=service_record(desired.service),
-                                   ingress=applied(desired, "Ingress")))  # fmt: skip
+                                   ingress=record_of(desired, "Ingress")))  # fmt: skip
     assert exposure_actions(changed) == [ApplyRoute("Ingress")]
     dropped = planned(spec(), ExposureSeen(service=service_record(desired.service),
-                                           ingress=applied(desired, "Ingress")),
+                                           ingress=record_of(desired, "Ingress")),
                       routes=["Ingress"])  # fmt: skip
     assert exposure_actions(dropped) == [DeleteRoute("Ingress")]
     assert (dropped.status.routes, dropped.status.url) == ([], "http://bikes.ml.svc")
@@ -283,3 +284,22 @@ def test_an_annotation_the_api_server_would_refuse_is_an_invalid_spec_naming_its
 ) -> None:
     checked = check("bikes", "ml", {**BASE, **fields}, Defaults("turnout-serve:1", "http://m"), ())
     assert {p.field for p in checked.problems} == {field}
+
+
+def test_a_second_pass_sees_what_the_first_wrote_and_asks_for_nothing_again() -> None:
+    """A reconcile plans again after a smoke test: the exposure written by the first pass is
+    taken as there (domain/exposure.applied), so the second writes nothing of it."""
+    desired = spec(service={"port": 8000}, ingress=INGRESS, httpRoute=ROUTE)
+    first_seen = ExposureSeen(service="", load_balancer=None, ingress=None, http_route="old")
+    first = planned(desired, first_seen, routes=["HTTPRoute"])
+    assert exposure_actions(first) == [ExposeService(), ApplyRoute("Ingress"),
+                                       ApplyRoute("HTTPRoute")]  # fmt: skip
+    second_seen = applied(first_seen, desired, "bikes", "ml")
+    second = planned(desired, second_seen, routes=first.status.routes,
+                     conditions=first.status.conditions)  # fmt: skip
+    assert exposure_actions(second) == []
+    assert second.status.routes == first.status.routes == ["Ingress", "HTTPRoute"]
+    # without a Service yet (PointService creates it as the spec says), none is assumed
+    assert applied(ExposureSeen(), desired, "bikes", "ml").service is None
+    dropped = applied(second_seen, spec(), "bikes", "ml")
+    assert (dropped.ingress, dropped.http_route) == (None, None)

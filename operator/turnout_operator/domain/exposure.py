@@ -15,6 +15,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from turnout_operator.domain import reasons as R
@@ -146,6 +147,22 @@ def build_route(
     if spec.http_route is None:
         return None
     return build_http_route(name, namespace, spec.http_route, port)
+
+
+def applied(
+    seen: ExposureSeen, spec: ModelDeploymentSpec, name: str, namespace: str
+) -> ExposureSeen:
+    """What the cluster holds once a plan's exposure actions are carried out: what a second
+    planning pass of the same reconcile sees, so that it asks for nothing again."""
+    records = {kind: build_route(kind, name, namespace, spec) for kind in ROUTE_APIS}
+    ingress, route = (None if r is None else r["metadata"]["annotations"][RECORD]
+                      for r in records.values())  # fmt: skip
+    return replace(
+        seen,
+        service=None if seen.service is None else service_record(spec.service),
+        ingress=ingress,
+        http_route=route if seen.gateway_api else None,
+    )
 
 
 def url(spec: ModelDeploymentSpec, name: str, namespace: str, seen: ExposureSeen) -> str:
