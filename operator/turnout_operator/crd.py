@@ -73,6 +73,7 @@ _PRINTER_COLUMNS = [
     ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
     # where a rollout stands: the gate it waits on (PrePromotionAnalysis, WaitingForPromotion...)
     ("Step", "string", '.status.conditions[?(@.type=="Progressing")].reason'),
+    ("URL", "string", ".status.url"),
     ("Age", "date", ".metadata.creationTimestamp"),
 ]
 # Keys copied as they are; the order is the one written out, for a CRD that reads top-down.

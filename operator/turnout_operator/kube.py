@@ -2,9 +2,11 @@
 
 Synchronous (the official client is); the kopf glue calls it from a worker thread, never on the
 event loop. Writes are idempotent: a Deployment is patched only when its template hash, replicas
-or labels differ; a Service only when its selector does. The client sends a dict patch as a
-JSON merge patch to custom resources (a real API server answers a strategic-merge patch on them
-with 415) and as a strategic merge to built-in kinds; a changed Deployment is replaced whole.
+or labels differ; a Service's selector only when it differs, its exposure (type, port,
+metadata) only when its record does; an Ingress or HTTPRoute is replaced when its record
+differs. The client sends a dict patch as a JSON merge patch to custom resources (a real API
+server answers a strategic-merge patch on them with 415) and as a strategic merge to built-in
+kinds; a changed Deployment is replaced whole.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import json
 import logging
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +23,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from turnout_operator.domain.exposure import GATEWAY_GROUP, RECORD, ROUTE_APIS, managed_keys
 from turnout_operator.domain.manifests import (
     COLOR_LABEL,
     HASH_ANNOTATION,
@@ -35,10 +39,11 @@ from turnout_operator.domain.manifests import (
     service_name,
     template_hash,
 )
-from turnout_operator.domain.observed import ColorState, SmokeResult
+from turnout_operator.domain.observed import ColorState, ExposureSeen, SmokeResult
 from turnout_operator.domain.retraining import JobState
 from turnout_operator.domain.scaling_manifests import autoscaler_color, autoscaler_name
 from turnout_operator.domain.spec import COLORS, GROUP, KIND, PLURAL, VERSION, Color
+from turnout_operator.domain.status import RouteKind
 
 log = logging.getLogger("turnout_operator.kube")
 
@@ -359,6 +364,114 @@ class Kube:
         except ApiException as exc:
             raise _refused(kind, name, exc) from exc
 
+    # --- exposure (domain/exposure.py) ---------------------------------------------------------
+
+    def exposure(self, namespace: str, name: str, ingress: bool, http_route: bool) -> ExposureSeen:
+        """The active Service's exposure record and load balancer address; the Ingress and the
+        HTTPRoute only when asked (the spec wants one, or the status says one was made)."""
+        service = self._get(self.core.read_namespaced_service, namespace,
+                            service_name(name, "active"))  # fmt: skip
+        seen = ExposureSeen()
+        if service is not None:
+            seen = replace(seen, service=_record(service) or "", load_balancer=_address(service))
+        if ingress:
+            found = self._route("Ingress", namespace, name)
+            if found is not None:
+                seen = replace(seen, ingress=_record(found) or "", ingress_address=_address(found))
+        if http_route:
+            if not self._serves_http_routes():
+                return replace(seen, gateway_api=False)
+            found = self._route("HTTPRoute", namespace, name)
+            seen = replace(seen, http_route=None if found is None else _record(found) or "")
+        return seen
+
+    def _route(self, kind: RouteKind, namespace: str, name: str) -> dict[str, Any] | None:
+        group, version, plural = ROUTE_APIS[kind]
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    def _serves_http_routes(self) -> bool:
+        """Whether the API server serves gateway.networking.k8s.io/v1 httproutes (discovery,
+        which every authenticated client may read)."""
+        try:
+            response = self.api.call_api(
+                f"/apis/{GATEWAY_GROUP}/v1", "GET", auth_settings=["BearerToken"],
+                _preload_content=False, response_type="object",
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        raw = response[0] if isinstance(response, tuple) else response
+        resources = json.loads(raw.data).get("resources") or []
+        return any(r.get("name") == "httproutes" for r in resources)
+
+    def expose_service(self, body: dict[str, Any]) -> None:
+        """Bring an existing active Service's type, port, labels and annotations to `body`
+        (domain/exposure.expose_service), keeping its selector and the keys others set; a
+        node port already allocated stays. A missing Service is PointService's to create."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        existing = self._get(self.core.read_namespaced_service, namespace, name)
+        if existing is None:
+            return
+        old_annotations, old_labels = managed_keys(_record(existing))
+        meta = body["metadata"]
+        annotations: dict[str, str | None] = dict.fromkeys(
+            old_annotations - set(meta["annotations"])
+        )
+        labels_: dict[str, str | None] = dict.fromkeys(old_labels - set(meta["labels"]))
+        node_ports = {p.get("name"): p.get("nodePort") for p in existing["spec"].get("ports", [])}
+        ports: list[dict[str, Any]] = [{"$patch": "replace"}]
+        for port in body["spec"]["ports"]:
+            kept = node_ports.get(port["name"])
+            keep = body["spec"]["type"] != "ClusterIP" and kept
+            ports.append({**port, "nodePort": kept} if keep else port)
+        patch = {
+            "metadata": {"annotations": {**annotations, **meta["annotations"]},
+                         "labels": {**labels_, **meta["labels"]}},
+            "spec": {"type": body["spec"]["type"], "ports": ports},
+        }  # fmt: skip
+        try:
+            self.core.patch_namespaced_service(name, namespace, patch)
+        except ApiException as exc:
+            raise _refused("Service", name, exc) from exc
+
+    def apply_route(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Create the Ingress or HTTPRoute `body`, or replace the one there when its record
+        differs (a replace, so rules the spec dropped go)."""
+        kind, meta = body["kind"], body["metadata"]
+        group, version, plural = ROUTE_APIS[kind]
+        namespace, name = meta["namespace"], meta["name"]
+        existing = self._route(kind, namespace, name)
+        try:
+            if existing is None:
+                self.custom.create_namespaced_custom_object(
+                    group, version, namespace, plural, _owned(body, owner)
+                )
+            elif _record(existing) != meta["annotations"][RECORD]:
+                replacement = _owned(body, owner)
+                replacement["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                self.custom.replace_namespaced_custom_object(
+                    group, version, namespace, plural, name, replacement
+                )
+        except ApiException as exc:
+            raise _refused(kind, name, exc) from exc
+
+    def delete_route(self, kind: RouteKind, namespace: str, name: str) -> None:
+        group, version, plural = ROUTE_APIS[kind]
+        try:
+            self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: None}}}
@@ -485,6 +598,18 @@ def _termination_message(status: dict[str, Any]) -> str:
     lines = [line.strip() for line in str(ended.get("message") or "").splitlines()]
     said = next((line for line in reversed(lines) if line), "")
     return said[:TERMINATION_MESSAGE_CHARS]
+
+
+def _record(obj: dict[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(RECORD)
+
+
+def _address(obj: dict[str, Any]) -> str | None:
+    """The first load balancer IP or hostname in a Service's or an Ingress' status."""
+    for entry in ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
+        if entry.get("ip") or entry.get("hostname"):
+            return str(entry.get("ip") or entry.get("hostname"))
+    return None
 
 
 def _owned(body: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -31,9 +31,12 @@ from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
     AnalysisFinished,
+    ApplyRoute,
     Autoscale,
+    DeleteRoute,
     DeployColor,
     Emit,
+    ExposeService,
     Measure,
     MoveAlias,
     Notify,
@@ -50,6 +53,7 @@ from turnout_operator.domain.actions import (
     TagVersion,
 )
 from turnout_operator.domain.analysis import Measurement
+from turnout_operator.domain.exposure import applied, build_route, expose_service
 from turnout_operator.domain.manifests import (
     Defaults,
     admin_secret_name,
@@ -61,6 +65,7 @@ from turnout_operator.domain.manifests import (
 from turnout_operator.domain.notifications import deliveries
 from turnout_operator.domain.observed import (
     ANNOTATIONS,
+    ExposureSeen,
     Observed,
     Resolved,
     ResolveFailed,
@@ -181,7 +186,8 @@ class Reconciler:
         ):
             ask = Question(namespace, generation, spec)
         observed = self._observe(body, status, generation, resolution)
-        observed = replace(observed, retraining=self._retraining_seen(body, spec, status))
+        observed = replace(observed, retraining=self._retraining_seen(body, spec, status),
+                           exposure=self._exposure_seen(name, namespace, spec, status))  # fmt: skip
         act = _Acts(self, body, spec)
         try:
             result, status = self._carry_out(act, spec, observed, now)
@@ -236,6 +242,14 @@ class Reconciler:
             autoscaler=self.kube.autoscaler(namespace, name) if named else None,
         )  # fmt: skip
 
+    def _exposure_seen(
+        self, name: str, namespace: str, spec: ModelDeploymentSpec, status: ModelDeploymentStatus
+    ) -> ExposureSeen:
+        """The routes are read when the spec wants one or the status says one was made."""
+        ingress = spec.ingress is not None or "Ingress" in status.routes
+        route = spec.http_route is not None or "HTTPRoute" in status.routes
+        return self.kube.exposure(namespace, name, ingress, route)
+
     def _retraining_seen(
         self, body: dict[str, Any], spec: ModelDeploymentSpec, status: ModelDeploymentStatus
     ) -> Seen | None:
@@ -289,9 +303,11 @@ class Reconciler:
             seen = observed.retraining  # its annotation, Job end and promotion are acted on
             once = None if seen is None else replace(seen, annotation=None, job=None,
                                                      retrained=None)  # fmt: skip
+            seen_exposure = observed.exposure and applied(observed.exposure, spec,
+                                                          act.name, act.namespace)  # fmt: skip
             observed = replace(
                 observed, status=status, annotations={}, smoke=smoke, measurement=measurement,
-                retraining=once,
+                retraining=once, exposure=seen_exposure,
                 colors=self.kube.colors(act.namespace, act.name),
                 active_selector=active, preview_selector=preview,
             )  # fmt: skip
@@ -385,7 +401,15 @@ class _Acts:
             case ScaleColor(color, replicas):
                 kube.scale(ns, deployment_name(name, color), replicas)
             case PointService(role, color):
-                kube.point_service(build_service(name, ns, role, color), self.body)
+                kube.point_service(self.service(role, color), self.body)
+            case ExposeService():
+                kube.expose_service(self.service("active", None))
+            case ApplyRoute(kind):
+                route = build_route(kind, name, ns, self.spec)
+                if route is not None:
+                    kube.apply_route(route, self.body)
+            case DeleteRoute(kind):
+                kube.delete_route(kind, ns, name)
             case SmokeTest(color, version):
                 return self.smoke(version)
             case TagVersion(version, state):
@@ -416,6 +440,12 @@ class _Acts:
             case RetrainingCounted(reason, result):
                 self.r.metrics.retraining(reason, result)
         return None
+
+    def service(self, role: Literal["active", "preview"], color: Color | None) -> dict[str, Any]:
+        """The Service of `role` as the spec wants it (color None: no selector, for a write that
+        keeps the one there)."""
+        body = build_service(self.name, self.namespace, role, color or "blue")
+        return expose_service(body, self.spec.service) if role == "active" else body
 
     def shadow(self, action: StartShadow | StopShadow) -> None:
         """Start (or renew) or stop mirroring on the active pods, with the admin token the

@@ -15,6 +15,8 @@ import pytest
 from kmock import KubernetesError
 
 from tests.conftest import Registry, wait_until
+from tests.gateway_api import http_route_crd
+from tests.integration import exposure
 from tests.integration.cluster import API, Cluster, calls_made, granted, running_cluster
 
 pytestmark = pytest.mark.slow
@@ -258,6 +260,15 @@ def test_the_autoscaler_follows_the_active_color_and_each_color_has_a_disruption
                      and "minAvailable" in p["spec"] and p, timeout=20, interval=0.2,
                      what="the budget updated")  # fmt: skip
     assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+
+
+def test_a_model_is_exposed_by_its_service_an_ingress_and_an_http_route(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """tests/integration/exposure.py; the emulator serves HTTPRoutes once the Gateway API's
+    own CRD is applied."""
+    crd = http_route_crd(tmp_path / "go")
+    exposure.service_ingress_and_http_route(cluster, lambda: cluster.kube.apply_crd(crd))
 
 
 # kopf's scanning of CRDs, cluster-wide mode only (it reads no Namespace objects then).

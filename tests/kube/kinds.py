@@ -1,7 +1,9 @@
 """Validation of the built-in kinds an operator writes, as kube-apiserver does it.
 
 Copied from `pkg/apis/core/validation/validation.go` (`ValidatePodSpec`'s containers, ports, env,
-volumes and volume mounts; `ValidateService`'s ports and selector) and
+volumes and volume mounts; `ValidateService`'s ports, selector and node ports),
+`pkg/apis/networking/validation/validation.go` (`ValidateIngressSpec`'s rules, paths, backends and
+TLS) and
 `pkg/apis/apps/validation/validation.go` (`ValidateDeploymentSpec`,
 `ValidatePodTemplateSpecForReplicaSet`), kept to the fields an operator sets: names of containers,
 ports, volumes and env vars, the selector and the template labels it must match, required fields.
@@ -242,6 +244,49 @@ def validate_service(obj: Obj, old: Obj | None = None) -> list[FieldError]:
         elif target is not None:
             errs += [invalid(join(at, "targetPort"), target, m) for m in is_valid_port_num(target)]
     errs += validate_labels(spec.get("selector") or {}, "spec.selector")
+    if spec.get("type", "ClusterIP") == "ClusterIP":
+        errs += [forbidden(join("spec.ports", i, "nodePort"),
+                           "may not be used when `type` is 'ClusterIP'")
+                 for i, port in enumerate(ports) if port.get("nodePort")]  # fmt: skip
+    return errs
+
+
+PATH_TYPES = ["Exact", "ImplementationSpecific", "Prefix"]
+
+
+def validate_ingress(obj: Obj, old: Obj | None = None) -> list[FieldError]:
+    """networking/validation ValidateIngressSpec, kept to what an operator writes: a rule or a
+    default backend, hosts (a DNS-1123 subdomain, or one under `*.`), paths and their types,
+    service backends (a DNS-1035 name and a port number or name) and TLS Secret names."""
+    spec = obj.get("spec") or {}
+    rules = spec.get("rules") or []
+    errs: list[FieldError] = []
+    if not rules and not spec.get("defaultBackend"):
+        errs.append(invalid("spec.rules", rules, "either `defaultBackend` or `rules` must be "
+                            "specified"))  # fmt: skip
+    for i, rule in enumerate(rules):
+        at, host = join("spec.rules", i), rule.get("host")
+        if host:
+            bare = host[2:] if host.startswith("*.") else host
+            errs += [invalid(join(at, "host"), host, m) for m in is_dns1123_subdomain(bare)]
+        for j, path in enumerate((rule.get("http") or {}).get("paths") or []):
+            where, kind = join(at, "http", "paths", j), path.get("pathType")
+            if kind not in PATH_TYPES:
+                errs.append(not_supported(join(where, "pathType"), kind, PATH_TYPES))
+            elif not str(path.get("path", "")).startswith("/"):
+                errs.append(invalid(join(where, "path"), path.get("path"),
+                                    "must be an absolute path"))  # fmt: skip
+            service = (path.get("backend") or {}).get("service") or {}
+            errs += [invalid(join(where, "backend", "service", "name"), service.get("name"), m)
+                     for m in is_dns1035_label(service.get("name") or "")]  # fmt: skip
+            number = (service.get("port") or {}).get("number")
+            if number is not None:
+                errs += [invalid(join(where, "backend", "service", "port", "number"), number, m)
+                         for m in is_valid_port_num(number)]  # fmt: skip
+    for i, tls in enumerate(spec.get("tls") or []):
+        if tls.get("secretName"):
+            errs += [invalid(join("spec.tls", i, "secretName"), tls["secretName"], m)
+                     for m in is_dns1123_subdomain(tls["secretName"])]  # fmt: skip
     return errs
 
 
@@ -363,4 +408,5 @@ KIND_VALIDATORS: dict[tuple[str, str], Callable[[Obj, Obj | None], list[FieldErr
     ("batch", "jobs"): validate_job,
     ("", "services"): validate_service,
     ("", "pods"): validate_pod,
+    ("networking.k8s.io", "ingresses"): validate_ingress,
 }

@@ -87,6 +87,8 @@ BUILTINS: tuple[ResourceType, ...] = (
              status_subresource=True, has_generation=True),
     _builtin("events.k8s.io/v1", "events", "Event", short_names=("ev",), stored_as=("", "events")),
     _builtin("coordination.k8s.io/v1", "leases", "Lease"),
+    _builtin("networking.k8s.io/v1", "ingresses", "Ingress", short_names=("ing",),
+             status_subresource=True, has_generation=True),
     _builtin("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
              namespaced=False, short_names=("crd", "crds"), status_subresource=True,
              has_generation=True),

@@ -109,7 +109,7 @@ def test_nulls_and_defaults(md: KubeEmulator, api: ApiClient) -> None:
     )
     status = md.get(MD, "ModelDeployment", "default", "web")["status"]  # type: ignore[index]
     assert status == {"phase": "Healthy", "message": "", "rejectedVersions": [], "endpoints": {},
-                      "conditions": [], "scaleDowns": [], "history": [
+                      "conditions": [], "scaleDowns": [], "routes": [], "history": [
                           {"version": "1", "color": "blue", "outcome": "Promoted", "reason": ""}]}  # fmt: skip
     md.apply_crd(GIZMOS)
     assert md.create(gizmo(note=None))["spec"] == {"note": None}  # nullable: kept
@@ -172,6 +172,18 @@ def test_cel_rules(md: KubeEmulator) -> None:
         'Gizmo.example.dev "eleven-char" is invalid: <nil>: Invalid value: gizmo names have at most 10 '
         "characters")  # fmt: skip
     md.create(gizmo("ten-chars0"))
+
+
+def test_the_list_library_s_sum_is_evaluated(md: KubeEmulator) -> None:
+    """`<list>.sum()` (Kubernetes' CEL list library): the annotations' size rule of the
+    ModelDeployment counts keys and values, and refuses what passes the limit."""
+    md.create(model_deployment("small", template={"podAnnotations": {"a": "bc"}}))
+    big = {f"k{i}": "v" * 4000 for i in range(66)}  # 66 x (2 or 3 + 4000) > 261120
+    message = refusal(md.create, model_deployment("big", template={"podAnnotations": big}))
+    assert message == (
+        'ModelDeployment.turnout.dev "big" is invalid: spec.template.podAnnotations: Invalid value: '
+        'pod annotations may total at most 261120 characters (keys and values; the API '
+        "server allows 256 KiB per object, the operator adds its own)")  # fmt: skip
 
 
 def test_status_writes_are_validated_against_the_status_schema(

@@ -76,7 +76,7 @@ class RealKube:
     ) -> Obj:
         resource = self._resource(api_version, kind)
         if subresource is not None:
-            resource = getattr(resource.subresources, subresource)
+            resource = resource.subresources[subresource]
         found = resource.patch(body=patch, name=name, namespace=namespace,
                                content_type="application/merge-patch+json")  # fmt: skip
         return dict(found.to_dict())

@@ -38,8 +38,14 @@ USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{ACCOUNT}"
 def apply_crd(api: client.ApiClient) -> dict[str, object]:
     """Apply the project's CustomResourceDefinition (as the chart's crds/ are) and wait until it
     is Established; return its manifest."""
+    manifest: dict[str, object] = yaml.safe_load(CRD.read_text())
+    establish_crd(api, manifest)
+    return manifest
+
+
+def establish_crd(api: client.ApiClient, manifest: dict[str, Any]) -> None:
+    """Create a CustomResourceDefinition and wait until it is Established."""
     extensions = client.ApiextensionsV1Api(api)
-    manifest = yaml.safe_load(CRD.read_text())
     extensions.create_custom_resource_definition(manifest)
 
     def established() -> bool:
@@ -49,7 +55,6 @@ def apply_crd(api: client.ApiClient) -> dict[str, object]:
         )
 
     wait_until(established, timeout=60, interval=0.1, what="the CRD to be Established")
-    return dict(manifest)
 
 
 def chart_rbac(namespace: str) -> dict[str, dict[str, Any]]:

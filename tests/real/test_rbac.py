@@ -66,6 +66,7 @@ def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
     deployments = f"/apis/apps/v1/namespaces/{ns}/deployments"
     services = f"/api/v1/namespaces/{ns}/services"
     pods = f"/api/v1/namespaces/{ns}/pods"
+    ingresses = f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses"
     assert admin.post(mds, json=md("iris")).status_code == 201
     assert (
         admin.post(
@@ -99,6 +100,11 @@ def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
         ("GET", f"{pods}/iris-blue-0:8080/proxy/metrics", None, 404),
         ("PUT", f"{pods}/iris-blue-0:8080/proxy/admin/shadow", {"percent": 10}, 404),
         ("DELETE", f"{pods}/iris-blue-0:8080/proxy/admin/shadow", None, 404),
+        # spec.ingress: made, read, replaced, deleted
+        ("POST", ingresses, INGRESS, 201),
+        ("GET", f"{ingresses}/iris", None, 200),
+        ("PUT", f"{ingresses}/iris", None, 200),  # body: the object as read
+        ("DELETE", f"{ingresses}/iris", None, 200),
     ]  # fmt: skip
     seen = []
     for method, url, body, _ in calls:
@@ -108,6 +114,11 @@ def test_the_operator_can_make_every_call_it_makes(operator: Operator) -> None:
         headers = MERGE_PATCH if method == "PATCH" else None
         seen.append(http.request(method, url, json=body, headers=headers).status_code)
     assert seen == [status for *_, status in calls]
+
+
+INGRESS = {"metadata": {"name": "iris"}, "spec": {"rules": [{"host": "iris.example.com", "http": {
+    "paths": [{"path": "/", "pathType": "Prefix",
+               "backend": {"service": {"name": "iris", "port": {"number": 80}}}}]}}]}}  # fmt: skip
 
 
 def update(http: httpx.Client, url: str, attempts: int = 5) -> int:
@@ -139,6 +150,8 @@ def test_the_operator_is_forbidden_everything_else(operator: Operator) -> None:
         ("GET", f"/api/v1/namespaces/{ns}/secrets", None, "list", "secrets", "", ns),
         ("POST", f"/api/v1/namespaces/{ns}/pods", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, "create", "pods", "", ns),
         ("GET", f"/api/v1/namespaces/{ns}/configmaps", None, "list", "configmaps", "", ns),
+        ("GET", f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses", None, "list", "ingresses", "networking.k8s.io", ns),
+        ("PATCH", f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/x", {}, "patch", "ingresses", "networking.k8s.io", ns),
         ("POST", f"/api/v1/namespaces/{ns}/pods/x:8080/proxy/invocations", {}, "create", "pods/proxy", "", ns),
         # its own resources in a namespace it does not watch
         ("GET", f"/apis/turnout.dev/v1alpha1/namespaces/{other}/modeldeployments", None, "list", "modeldeployments", "turnout.dev", other),

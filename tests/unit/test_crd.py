@@ -259,6 +259,7 @@ def test_names_and_printer_columns() -> None:
         ("Phase", "string", ".status.phase"),
         ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         ("Step", "string", '.status.conditions[?(@.type=="Progressing")].reason'),
+        ("URL", "string", ".status.url"),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]
     # A renamed field must not leave a column silently empty.
@@ -315,7 +316,7 @@ def test_what_a_structural_schema_cannot_say_fails_loudly(
 
 def test_defaults_are_valid_and_survive_pruning() -> None:
     with_defaults = [(path, node) for path, node in nodes(SCHEMA) if "default" in node]
-    assert len(with_defaults) == 98
+    assert len(with_defaults) == 106
     for path, node in with_defaults:
         assert errors(node, node["default"]) == [], path
         assert pruned(node["default"], node) == node["default"], path
@@ -508,6 +509,7 @@ def test_minimal_spec_defaults_in_full() -> None:
         "auth": {"tokenSecret": ""},
         "paused": False,
         "notifications": [],
+        "service": {"type": "ClusterIP", "port": 80},
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from turnout_operator.domain.observed import ColorState, Resolved
+from turnout_operator.domain.observed import ColorState, ExposureSeen, Resolved
 from turnout_operator.kube import Rejected
 from turnout_operator.metrics import OperatorMetrics
 from turnout_operator.reconcile import Answer, Reconciler
@@ -40,6 +40,9 @@ class RecordingKube:
 
     def selectors(self, namespace: str, name: str) -> tuple[None, None]:
         return None, None
+
+    def exposure(self, namespace: str, name: str, ingress: bool, http_route: bool) -> ExposureSeen:
+        return ExposureSeen()  # no Service yet: PointService creates it as spec.service says
 
     def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
         self.admin_secrets.add(name)

@@ -147,6 +147,13 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# the Ingress and the HTTPRoute of spec.ingress and spec.httpRoute
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, create, update, delete]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [get, create, update, delete]
 # retraining Jobs (spec.retraining): created, read, watched
 - apiGroups: [batch]
   resources: [jobs]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from turnout_operator.domain.spec import Color, NotificationEvent, PrometheusQuery
-from turnout_operator.domain.status import RetrainingReason
+from turnout_operator.domain.status import RetrainingReason, RouteKind
 
 RetrainingResult = Literal["started", "succeeded", "failed", "promoted", "kept"]
 
@@ -180,6 +180,26 @@ class RemoveAutoscaler:
     """Delete the ModelDeployment's HorizontalPodAutoscaler (spec.autoscaling was removed)."""
 
 
+@dataclass(frozen=True)
+class ExposeService:
+    """Bring the active Service's type, port and metadata to spec.service (its selector
+    stays as it is: PointService moves it)."""
+
+
+@dataclass(frozen=True)
+class ApplyRoute:
+    """Create or replace the Ingress or HTTPRoute `<name>` the spec asks for."""
+
+    kind: RouteKind
+
+
+@dataclass(frozen=True)
+class DeleteRoute:
+    """Delete the Ingress or HTTPRoute `<name>` the spec no longer asks for."""
+
+    kind: RouteKind
+
+
 Action = (
     DeployColor
     | ScaleColor
@@ -199,4 +219,7 @@ Action = (
     | RetrainingCounted
     | Autoscale
     | RemoveAutoscaler
+    | ExposeService
+    | ApplyRoute
+    | DeleteRoute
 )

@@ -72,6 +72,19 @@ class SmokeResult:
 
 
 @dataclass(frozen=True)
+class ExposureSeen:
+    """The objects that expose the active Service, as the cluster reports them. A record is
+    the exposure annotation the operator wrote on the object (None: no such object)."""
+
+    service: str | None = None  # the active Service's record ("" when it has none)
+    load_balancer: str | None = None  # the active Service's first load balancer IP or hostname
+    ingress: str | None = None
+    ingress_address: str | None = None  # the Ingress' first load balancer IP or hostname
+    http_route: str | None = None
+    gateway_api: bool = True  # gateway.networking.k8s.io/v1 httproutes is served
+
+
+@dataclass(frozen=True)
 class Observed:
     status: ModelDeploymentStatus
     name: str = "model"
@@ -86,6 +99,7 @@ class Observed:
     measurement: Measurement | None = None  # what a Measure of this reconcile read
     retraining: Seen | None = None  # what the retraining triggers see (spec.retraining set)
     autoscaler: Color | None = None  # the color the HorizontalPodAutoscaler targets; None: none
+    exposure: ExposureSeen | None = None  # None: not read (a spec that cannot be acted on)
 
     def color(self, color: Color) -> ColorState:
         return self.colors.get(color, NO_DEPLOYMENT)

@@ -4,9 +4,10 @@ A pure function, read as a list of steps in the spirit of Argo Rollouts' blue-gr
 handle the users' annotations, take the registry's answer, advance the post-promotion analysis
 and settle pending scale-downs (rolling back automatically if the newly active color fails, or
 fails its analysis, inside its window), start or advance the one rollout, keep Services and idle
-colors as the status says, decide whether to retrain (domain/retraining.py), then compute the
-status once. The caller reads the cluster and the
-registry, carries out the actions in order and writes the status back.
+colors as the status says, decide whether to retrain (domain/retraining.py), keep the Service's
+exposure and the routes as the spec says (domain/exposure.py), then compute the status once.
+The caller reads the cluster and the registry, carries out the actions in order and writes the
+status back.
 
 Invariants (property tests in tests/unit/test_planner_properties.py): the active Service is only
 pointed at a color whose pods serve the active version and are available; at most one rollout
@@ -32,6 +33,7 @@ from turnout_operator.domain.actions import (
     RemoveAnnotation,
     ScaleColor,
 )
+from turnout_operator.domain.exposure import expose
 from turnout_operator.domain.observed import (
     ABORT,
     PROMOTE,
@@ -78,6 +80,7 @@ def plan(spec: ModelDeploymentSpec, observed: Observed, now: datetime) -> Plan:
     keep_services_and_colors(p)
     autoscaling.keep_autoscaler(p)
     retrain(p)
+    expose(p)
     summarize(p)
     autoscaling.record_scale(p)
     return _result(p)

@@ -8,6 +8,7 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 MODEL_RESOLVED = "ModelResolved"
 DEGRADED = "Degraded"
+EXPOSED = "Exposed"  # spec.ingress or spec.httpRoute: routed from outside the cluster
 
 # ModelResolved reasons
 RESOLVED = "Resolved"
@@ -69,3 +70,7 @@ MEASUREMENT_SUCCESSFUL = "MeasurementSuccessful"
 MEASUREMENT_FAILED = "MeasurementFailed"
 MEASUREMENT_INCONCLUSIVE = "MeasurementInconclusive"
 MEASUREMENT_ERROR = "MeasurementError"
+
+# Exposed reasons
+ROUTED = "Routed"
+GATEWAY_API_MISSING = "GatewayAPIMissing"

@@ -916,6 +916,95 @@ class DisruptionBudget(_Model):
     )
 
 
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+# An Ingress rule's host (networking/v1 validation: a DNS-1123 subdomain, or one under a leading
+# `*.` wildcard); an HTTPRoute hostname follows the same rule.
+HOST = anchored(rf"(\*\.)?{DNS1123_SUBDOMAIN}")
+Host = Annotated[str, Field(max_length=DNS1123_SUBDOMAIN_MAX, pattern=HOST)]
+HTTP_PATH = r"^/\S*$"
+ROUTE_ANNOTATIONS_SIZE_RULE: JsonDict = {
+    "rule": ANNOTATIONS_SIZE_RULE["rule"],
+    "message": f"annotations may total at most {POD_ANNOTATIONS_BUDGET} characters (keys and "
+    "values; the API server allows 256 KiB per object, the operator adds its own)",
+}
+Annotations = Annotated[
+    dict[str, str],
+    Field(
+        max_length=MAX_ANNOTATIONS,
+        json_schema_extra={"x-kubernetes-validations": [ROUTE_ANNOTATIONS_SIZE_RULE]},
+    ),
+]
+
+
+class ServiceSpec(_Model):
+    """How the active Service is reached (domain/exposure.py). The preview Service stays an
+    internal ClusterIP on port 80: the operator's smoke test and mirrored requests reach it
+    there; `ingress.preview` exposes it on a host of its own."""
+
+    type: ServiceType = Field("ClusterIP", description="ClusterIP, NodePort or LoadBalancer.")
+    port: int = Field(80, ge=1, le=65535, description="The port the active Service listens on.")
+    annotations: Annotations | None = Field(
+        None, description="Extra annotations (e.g. a cloud load balancer's settings)."
+    )
+    labels: dict[str, LabelValue] | None = Field(
+        None, max_length=MAX_LABELS, description="Extra labels; the operator's own win."
+    )
+
+
+class IngressTLS(_Model):
+    secret_name: ObjectName = Field(
+        min_length=1, description="Secret with the certificate of the host (and preview host)."
+    )
+
+
+class PreviewHost(_Model):
+    host: Host = Field(description="Host on which the preview Service is reached.")
+
+
+class IngressSpec(_Model):
+    """A networking.k8s.io/v1 Ingress `<name>` to the active Service (and the preview)."""
+
+    class_name: ObjectName | None = Field(None, description="The IngressClass; absent: default.")
+    host: Host | None = Field(
+        None, description="Host of the active Service; absent: any host (the Ingress' address)."
+    )
+    path: str = Field("/", pattern=HTTP_PATH, max_length=1024, description="Path prefix.")
+    tls: IngressTLS | None = Field(None, description="Terminate TLS with this Secret (https).")
+    annotations: Annotations | None = Field(
+        None, description="Annotations of the Ingress (the controller's settings)."
+    )
+    preview: PreviewHost | None = Field(
+        None, description="Also route this host to the preview Service (testing a rollout)."
+    )
+
+
+class ParentRef(_Model):
+    """A Gateway API ParentReference: the Gateway (or listener) the route attaches to."""
+
+    name: str = Field(min_length=1, max_length=253, description="The Gateway's name.")
+    namespace: ObjectName | None = Field(None, description="Its namespace; absent: the route's.")
+    section_name: str | None = Field(
+        None, min_length=1, max_length=253, description="One listener of the Gateway."
+    )
+    port: int | None = Field(None, ge=1, le=65535, description="One port of the Gateway.")
+
+
+class HTTPRouteSpec(_Model):
+    """A gateway.networking.k8s.io/v1 HTTPRoute `<name>` to the active Service."""
+
+    parent_refs: list[ParentRef] = Field(
+        min_length=1, max_length=32, description="The Gateways the route attaches to."
+    )
+    hostnames: list[Host] = Field(
+        default_factory=list, max_length=16, description="Hosts it matches; empty: any."
+    )
+    path: str = Field("/", pattern=HTTP_PATH, max_length=1024, description="Path prefix.")
+    scheme: Literal["http", "https"] = Field(
+        "http", description="How clients reach the Gateway's listener: the scheme of status.url."
+    )
+    annotations: Annotations | None = Field(None, description="Annotations of the HTTPRoute.")
+
+
 PROMOTE_ALIAS_RULE: JsonDict = {
     "rule": "!has(self.retraining) || self.retraining.promote != 'alias' || has(self.model.alias)",
     "message": "retraining.promote: alias moves model.alias: it needs model.alias",
@@ -960,6 +1049,15 @@ class ModelDeploymentSpec(_Model):
     )
     disruption_budget: DisruptionBudget | None = Field(
         None, description="The PodDisruptionBudget of each color; when empty, maxUnavailable 1."
+    )
+    service: ServiceSpec = Field(
+        default_factory=ServiceSpec, description="Type, port and metadata of the active Service."
+    )
+    ingress: IngressSpec | None = Field(
+        None, description="An Ingress to the active (and preview) Service; removed when absent."
+    )
+    http_route: HTTPRouteSpec | None = Field(
+        None, description="A Gateway API HTTPRoute to the active Service; removed when absent."
     )
 
     @model_validator(mode="after")

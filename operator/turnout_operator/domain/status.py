@@ -66,6 +66,7 @@ class Endpoints(_Model):
     preview: str | None = None
 
 
+RouteKind = Literal["Ingress", "HTTPRoute"]
 MeasurementVerdict = Literal["Successful", "Failed", "Inconclusive", "Error"]
 AnalysisPhase = Literal["Running", "Successful", "Failed", "Inconclusive", "Error"]
 
@@ -256,6 +257,14 @@ class ModelDeploymentStatus(_Model):
     )
     selector: str | None = Field(
         None, description="The label selector of the active color's pods (scale subresource)."
+    )
+    url: str | None = Field(
+        None,
+        description="Where clients reach the active version: the Ingress' or HTTPRoute's URL, "
+        "else the LoadBalancer's address once assigned, else the in-cluster URL.",
+    )
+    routes: list[RouteKind] = Field(
+        default_factory=list, description="The Ingress and HTTPRoute the operator keeps."
     )
 
     def condition(self, type_: str) -> Condition | None:

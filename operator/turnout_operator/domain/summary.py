@@ -23,7 +23,10 @@ def summarize(p: Pass) -> None:
     status.preview_version = rollout.version if rollout else None
     status.preview_color = rollout.color if rollout else None
     name, namespace = observed.name, observed.namespace
-    status.endpoints.active = f"http://{name}.{namespace}.svc" if status.active_color else None
+    port = "" if p.spec.service.port == 80 else f":{p.spec.service.port}"
+    status.endpoints.active = (
+        f"http://{name}.{namespace}.svc{port}" if status.active_color else None
+    )
     status.endpoints.preview = (
         f"http://{name}-preview.{namespace}.svc" if status.active_color or rollout else None
     )

@@ -5,10 +5,10 @@ makes `<name>-preview` longer than a Service name may be, a dot in the name make
 at all, a label key may not be a qualified name, annotations may pass 256 KiB once the operator
 adds its own. Unchecked, such a ModelDeployment was retried forever with nothing in its status,
 and half of its objects created (the blue Deployment, then a Service refused). So `problems()`
-builds every object the builders will write (both colors, both Services) and checks them with the
-API server's rules (kube_rules.py), naming the ModelDeployment field to fix; the planner writes
-nothing while there is one. The spec's own fields are checked by the typed spec (spec.py) and,
-where OpenAPI or CEL can say it, by the CRD already.
+builds every object the builders will write (both colors, both Services, the routes) and checks
+them with the API server's rules (kube_rules.py), naming the ModelDeployment field to fix; the
+planner writes nothing while there is one. The spec's own fields are checked by the typed spec
+(spec.py) and, where OpenAPI or CEL can say it, by the CRD already.
 
 Pure: no Kubernetes client.
 """
@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from turnout_operator.domain import kube_rules as K
+from turnout_operator.domain.exposure import ROUTE_APIS, build_route, expose_service
 from turnout_operator.domain.manifests import Defaults, build_deployment, build_service
 from turnout_operator.domain.notifications import unknown_channels
 from turnout_operator.domain.spec import (
@@ -100,6 +101,14 @@ _SOURCES = {
 }
 
 
+_EXPOSURE_SOURCES = {
+    ("Service", "metadata.annotations"): "spec.service.annotations",
+    ("Service", "metadata.labels"): "spec.service.labels",
+    ("Ingress", "metadata.annotations"): "spec.ingress.annotations",
+    ("HTTPRoute", "metadata.annotations"): "spec.httpRoute.annotations",
+}
+
+
 def _object_problems(
     name: str, namespace: str, spec: ModelDeploymentSpec, defaults: Defaults
 ) -> list[Problem]:
@@ -111,10 +120,14 @@ def _object_problems(
         )
         for color in COLORS
     ]
-    objects += [build_service(name, namespace, role, "blue") for role in ("active", "preview")]
+    objects += [
+        build_service(name, namespace, "preview", "blue"),
+        expose_service(build_service(name, namespace, "active", "blue"), spec.service),
+    ]
+    objects += [r for kind in ROUTE_APIS if (r := build_route(kind, name, namespace, spec))]
     return [
         Problem(
-            _SOURCES.get(path, "metadata.name"),
+            _SOURCES.get(path) or _EXPOSURE_SOURCES.get((obj["kind"], path), "metadata.name"),
             f"{obj['kind']} {obj['metadata']['name']}: {path}: {message}",
         )
         for obj in objects
