@@ -41,6 +41,7 @@ from turnout_serving.domain.shadow import (
     ShadowCopy,
     encode_batch,
 )
+from turnout_serving.failure_runs import FailureRuns
 from turnout_serving.metrics import ShadowMetrics
 
 if TYPE_CHECKING:
@@ -101,7 +102,13 @@ class Mirror:
         self._client: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(SENDERS)
         self._tasks: set[asyncio.Task[None]] = set()  # the batcher and the posts in flight
-        self._failing = False
+        self._failures = FailureRuns(
+            log,
+            "shadow copies could not be sent (counted as failed; further failures are logged "
+            "at debug level until a batch goes through): %s",
+            "shadow copies could not be sent: %s",
+            "shadow copies reach the preview again",
+        )
 
     # --- the admin endpoints ----------------------------------------------------------------
 
@@ -283,15 +290,7 @@ class Mirror:
         """Count a batch's copies; log the first failure of a run of them, and the recovery."""
         for _ in range(copies):
             self.metrics.count("mirrored" if failure is None else "failed")
-        if failure is not None and not self._failing:
-            log.warning("shadow copies could not be sent (counted as failed; further failures "
-                        "are logged at debug level until a batch goes through): %s",
-                        failure)  # fmt: skip
-        elif failure is not None:
-            log.debug("shadow copies could not be sent: %s", failure)
-        elif self._failing:
-            log.info("shadow copies reach the preview again")
-        self._failing = failure is not None
+        self._failures.note(failure)
 
     async def close(self) -> None:
         """Stop sending and close the connections (server shutdown)."""

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from turnout_serving.dataplane import Answer, InferenceRequest
 from turnout_serving.domain.payload_log import Entry, Protection, cloud_events, json_line
+from turnout_serving.failure_runs import FailureRuns
 from turnout_serving.metrics import BASE_LABELS
 from turnout_serving.settings import ServingSettings
 
@@ -140,7 +141,13 @@ class PayloadLog:
         )
         self._counts = {result: family.labels(**labels, result=result) for result in RESULTS}
         self._thread = threading.Thread(target=self._send_forever, name="payload-log", daemon=True)
-        self._failing = False
+        self._failures = FailureRuns(
+            log,
+            "payload log entries cannot be written (counted as failed; further failures are "
+            "logged at debug level until one is): %s",
+            "a payload log entry could not be written: %s",
+            "payload log entries are written again",
+        )
 
     @classmethod
     def from_settings(
@@ -223,7 +230,7 @@ class PayloadLog:
                 return
             failure = self._send(entry)
             self._counts["sent" if failure is None else "failed"].inc()
-            self._note(failure)
+            self._failures.note(failure)
 
     def _send(self, entry: Entry) -> str | None:
         """Write one entry, retrying with backoff; None once written, else why not."""
@@ -239,18 +246,6 @@ class PayloadLog:
                 continue
             break
         return failure
-
-    def _note(self, failure: str | None) -> None:
-        """Log the first failure of a run of them, and the recovery."""
-        if failure is not None and not self._failing:
-            log.warning("payload log entries cannot be written (counted as failed; further "
-                        "failures are logged at debug level until one is): %s",
-                        failure)  # fmt: skip
-        elif failure is not None:
-            log.debug("a payload log entry could not be written: %s", failure)
-        elif self._failing:
-            log.info("payload log entries are written again")
-        self._failing = failure is not None
 
 
 def _names(columns: str) -> list[str]:
