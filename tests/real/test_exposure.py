@@ -7,29 +7,18 @@ ClusterIP, a node port allocated then released) are the API server's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from tests.conftest import Registry, wait_until
+from tests.conftest import wait_until
 from tests.gateway_api import http_route_crd
 from tests.integration import exposure
 from tests.integration.cluster import Cluster
-from tests.real import controlplane as cp
-from tests.real.operator import establish_crd, operator_cluster
+from tests.real.operator import establish_crd
 
 pytestmark = [pytest.mark.real, pytest.mark.usefixtures("clean_model_deployments")]
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    control_plane: cp.ControlPlane, core: client.CoreV1Api, crd: dict[str, object],
-    mlflow_registry: Registry, pods_registry: str, tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:  # fmt: skip
-    yield from operator_cluster(control_plane, core, mlflow_registry, pods_registry,
-                                tmp_path_factory.mktemp("exposure"), "exposure")  # fmt: skip
 
 
 def test_a_model_is_exposed_by_its_service_an_ingress_and_an_http_route(
