@@ -129,7 +129,7 @@ def _elector(settings: OperatorSettings, api: Any, metrics: Any) -> Any:
     import socket
 
     from turnout_operator.domain.leader import Timing
-    from turnout_operator.leader import Elector
+    from turnout_operator.leader import Elector, PodMark
 
     namespace = settings.leader_election_namespace or settings.pod_namespace
     if not namespace:
@@ -142,9 +142,13 @@ def _elector(settings: OperatorSettings, api: Any, metrics: Any) -> Any:
                     settings.leader_election_retry_seconds)  # fmt: skip
     identity = settings.pod_name or f"{socket.gethostname()}_{os.getpid()}"
     metrics.leader.set(0)
+    mark = None
+    if settings.pod_name and settings.pod_namespace:  # in a pod: label it while it leads
+        mark = PodMark(api, settings.pod_namespace, settings.pod_name)
+        mark.set(False)  # a label left by this pod's previous run (a restarted container)
     return Elector(api, namespace, settings.leader_election_lease, identity, timing,
                    on_change=lambda leading: metrics.leader.set(int(leading)),
-                   on_lost=_exit_at_once)  # fmt: skip
+                   on_lost=_exit_at_once, mark=mark)  # fmt: skip
 
 
 def _exit_at_once(reason: str) -> None:

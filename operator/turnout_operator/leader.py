@@ -7,6 +7,11 @@ calls `on_lost`, which ends the process (as controller-runtime does): its pod re
 standby, and nothing it was doing can overlap the next leader's work.
 
 It never decides: what to write and when to give up is `domain.leader.decide`'s.
+
+`PodMark` labels the leader's own pod `turnout.dev/leader=true` (and takes the label off when it
+stops leading, and at start, after a restart of the pod's container), so a Service that selects
+it (the chart's registry webhook Service) sends its traffic to the leader alone: a standby runs
+no webhook endpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from turnout_operator.domain import leader as L
 
 log = logging.getLogger("turnout_operator.leader")
+LEADER_LABEL = "turnout.dev/leader"
 
 
 def _micro_time(wall: datetime) -> str:
@@ -35,12 +41,14 @@ class Elector:
     def __init__(
         self, api: client.ApiClient, namespace: str, name: str, identity: str, timing: L.Timing,
         *, on_change: Callable[[bool], None], on_lost: Callable[[str], None],
+        mark: PodMark | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:  # fmt: skip
         self.leases = client.CoordinationV1Api(api)
         self.namespace, self.name, self.identity, self.timing = namespace, name, identity, timing
         self.on_change, self.on_lost, self.clock, self.wall = on_change, on_lost, clock, wall
+        self.mark = mark
         self.memory = L.Memory()
         self.elected = threading.Event()
         self.stopped = threading.Event()
@@ -68,6 +76,8 @@ class Elector:
             except Exception as exc:  # a standby then waits out the lease
                 log.warning("could not release lease %s/%s: %s", self.namespace, self.name, exc)
             self.on_change(False)
+            if self.mark is not None:
+                self.mark.set(False)
 
     def _run(self) -> None:
         while not self.stopped.is_set():
@@ -85,6 +95,8 @@ class Elector:
                     log.info("leading (lease %s/%s)", self.namespace, self.name)
                     self.elected.set()
                     self.on_change(True)
+                if self.mark is not None:  # once it holds (a no-op after that)
+                    self.mark.set(True)
             self.stopped.wait(L.pause(self.clock(), self.memory, self.timing))
 
     def _timeout(self, now: float) -> float:
@@ -155,3 +167,28 @@ class Elector:
             spec["acquireTime"] = acquired
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
                 "spec": spec}  # fmt: skip
+
+
+class PodMark:
+    """The `turnout.dev/leader` label of this replica's own pod: set while it leads, absent
+    otherwise. Best effort: a pod it cannot label is logged and tried again at the next renewal;
+    meanwhile only the traffic of Services that select the label (registry webhooks, which
+    polling backs up) misses the leader."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, pod: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace, self.pod = namespace, pod
+        self.carries: bool | None = None  # the label as last written; None: not known
+
+    def set(self, leading: bool) -> None:
+        if self.carries == leading:
+            return
+        patch = {"metadata": {"labels": {LEADER_LABEL: "true" if leading else None}}}
+        try:
+            self.core.patch_namespaced_pod(self.pod, self.namespace, patch, _request_timeout=5)
+        except Exception as exc:
+            log.warning("could not %s the label %s of pod %s/%s: %s",
+                        "set" if leading else "remove", LEADER_LABEL, self.namespace, self.pod,
+                        exc)  # fmt: skip
+            return
+        self.carries = leading

@@ -57,9 +57,9 @@ def test_a_service_an_ingress_and_a_certificate_reach_the_endpoint(helm: Helm) -
     assert service["spec"]["ports"] == [
         {"name": "webhooks", "port": 443, "targetPort": "webhooks", "protocol": "TCP"}
     ]
-    assert (
-        service["spec"]["selector"] == one(docs, "Service", "turnout-operator")["spec"]["selector"]
-    )
+    # the operator's pods, and of them the leader only (it labels its own pod)
+    operator = one(docs, "Service", "turnout-operator")["spec"]["selector"]
+    assert service["spec"]["selector"] == {**operator, "turnout.dev/leader": "true"}
     certificate = one(docs, "Certificate", "turnout-webhooks")
     assert certificate["spec"] == {
         "secretName": "turnout-webhooks-tls",

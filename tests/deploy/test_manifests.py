@@ -135,6 +135,7 @@ def test_rbac_is_exactly_the_rules_checked_against_the_operators_calls(
         rules(election, "Role")
         == granted("leader-election")
         == {("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")}
+        | {("", "pods", "patch")}  # the leader's label on its own pod
     )
 
 

@@ -52,9 +52,26 @@ class Replicas:
         default_factory=dict
     )  # name -> (process, /metrics)
 
+    def pod(self, name: str) -> None:
+        """A Pod object named as replica `name` (the processes run outside the cluster), for it
+        to label while it leads; bound to a node that does not exist, so nothing runs it."""
+        self.cluster.kube.create({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": self.lease_namespace},
+            "spec": {"nodeName": "no-such-node",
+                     "containers": [{"name": "operator", "image": "turnout-operator"}]},
+        })  # fmt: skip
+
+    def labelled(self) -> set[str]:
+        """The replicas whose pod carries turnout.dev/leader=true."""
+        pods = self.cluster.kube.list("v1", "Pod", self.lease_namespace)
+        return {p["metadata"]["name"] for p in pods
+                if (p["metadata"].get("labels") or {}).get("turnout.dev/leader") == "true"}  # fmt: skip
+
     def start(self, name: str, **env_overrides: str) -> None:
         """Another replica, as the cluster's operator was started but for its identity and port
-        (and `env_overrides`)."""
+        (and `env_overrides`), with a pod of its name to label."""
+        self.pod(name)
         port = free_port()
         env = {**self.cluster.env, "TURNOUT_OPERATOR_POD_NAME": name,
                "TURNOUT_OPERATOR_METRICS_PORT": str(port), **env_overrides}  # fmt: skip
@@ -97,6 +114,8 @@ def the_leader_killed_mid_rollout_is_replaced(cluster: Cluster, replicas: Replic
     replicas.start("op-b")
     replicas.wait_standby("op-b")
     assert replicas.lease()["holderIdentity"] == "op-a"
+    wait_until(lambda: replicas.labelled() == {"op-a"}, timeout=10, interval=0.2,
+               what="op-a's pod labelled the leader")  # fmt: skip
 
     cluster.apply("ha", {"name": "Diabetes", "version": "1"},
                   strategy={"blueGreen": {"smokeTest": False, "autoPromotionEnabled": False,
@@ -113,6 +132,9 @@ def the_leader_killed_mid_rollout_is_replaced(cluster: Cluster, replicas: Replic
     replicas.wait_leader("op-b")
     lease = replicas.lease()
     assert (lease["holderIdentity"], lease["leaseTransitions"]) == ("op-b", 1)
+    # op-a's label stays on its pod until the pod restarts it (meanwhile not ready)
+    wait_until(lambda: "op-b" in replicas.labelled(), timeout=10, interval=0.2,
+               what="op-b's pod labelled the leader")  # fmt: skip
 
     cluster.operator = replicas.process("op-b")  # wait_phase checks the leader is alive
     cluster.wait_phase("ha", "Paused", timeout=180, previewVersion="2")
@@ -143,5 +165,8 @@ def a_clean_stop_releases_the_lease(replicas: Replicas) -> None:
     replicas.wait_leader("op-c")
     lease = replicas.lease()
     assert (lease["holderIdentity"], lease["leaseTransitions"]) == ("op-c", 2)
+    labelled = wait_until(lambda: (found := replicas.labelled()) >= {"op-c"} and found,
+                          timeout=10, interval=0.2, what="op-c's pod labelled")  # fmt: skip
+    assert "op-b" not in labelled  # a clean stop takes the label off
     log = replicas.process("op-b").output()
     assert "released lease" in log, log[-2000:]

@@ -52,6 +52,16 @@ def test_the_chart_installs_an_operator_that_rolls_out_a_model(
         lease = leases.read_namespaced_lease(account, system).spec
         assert lease.holder_identity in {p.metadata.name for p in pods}
         assert lease.lease_duration_seconds == 15
+        # and only it carries the label the registry webhook Service selects
+
+        def labelled() -> list[str] | None:
+            found = [p.metadata.name for p in core.list_namespaced_pod(system).items
+                     if (p.metadata.labels or {}).get("turnout.dev/leader") == "true"]  # fmt: skip
+            return found or None
+
+        assert wait_until(labelled, timeout=30, interval=0.5, what="the leader's pod labelled") == [
+            lease.holder_identity
+        ]
         with control_plane.http() as admin:
             manifest = {"apiVersion": API, "kind": "ModelDeployment",
                         "metadata": {"name": "diabetes", "namespace": watched},

@@ -33,7 +33,7 @@ def cluster(
     role = grant_leader_election(control_plane)
     assert rules([role], "Role") == {
         ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
-    }
+    } | {("", "pods", "patch")}  # the leader labels its own pod
     yield from operator_cluster(
         control_plane, core, mlflow_registry, pods_registry,
         tmp_path_factory.mktemp("leader-election"), "leader-election",
@@ -44,6 +44,7 @@ def cluster(
 @pytest.fixture(scope="module")
 def replicas(cluster: Cluster) -> Iterator[Replicas]:
     replicas = Replicas(cluster, OPERATOR_NAMESPACE)
+    replicas.pod("op-a")  # the cluster's own operator, running already
     yield replicas
     replicas.stop()
 

@@ -212,4 +212,8 @@ no read of Namespace objects (the integration suite records an --all-namespaces 
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   verbs: [get, create, update]
+# the leader labels its own pod turnout.dev/leader=true (the webhook Service selects it)
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [patch]
 {{- end }}
