@@ -114,16 +114,22 @@ def test_every_call_of_the_matrix_is_granted_and_every_rule_is_used(
 ) -> None:
     """With auth, smoke tests, credentials, scale-ups and rollbacks all used, the namespaced Role
     still allows exactly the calls the operator made: the token Secret needs nothing more than
-    the `get` on secrets the credentials Secret already needed. Exposure and retraining are no
-    factors of the matrix: their rules are the ones left unused here (test_operator.py uses
-    them)."""
+    the `get` on secrets the credentials Secret already needed. Exposure, retraining and
+    autoscaling are no factors of the matrix: their rules are the ones left unused here
+    (test_operator.py uses them; without spec.autoscaling the operator only reads whether an
+    autoscaler is there, and a color's disruption budget is made once and never changes)."""
     for future in runs.values():
         future.exception()  # wait; a row's own test reports its failure
     made = calls_made(cluster.kube)
     assert made - granted("namespaced") == set(), "calls the namespaced Role does not allow"
     retraining = {("batch", "jobs", "create"), ("batch", "jobs", "get")}
+    autoscaling = {("autoscaling", "horizontalpodautoscalers", verb)
+                   for verb in ("create", "update", "delete")}  # fmt: skip
+    budgets = {("policy", "poddisruptionbudgets", "update")}
     unused = granted("namespaced") - made
-    assert unused == exposure.RULES | retraining, "rules of the namespaced Role nobody used"
+    assert unused == exposure.RULES | retraining | autoscaling | budgets, (
+        "rules of the namespaced Role nobody used"
+    )
 
 
 class Scenario:
