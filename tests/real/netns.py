@@ -78,6 +78,7 @@ class PodNetwork:
     owner: int = field(default_factory=os.getpid)
     subnet: ipaddress.IPv4Network | None = None
     pods: dict[str, Pod] = field(default_factory=dict)
+    next_index: int = 0  # addresses go round the subnet: a freed one is reused last
 
     @property
     def tag(self) -> str:
@@ -108,9 +109,19 @@ class PodNetwork:
     def add_pod(self, name: str) -> Pod:
         assert self.subnet is not None, "setup() first"
         taken = {int(pod.host_veth.rsplit("v", 1)[1]) for pod in self.pods.values()}
-        index = min(set(range(len(self.pods) + 1)) - taken)  # a removed pod's address is free again
+        size = self.subnet.num_addresses - 3  # less the network, the bridge, the broadcast
+        # The next free address after the last one given, as a CNI's allocator does: an address
+        # just freed is not given at once to a new pod, while peers (the API server's
+        # EndpointSlices, the host's neighbour cache) may still point at the old one.
+        free = [
+            i % size
+            for i in range(self.next_index, self.next_index + size)
+            if i % size not in taken
+        ]
+        assert free, f"{self.subnet} is full"
+        index = free[0]
+        self.next_index = index + 1
         address = self.subnet.network_address + 2 + index
-        assert address < self.subnet.broadcast_address, f"{self.subnet} is full"
         pod = Pod(name, f"{self.tag}-{name}", str(address), f"{self.tag}v{index}")
         ip("netns", "add", pod.netns)
         self.pods[name] = pod
