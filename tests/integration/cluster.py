@@ -132,9 +132,9 @@ class Cluster:
             with contextlib.suppress(Exception):  # already on its way out
                 self.kube.delete(API, "ModelDeployment", self.namespace, md["metadata"]["name"])
 
-    def annotate(self, name: str, key: str) -> None:
+    def annotate(self, name: str, key: str, value: str = "true") -> None:
         self.kube.patch(API, "ModelDeployment", self.namespace, name,
-                        {"metadata": {"annotations": {key: "true"}}})  # fmt: skip
+                        {"metadata": {"annotations": {key: value}}})  # fmt: skip
 
     def annotations(self, name: str) -> dict[str, str]:
         return dict(self.md(name)["metadata"].get("annotations") or {})

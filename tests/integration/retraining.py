@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ROOT, Registry, wait_until
-from tests.integration.cluster import API, Cluster
+from tests.integration.cluster import Cluster
 
 TRAINER = ROOT / "examples" / "retraining" / "train.py"
 FEATURES = ["x1", "x2"]
@@ -134,11 +134,6 @@ def jobs(cluster: Cluster) -> list[str]:
     return sorted(j["metadata"]["name"] for j in found)
 
 
-def retrain_now(cluster: Cluster, name: str) -> None:
-    cluster.kube.patch(API, "ModelDeployment", cluster.namespace, name,
-                       {"metadata": {"annotations": {"turnout.dev/retrain": "now"}}})  # fmt: skip
-
-
 # --- the scenarios -----------------------------------------------------------------------------
 
 
@@ -215,7 +210,7 @@ def a_failing_job_is_bounded(cluster: Cluster, registry: Registry, data: dict[st
     assert retraining(cluster, "failing")["started"] == 1  # the cooldown holds
     assert jobs(cluster) == ["failing-retrain-1"]
 
-    retrain_now(cluster, "failing")
+    cluster.annotate("failing", "turnout.dev/retrain", "now")
     again = wait_until(
         lambda: (r := retraining(cluster, "failing")["last"])["jobName"] == "failing-retrain-2"
         and r["state"] == "Failed" and r, timeout=120, interval=0.5, what="the second Job failed",
@@ -238,7 +233,7 @@ def the_operator_promotes_a_better_version(
         retraining={"jobTemplate": job_template(data["after"]), "promote": "alias"},
     )  # fmt: skip
     cluster.wait_phase("promoted", "Healthy", timeout=120, activeVersion="1")
-    retrain_now(cluster, "promoted")
+    cluster.annotate("promoted", "turnout.dev/retrain", "now")
     last = wait_until(
         lambda: (r := retraining(cluster, "promoted").get("last")) and r.get("promotion")
         in ("Promoted", "Kept") and r, timeout=180, interval=0.5, what="the promotion",

@@ -196,8 +196,7 @@ def test_a_retraining_job_is_created_owned_and_followed_to_its_end(cluster: Clus
     cluster.apply("retrained", {"name": "Diabetes", "version": "1"},
                   retraining={"jobTemplate": trainer})  # fmt: skip
     cluster.wait_phase("retrained", "Healthy", activeVersion="1", activeColor="blue")
-    cluster.kube.patch(API, "ModelDeployment", "default", "retrained",
-                       {"metadata": {"annotations": {"turnout.dev/retrain": "now"}}})  # fmt: skip
+    cluster.annotate("retrained", "turnout.dev/retrain", "now")
     last = wait_until(
         lambda: (r := (cluster.status("retrained").get("retraining") or {}).get("last"))
         and r["state"] == "Succeeded" and r, timeout=60, interval=0.2, what="the Job's end",
