@@ -24,7 +24,6 @@ killed in a `finally`, on Ctrl-C and SIGTERM too; the emulator runs in this proc
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -174,32 +173,6 @@ def healthy_on(version: str) -> Callable[[Seen], bool]:
 
 
 # --- the cluster -----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def kmock_log_trimmed(kube: KubeEmulator, every_s: float = 0.05) -> Iterator[None]:
-    """Empty kmock's own request log every `every_s`, on the emulator's loop.
-
-    kmock 0.8 keeps every request it has served and, to route a new one, walks them all through
-    each reaction's filters (`RawHandler._handle`: `request in payload._source`): quadratic. At
-    30 objects that walk was 60 % of the emulator's CPU and the operator waited on its answers.
-    The emulator keeps its own record of calls (`kube.requests`) and this benchmark injects no
-    faults, so nothing here reads kmock's log. Run on the loop, the trim never interleaves with a
-    walk (each walk is one synchronous step of the loop)."""
-    loop, api = kube._loop, kube.api
-    assert loop is not None, "the emulator is not running"
-    timer: list[asyncio.TimerHandle] = []
-
-    def trim() -> None:
-        api._requests.clear()
-        timer[:] = [loop.call_later(every_s, trim)]
-
-    loop.call_soon_threadsafe(trim)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(RuntimeError):  # the loop has already stopped
-            loop.call_soon_threadsafe(lambda: [t.cancel() for t in timer])
 
 
 def model_deployment(name: str) -> dict[str, Any]:
@@ -607,7 +580,6 @@ def run(objects: int, sample: int, tmp: Path) -> dict[str, Any]:
         # writes still wake it at once.
         kube.controller.tick = CONTROLLER_TICK_S
         kube.controller.batch = CONTROLLER_BATCH_S
-        stack.enter_context(kmock_log_trimmed(kube))
         timeline = Timeline(kube)
         stack.callback(timeline.close)
         operator = stack.enter_context(stopping(start_operator(kube, mlflow_uri, tmp)))
