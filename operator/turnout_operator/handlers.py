@@ -12,6 +12,11 @@ of registry threads, and only the asking object's daemon awaits the answer. Neit
 event loop's default executor, which kopf and its HTTP client share: a registry that never
 answers holds one registry thread for its timeout and delays no other ModelDeployment.
 
+What a reconcile reads of the cluster comes from kopf's indexes of the operator's kinds (below:
+the ModelDeployments, and the Deployments, Services, Pods, autoscalers and disruption budgets it
+made), which kopf fills from its first listing before any daemon starts; cache.py adds the
+operator's own writes the watch has not shown yet. The API server sees the writes.
+
 A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
 a refresh: the daemon asks the registry at once, before its reconcile, instead of at the next
 poll, and the reconcile acts on the answer.
@@ -29,12 +34,15 @@ from typing import Any, TypeVar
 
 import kopf
 
+from turnout_operator.cache import SLIM, Kind
 from turnout_operator.domain.manifests import MANAGED_BY, NAME_LABEL
 from turnout_operator.domain.spec import GROUP, PLURAL, VERSION
 from turnout_operator.domain.webhooks import following
+from turnout_operator.kube import Stale
 
 log = logging.getLogger("turnout_operator")
 ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
+STALE_RETRY_SECONDS = 0.2
 
 
 def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
@@ -125,6 +133,9 @@ async def run(
                     )
                 delay = outcome.wake
                 failures = 0
+            except Stale as exc:  # a write made from a read the watch had not caught up with
+                log.debug("reconcile of %s/%s again shortly: %s", namespace, name, exc)
+                delay = STALE_RETRY_SECONDS
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
                 reconciler.metrics.errors.inc()
@@ -172,6 +183,46 @@ async def job_changed(
 ) -> None:
     """A retraining Job moved (started, finished, deleted): its ModelDeployment records it."""
     wake(memo, namespace, labels.get(NAME_LABEL))
+
+
+# --- the indexes reconciles read (cache.py) ---------------------------------------------------
+# kopf passes each index to handlers under its function's name; `attach_cache` hands them over.
+INDEXES: dict[str, Kind] = {
+    "turnout_modeldeployments": "modeldeployments", "turnout_deployments": "deployments",
+    "turnout_services": "services", "turnout_pods": "pods",
+    "turnout_autoscalers": "horizontalpodautoscalers", "turnout_budgets": "poddisruptionbudgets",
+}  # fmt: skip
+
+
+def _index_by_name(kind: Kind, group: str, version: str, plural: str, **filters: Any) -> None:
+    """Index `kind` by (namespace, name), under the name INDEXES gives it."""
+    index_id = next(key for key, value in INDEXES.items() if value == kind)
+
+    def index(namespace: str | None, name: str, body: Mapping[str, Any], **_: Any) -> Any:
+        return {(namespace, name): SLIM[kind](body)}
+
+    kopf.index(group, version, plural, id=index_id, **filters)(index)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED_BY, id="turnout_pods")
+def turnout_pods(
+    namespace: str | None, labels: Mapping[str, str], body: Mapping[str, Any], **_: Any
+) -> dict[tuple[str | None, str | None], Any]:
+    """Pods by their ModelDeployment, which reads them a color at a time."""
+    return {(namespace, labels.get(NAME_LABEL)): SLIM["pods"](body)}
+
+
+_index_by_name("modeldeployments", GROUP, VERSION, PLURAL)
+_index_by_name("deployments", "apps", "v1", "deployments", labels=MANAGED_BY)
+_index_by_name("services", "", "v1", "services", labels=MANAGED_BY)
+_index_by_name("horizontalpodautoscalers", "autoscaling", "v2", "horizontalpodautoscalers",
+               labels=MANAGED_BY)  # fmt: skip
+_index_by_name("poddisruptionbudgets", "policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY)
+
+
+@kopf.on.startup()
+async def attach_cache(memo: Any, **kwargs: Any) -> None:
+    memo["reconciler"].kube.cache.attach({kind: kwargs[name] for name, kind in INDEXES.items()})
 
 
 @kopf.on.startup()
