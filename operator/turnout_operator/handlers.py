@@ -19,7 +19,9 @@ operator's own writes the watch has not shown yet. The API server sees the write
 
 A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
 a refresh: the daemon asks the registry at once, before its reconcile, instead of at the next
-poll, and the reconcile acts on the answer.
+poll, and the reconcile acts on the answer. The refresh is a moment: the answer must have been
+fetched after the delivery came, and the daemons woken by one delivery share one fetch
+(answers.py).
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ class Pools:
 def new_memo(reconciler: Any, webhooks: Any = None) -> kopf.Memo:
     """The operator's memo: the reconciler, its thread pools, the daemons' shared wake-up
     events, the registered model each ModelDeployment serves, the ones due to ask the registry
-    at once, and the webhook endpoint (None: off)."""
+    at once (with the moment the delivery came, on the shared answers' clock), and the webhook
+    endpoint (None: off)."""
     settings = reconciler.settings
     pools = Pools.sized(settings.reconcile_workers, settings.registry_workers)
-    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools, models={}, refresh=set(),
+    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools, models={}, refresh={},
                      webhooks=webhooks)  # fmt: skip
 
 
@@ -98,10 +101,12 @@ def wake(memo: Any, namespace: str | None, name: str | None) -> None:
 
 
 def refresh(memo: Any, model: str) -> list[tuple[str, str]]:
-    """Make the ModelDeployments serving registered model `model` ask the registry now."""
+    """Make the ModelDeployments serving registered model `model` ask the registry now, for an
+    answer fetched from now on."""
     keys = following(memo["models"], model)
+    now = memo["reconciler"].answers.clock()
     for key in keys:
-        memo["refresh"].add(key)
+        memo["refresh"][key] = now
         wake(memo, *key)
     return keys
 
@@ -117,14 +122,13 @@ async def run(
     try:
         while not stopped:
             waker.clear()
-            fresh = (namespace, name) in memo["refresh"]  # a registry webhook named its model
-            memo["refresh"].discard((namespace, name))
+            after = memo["refresh"].pop((namespace, name), None)  # a webhook named its model
             try:
                 answer = None
-                if fresh:  # ask first: the reconcile that follows acts on the answer at once
+                if after is not None:  # ask first: the reconcile that follows acts on the answer
                     question = await _on(pools.reconcile, reconciler.question, namespace, name)
                     if question is not None:
-                        answer = await _on(pools.registry, reconciler.resolve, question)
+                        answer = await _on(pools.registry, reconciler.resolve, question, after)
                 outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name, answer)
                 if outcome.ask is not None:
                     answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
@@ -157,7 +161,7 @@ async def model_deployment_changed(
         if type == "DELETED":
             memo["reconciler"].metrics.observe(namespace, name, None)
             memo["models"].pop((namespace, name), None)
-            memo["refresh"].discard((namespace, name))
+            memo["refresh"].pop((namespace, name), None)
         elif isinstance(model := (spec.get("model") or {}).get("name"), str):
             memo["models"][(namespace, name)] = model
     wake(memo, namespace, name)
