@@ -38,6 +38,7 @@ KINDS: tuple[Kind, ...] = (
 )  # fmt: skip
 Body = dict[str, Any]
 UNSEEN_SECONDS = 30.0
+COPY_ATTEMPTS = 100  # copies of one key's values tried while kopf changes them on its loop
 
 
 def slim_deployment(body: Mapping[str, Any]) -> Body:
@@ -106,9 +107,9 @@ class Cache:
     """kopf's indexes of the operator's kinds, keyed by (namespace, name) (pods: by the
     ModelDeployment's name), read from the reconcile threads, with the writes not yet seen.
 
-    kopf updates an index on its event loop by replacing one value at a time; `list()` over one
-    key's values runs in C under the GIL, so a reader in another thread sees a whole value,
-    never half of one."""
+    kopf updates an index on its event loop, one value at a time: a reader in another thread sees
+    whole values, but a copy of one key's values can meet a value being added or dropped (the
+    GIL can pass to the loop mid-copy, on a garbage collection): it is copied again."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._indexes: dict[Kind, Mapping[Any, Iterable[Body]]] = {}
@@ -180,4 +181,11 @@ class Cache:
         if index is None:
             raise LookupError(f"the operator's index of {kind} is not attached")
         store = index.get(key)
-        return list(store) if store is not None else []
+        if store is None:
+            return []
+        for _ in range(COPY_ATTEMPTS):
+            try:
+                return list(store)
+            except RuntimeError:  # kopf added or dropped a value meanwhile: copy again
+                continue
+        return list(store)

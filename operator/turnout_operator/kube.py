@@ -239,15 +239,13 @@ class Kube:
 
     def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
         """The Secret holding the admin token of the ModelDeployment's serving pods (mounted as
-        their admin token file): created once with a random token, never changed. Once this
-        process has seen it for this ModelDeployment (by uid) it does not look again: only the
+        their admin token file): created once with a random token, never changed (a create
+        that finds it there, 409, leaves the first token standing). Once this process has made
+        or found it for this ModelDeployment (by uid) it does not try again: only the
         ModelDeployment's deletion removes it, by garbage collection."""
         secret_name = admin_secret_name(name)
         known = (namespace, secret_name, owner["metadata"].get("uid") or "")
         if known in self._admin_secrets:
-            return
-        if self._get(self.core.read_namespaced_secret, namespace, secret_name) is not None:
-            self._admin_secrets.add(known)
             return
         body = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -257,7 +255,7 @@ class Kube:
         try:
             self.core.create_namespaced_secret(namespace, _owned(body, owner))
         except ApiException as exc:
-            if exc.status != 409:  # created meanwhile: the first token stands
+            if exc.status != 409:
                 raise
         self._admin_secrets.add(known)
 
