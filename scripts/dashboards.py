@@ -471,6 +471,24 @@ def serving_dashboard() -> dict[str, Any]:
               width=12, unit="percentunit", defaults={"max": 1}),
     ])  # fmt: skip
     shadow = shadow_row()
+    logs_and_limits = Row("Request logs and rate limits", [
+        Panel("Payload log entries per second, by result",
+              "Sampled live requests (spec.monitoring.payloadLog) by what became of their log "
+              "entry: sent to the sink, failed after the retries, or dropped because the "
+              "bounded queue was full. Answers are never delayed for the log: anything but "
+              "sent is a line lost, never a slower request.",
+              [Target(f"sum by ({COLOR_KEY}, result) ({rate('turnout_payload_log_total')})",
+                      f"{{{{result}}}} {COLOR_LEGEND}")], width=12, unit="reqps",
+              custom={"stacking": {"group": "A", "mode": "normal"}},
+              overrides=[dashed_red("(failed|dropped).*")]),
+        Panel("Requests refused by the rate limit",
+              "429s answered per second because a client (a token, or an address without "
+              "auth) spent its spec.rateLimit budget, by endpoint. They are counted with code "
+              "429 in the requests per second above too.",
+              [Target(f"sum by ({COLOR_KEY}, endpoint) "
+                      f"({rate('turnout_rate_limited_total')})",
+                      f"{{{{endpoint}}}} {COLOR_LEGEND}")], width=12, unit="reqps"),
+    ])  # fmt: skip
     model = Row("Model", [
         Panel("Model load and artifact download time",
               "Seconds each color took to load its model and to download its artifacts "
@@ -506,7 +524,7 @@ def serving_dashboard() -> dict[str, Any]:
         "Traffic, errors, latency, data drift and live quality of the models turnout serves, "
         "per model version and blue-green color.",
         variables,
-        [traffic, drift, quality, training, shadow, model],
+        [traffic, drift, quality, training, shadow, logs_and_limits, model],
     )
 
 

@@ -10,7 +10,7 @@ The scenario (module scope, once for test_live.py):
   all shifted: drift detected), in 40 requests of 15 rows, 5 malformed requests (4xx), and the
   true targets of all 600 rows on /feedback (live MAE over 600 labels).
 * `models:/Iris/1` served as green (a classifier, no reference): 300 rows in 20 requests, all
-  labelled (live accuracy).
+  labelled (live accuracy), each request's payload logged (sample rate 1, on its stdout).
 * Both export what their training runs logged (scripts/demo_models.py logs `mae`, `rmse`, `r2`
   of the regressors and `accuracy` of the classifier): the live figures are compared with them.
 * `models:/Diabetes/2` served as green, the preview of a shadow lease: blue mirrors every one of
@@ -65,6 +65,8 @@ GATED = "obs-gated"  # waits on its pre-promotion analysis at the end of the sce
 ADMIN = "obs-admin"  # the blue Diabetes server's admin token (shadow lease)
 DRIFT_WINDOW = 400
 BATCH = 15
+IRIS_ROWS = 300
+IRIS_REQUESTS = float(IRIS_ROWS // BATCH)  # Iris logs every payload: one entry each
 
 
 @dataclass
@@ -197,7 +199,7 @@ def drive_serving(seen: Observed, diabetes: Process, iris: Process, preview: Pro
                          headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
         assert bad.status_code == 400
     iris_X, iris_y = load_iris(return_X_y=True)
-    picked = rng.integers(0, len(iris_X), 300)
+    picked = rng.integers(0, len(iris_X), IRIS_ROWS)
     iris_columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     predicted = traffic(iris, iris_columns, iris_X[picked], iris_y[picked])
     seen.live_accuracy = float(np.mean(predicted == iris_y[picked]))
@@ -213,7 +215,13 @@ def observed(
     window = ("--drift-window-rows", str(DRIFT_WINDOW))
     diabetes = serve("models:/Diabetes/1", "--color", "blue", *window, ready=False,
                      env={"TURNOUT_ADMIN_TOKEN": ADMIN})  # fmt: skip
-    iris = serve("models:/Iris/1", "--color", "green", ready=False)
+    iris = serve(
+        "models:/Iris/1",
+        "--color",
+        "green",
+        ready=False,
+        env={"TURNOUT_PAYLOAD_LOG_SAMPLE_RATE": "1.0"},
+    )  # every request logged, on stdout
     preview = serve("models:/Diabetes/2", "--color", "green", "--no-drift", ready=False)
     with contextlib.ExitStack() as stack:  # unwinds Prometheus, then the operator and emulator
         cluster = stack.enter_context(contextlib.contextmanager(running_cluster)(
@@ -241,11 +249,13 @@ def observed(
             info = f'turnout_operator_modeldeployment_info{{modeldeployment="{MD}"}}'
             compared = 'turnout_shadow_requests_total{result="compared", version="2"}'
             trained = 'turnout_training_metric{version="1", metric=~"mae|accuracy"}'
+            logged = 'turnout_payload_log_total{model="Iris", result="sent"}'
             return (labelled == {"Diabetes": 600.0, "Iris": 300.0}
                     and drift == {"Diabetes": float(DRIFT_WINDOW)}
                     and seen.values(info, "phase") == {"Degraded": 1.0}
                     and seen.values(compared, "model") == {"Diabetes": seen.mirrored}
-                    and set(seen.values(trained, "model")) == {"Diabetes", "Iris"})  # fmt: skip
+                    and set(seen.values(trained, "model")) == {"Diabetes", "Iris"}
+                    and seen.values(logged, "model") == {"Iris": IRIS_REQUESTS})  # fmt: skip
 
         wait_until(caught_up, timeout=60, interval=0.5, what="prometheus to see the scenario")
         yield seen

@@ -19,7 +19,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import wait_until
-from tests.observability.conftest import DRIFT_WINDOW, GATED, MD, NAMESPACE, Observed
+from tests.observability.conftest import (
+    DRIFT_WINDOW,
+    GATED,
+    IRIS_REQUESTS,
+    MD,
+    NAMESPACE,
+    Observed,
+)
 from tests.observability.promql import (
     Query,
     annotation_labels,
@@ -124,6 +131,15 @@ def test_training_panels_put_the_runs_figures_beside_the_live_ones(observed: Obs
     # live accuracy on rows it was trained on is its training accuracy's.
     assert observed.live_mae == pytest.approx(1.246 * logged(observed, "Diabetes", "mae"), rel=1e-3)
     assert observed.live_accuracy >= 0.95 * logged(observed, "Iris", "accuracy")
+
+
+def test_payload_log_panel_counts_every_logged_request(observed: Observed) -> None:
+    """Iris logs every request's payload: each one is an entry sent, none lost."""
+    (by_result,) = panel("turnout-serving.json", "Payload log entries per second, by result")
+    assert set(observed.values(by_result, "result")) == {"sent", "failed", "dropped"}
+    counted = 'sum by (result) (turnout_payload_log_total{model="Iris"})'
+    assert observed.values(counted, "result") == {"sent": IRIS_REQUESTS, "failed": 0.0,
+                                                  "dropped": 0.0}  # fmt: skip
 
 
 def test_rollout_panels_show_the_promotion_and_the_abort(observed: Observed) -> None:
