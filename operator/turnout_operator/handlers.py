@@ -17,11 +17,12 @@ the ModelDeployments, and the Deployments, Services, Pods, autoscalers and disru
 made), which kopf fills from its first listing before any daemon starts; cache.py adds the
 operator's own writes the watch has not shown yet. The API server sees the writes.
 
-A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
-a refresh: the daemon asks the registry at once, before its reconcile, instead of at the next
-poll, and the reconcile acts on the answer. The refresh is a moment: the answer must have been
-fetched after the delivery came, and the daemons woken by one delivery share one fetch
-(answers.py).
+When an answer is due (a new spec, the poll, a retry) the daemon asks before its reconcile and
+waits up to ANSWER_GRACE_SECONDS for it, so that one reconcile acts on the answer and writes the
+status once. A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving
+its model with a refresh: the daemon asks at once, instead of at the next poll. The refresh is a
+moment: the answer must have been fetched after the delivery came, and the daemons woken by one
+delivery share one fetch (answers.py).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from turnout_operator.kube import Stale
 log = logging.getLogger("turnout_operator")
 ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
 STALE_RETRY_SECONDS = 0.2
+# How long a daemon waits for an answer it asked before its reconcile: the registry answers in
+# milliseconds, and then one reconcile acts on it and writes the status once. A slower registry
+# delays the reconcile by this much only: it runs without the answer, and again when it comes.
+ANSWER_GRACE_SECONDS = 0.5
 
 
 def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
@@ -93,6 +98,12 @@ async def _on(pool: ThreadPoolExecutor, call: Callable[..., T], *args: Any) -> T
     return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
 
 
+async def _within(future: asyncio.Future[T], seconds: float) -> T | None:
+    """The future's result if it comes within `seconds` (its error, raised), else None."""
+    done, _ = await asyncio.wait({future}, timeout=seconds)
+    return future.result() if done else None
+
+
 def wake(memo: Any, namespace: str | None, name: str | None) -> None:
     if namespace and name:
         waker = _wakers(memo).get((namespace, name))
@@ -124,14 +135,25 @@ async def run(
             waker.clear()
             after = memo["refresh"].pop((namespace, name), None)  # a webhook named its model
             try:
-                answer = None
-                if after is not None:  # ask first: the reconcile that follows acts on the answer
-                    question = await _on(pools.reconcile, reconciler.question, namespace, name)
-                    if question is not None:
-                        answer = await _on(pools.registry, reconciler.resolve, question, after)
+                answer, asked = None, None
+                question = await _on(pools.reconcile, reconciler.question, namespace, name,
+                                     after is not None)  # fmt: skip
+                if question is not None:  # ask first: the reconcile that follows acts on it
+                    asked = asyncio.ensure_future(
+                        _on(pools.registry, reconciler.resolve, question, after)
+                    )
+                    answer = await _within(asked, ANSWER_GRACE_SECONDS)
                 outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name, answer)
-                if outcome.ask is not None:
-                    answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
+                if outcome.ask is not None:  # the question asked first, if it is the same one
+                    if (
+                        asked is not None
+                        and answer is None
+                        and question is not None
+                        and (question.generation == outcome.ask.generation)
+                    ):
+                        answer = await asked
+                    else:
+                        answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
                     outcome = await _on(
                         pools.reconcile, reconciler.reconcile, namespace, name, answer
                     )

@@ -336,6 +336,11 @@ class Kube:
                 raise _refused("Job", name, exc) from exc
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas; nothing to write when it already has them."""
+        if self.cache.attached:
+            seen = self.cache.get("deployments", namespace, name)
+            if seen is None or seen["spec"].get("replicas") == replicas:
+                return
         try:
             patch = {"spec": {"replicas": replicas}}
             self._wrote("deployments", self.apps.patch_namespaced_deployment(

@@ -216,10 +216,11 @@ class Reconciler:
             wake = min(wake or interval, interval)
         return Outcome(wake, ask)
 
-    def question(self, namespace: str, name: str) -> Question | None:
-        """The registry question of a ModelDeployment whose model a webhook says changed, asked
-        before any reconcile so that the one reconcile that follows already has the answer;
-        None: nothing to ask (gone, being deleted, or a spec that cannot be acted on)."""
+    def question(self, namespace: str, name: str, webhook: bool = False) -> Question | None:
+        """The registry question to ask before the reconcile, so that the one reconcile that
+        follows already has the answer (and writes the status once): when a `webhook` says the
+        model changed, or when the status says an answer is due (a new spec, the poll, a retry).
+        None: nothing to ask (not due, gone, being deleted, or a spec that cannot be acted on)."""
         body = self.kube.model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
@@ -227,7 +228,10 @@ class Reconciler:
                         self.notifier.channels)  # fmt: skip
         if checked.problems:
             return None
-        return Question(namespace, int(body["metadata"].get("generation", 1)), checked.spec)
+        generation = int(body["metadata"].get("generation", 1))
+        due = webhook or _resolve_due(checked.spec, _status_of(body), generation, self.clock(),
+                                      self.settings.registry_retry_seconds)  # fmt: skip
+        return Question(namespace, generation, checked.spec) if due else None
 
     def resolve(self, question: Question, after: float | None = None) -> Answer:
         """What spec.model is now (blocking: run it off the reconcile pool): an answer another

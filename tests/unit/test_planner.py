@@ -228,6 +228,21 @@ def test_ready_and_smoke_tested_preview_is_scaled_up_then_switched() -> None:
     ]
 
 
+def test_after_a_switch_the_next_pass_over_the_same_cluster_changes_no_status() -> None:
+    """The outcome the switch wrote (Progressing False, "version 4 promoted") stands until the
+    next rollout: a pass that finds nothing new writes nothing (no status patch)."""
+    scaled = plan(spec(), observe(in_preview(smoke="Passed"),
+                                  colors={"blue": up("3"), "green": up("4", 1)}), NOW)  # fmt: skip
+    colors = {"blue": up("3"), "green": up("4", 2)}
+    switched = plan(spec(), observe(scaled.status, colors=colors), NOW)
+    assert switched.status.active_version == "4"
+    assert condition(switched, R.PROGRESSING) == ("False", R.ROLLOUT_COMPLETE)
+    again = plan(spec(), observe(switched.status, colors=colors), NOW + timedelta(seconds=1))
+    assert again.status == switched.status
+    progressing = again.status.condition(R.PROGRESSING)
+    assert progressing is not None and progressing.message == "version 4 promoted"
+
+
 def test_the_old_color_is_scaled_down_after_the_delay_and_its_version_retired() -> None:
     status = serving("4", "green", scale_downs=[
         ScaleDown(color="blue", version="3", at=timestamp(NOW), after="Promotion")])  # fmt: skip

@@ -156,12 +156,28 @@ def test_a_registry_webhook_asks_before_the_reconcile_that_the_poll_would_not_as
     assert kube.body["status"]["resolvedAt"] == "2026-11-23T12:00:00Z"
     assert r.reconcile("ml", "bikes").ask is None  # polled a moment ago: next in an hour
     writes = len(kube.writes)
-    asked = r.question("ml", "bikes")  # what a webhook-woken daemon asks first
+    assert r.question("ml", "bikes") is None  # no answer due: the daemon asks nothing first
+    asked = r.question("ml", "bikes", webhook=True)  # what a webhook-woken daemon asks first
     assert asked is not None and (asked.namespace, asked.generation) == ("ml", 1)
     assert asked.spec.model.alias == "champion"
     assert len(kube.writes) == writes  # asking writes nothing
     kube.body["spec"] = {"model": {"name": "bikes"}}  # no version, alias or stage
-    assert r.question("ml", "bikes") is None  # an invalid spec asks nothing
+    assert r.question("ml", "bikes", webhook=True) is None  # an invalid spec asks nothing
+
+
+def test_an_answer_due_is_asked_before_the_reconcile_so_one_status_write_carries_it() -> None:
+    """A new ModelDeployment (or spec) has an answer due: the daemon asks first, and the one
+    reconcile with the answer deploys and writes the status once."""
+    kube = RecordingKube(model_deployment(SPEC))
+    r = reconciler(kube)
+    asked = r.question("ml", "bikes")
+    assert asked is not None and asked.generation == 1
+    assert kube.writes == []  # asking writes nothing
+    outcome = r.reconcile("ml", "bikes", Answer(asked.generation, Resolved("3", "models:/bikes/3")))
+    assert outcome.ask is None
+    assert [kind for kind, _ in kube.writes].count("status") == 1
+    assert ("deployment", "bikes-blue") in kube.writes
+    assert kube.body["status"]["desiredVersion"] == "3"
 
 
 class CountingRegistry:

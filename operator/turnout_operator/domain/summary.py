@@ -32,6 +32,16 @@ def summarize(p: Pass) -> None:
     )
     ready = _ready(p)
     reason, message = p.progress
+    settled = status.condition(R.PROGRESSING)
+    if (
+        rollout is None
+        and not p.analysing
+        and reason == R.NO_ROLLOUT
+        and settled is not None
+        and settled.status == "False"
+        and settled.reason == R.ROLLOUT_COMPLETE
+    ):
+        message = settled.message  # the last rollout's outcome stands until the next one
     progressing: Verdict = (
         ("True", reason, message)
         if rollout is not None or p.analysing
