@@ -75,7 +75,7 @@ WATCHED = {  # (group, plural) -> the path of the namespace's collection
 }
 HEALTHY_BUDGET_S = 300.0  # all created -> all Healthy
 ROLLOUT_BUDGET_S = 300.0  # all bumped -> all Healthy on version 2
-SETTLE_BUDGET_S, QUIET_S = 120.0, 3.0  # then until no watched write for 3 s
+SETTLE_BUDGET_S, QUIET_S = 120.0, 10.0  # then no watched write for 10 s (a preStop sleeps 5 s)
 # An operator as shipped reconciles each object every 60 s; tests/real's fixture says 10 s.
 OPERATOR_ENV = {"TURNOUT_OPERATOR_RESYNC_SECONDS": "60"}
 
