@@ -70,6 +70,7 @@ bench: $(STAMP) tools
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/shadow.py
 	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/registry_answers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo

@@ -12,9 +12,16 @@ of registry threads, and only the asking object's daemon awaits the answer. Neit
 event loop's default executor, which kopf and its HTTP client share: a registry that never
 answers holds one registry thread for its timeout and delays no other ModelDeployment.
 
+What a reconcile reads of the cluster comes from kopf's indexes of the operator's kinds (below:
+the ModelDeployments, and the Deployments, Services, Pods, autoscalers and disruption budgets it
+made), which kopf fills from its first listing before any daemon starts; cache.py adds the
+operator's own writes the watch has not shown yet. The API server sees the writes.
+
 A registry webhook (webhooks.py) wakes the daemons of the ModelDeployments serving its model with
 a refresh: the daemon asks the registry at once, before its reconcile, instead of at the next
-poll, and the reconcile acts on the answer.
+poll, and the reconcile acts on the answer. The refresh is a moment: the answer must have been
+fetched after the delivery came, and the daemons woken by one delivery share one fetch
+(answers.py).
 """
 
 from __future__ import annotations
@@ -29,12 +36,15 @@ from typing import Any, TypeVar
 
 import kopf
 
+from turnout_operator.cache import SLIM, Kind
 from turnout_operator.domain.manifests import MANAGED_BY, NAME_LABEL
 from turnout_operator.domain.spec import GROUP, PLURAL, VERSION
 from turnout_operator.domain.webhooks import following
+from turnout_operator.kube import Stale
 
 log = logging.getLogger("turnout_operator")
 ERROR_BACKOFF_SECONDS = (2.0, 5.0, 15.0, 30.0, 60.0)
+STALE_RETRY_SECONDS = 0.2
 
 
 def _wakers(memo: Any) -> dict[tuple[str, str], asyncio.Event]:
@@ -68,10 +78,11 @@ class Pools:
 def new_memo(reconciler: Any, webhooks: Any = None) -> kopf.Memo:
     """The operator's memo: the reconciler, its thread pools, the daemons' shared wake-up
     events, the registered model each ModelDeployment serves, the ones due to ask the registry
-    at once, and the webhook endpoint (None: off)."""
+    at once (with the moment the delivery came, on the shared answers' clock), and the webhook
+    endpoint (None: off)."""
     settings = reconciler.settings
     pools = Pools.sized(settings.reconcile_workers, settings.registry_workers)
-    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools, models={}, refresh=set(),
+    return kopf.Memo(reconciler=reconciler, wakers={}, pools=pools, models={}, refresh={},
                      webhooks=webhooks)  # fmt: skip
 
 
@@ -90,10 +101,12 @@ def wake(memo: Any, namespace: str | None, name: str | None) -> None:
 
 
 def refresh(memo: Any, model: str) -> list[tuple[str, str]]:
-    """Make the ModelDeployments serving registered model `model` ask the registry now."""
+    """Make the ModelDeployments serving registered model `model` ask the registry now, for an
+    answer fetched from now on."""
     keys = following(memo["models"], model)
+    now = memo["reconciler"].answers.clock()
     for key in keys:
-        memo["refresh"].add(key)
+        memo["refresh"][key] = now
         wake(memo, *key)
     return keys
 
@@ -109,14 +122,13 @@ async def run(
     try:
         while not stopped:
             waker.clear()
-            fresh = (namespace, name) in memo["refresh"]  # a registry webhook named its model
-            memo["refresh"].discard((namespace, name))
+            after = memo["refresh"].pop((namespace, name), None)  # a webhook named its model
             try:
                 answer = None
-                if fresh:  # ask first: the reconcile that follows acts on the answer at once
+                if after is not None:  # ask first: the reconcile that follows acts on the answer
                     question = await _on(pools.reconcile, reconciler.question, namespace, name)
                     if question is not None:
-                        answer = await _on(pools.registry, reconciler.resolve, question)
+                        answer = await _on(pools.registry, reconciler.resolve, question, after)
                 outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name, answer)
                 if outcome.ask is not None:
                     answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
@@ -125,6 +137,9 @@ async def run(
                     )
                 delay = outcome.wake
                 failures = 0
+            except Stale as exc:  # a write made from a read the watch had not caught up with
+                log.debug("reconcile of %s/%s again shortly: %s", namespace, name, exc)
+                delay = STALE_RETRY_SECONDS
             except Exception:
                 log.exception("reconcile of %s/%s failed", namespace, name)
                 reconciler.metrics.errors.inc()
@@ -146,7 +161,7 @@ async def model_deployment_changed(
         if type == "DELETED":
             memo["reconciler"].metrics.observe(namespace, name, None)
             memo["models"].pop((namespace, name), None)
-            memo["refresh"].discard((namespace, name))
+            memo["refresh"].pop((namespace, name), None)
         elif isinstance(model := (spec.get("model") or {}).get("name"), str):
             memo["models"][(namespace, name)] = model
     wake(memo, namespace, name)
@@ -172,6 +187,46 @@ async def job_changed(
 ) -> None:
     """A retraining Job moved (started, finished, deleted): its ModelDeployment records it."""
     wake(memo, namespace, labels.get(NAME_LABEL))
+
+
+# --- the indexes reconciles read (cache.py) ---------------------------------------------------
+# kopf passes each index to handlers under its function's name; `attach_cache` hands them over.
+INDEXES: dict[str, Kind] = {
+    "turnout_modeldeployments": "modeldeployments", "turnout_deployments": "deployments",
+    "turnout_services": "services", "turnout_pods": "pods",
+    "turnout_autoscalers": "horizontalpodautoscalers", "turnout_budgets": "poddisruptionbudgets",
+}  # fmt: skip
+
+
+def _index_by_name(kind: Kind, group: str, version: str, plural: str, **filters: Any) -> None:
+    """Index `kind` by (namespace, name), under the name INDEXES gives it."""
+    index_id = next(key for key, value in INDEXES.items() if value == kind)
+
+    def index(namespace: str | None, name: str, body: Mapping[str, Any], **_: Any) -> Any:
+        return {(namespace, name): SLIM[kind](body)}
+
+    kopf.index(group, version, plural, id=index_id, **filters)(index)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED_BY, id="turnout_pods")
+def turnout_pods(
+    namespace: str | None, labels: Mapping[str, str], body: Mapping[str, Any], **_: Any
+) -> dict[tuple[str | None, str | None], Any]:
+    """Pods by their ModelDeployment, which reads them a color at a time."""
+    return {(namespace, labels.get(NAME_LABEL)): SLIM["pods"](body)}
+
+
+_index_by_name("modeldeployments", GROUP, VERSION, PLURAL)
+_index_by_name("deployments", "apps", "v1", "deployments", labels=MANAGED_BY)
+_index_by_name("services", "", "v1", "services", labels=MANAGED_BY)
+_index_by_name("horizontalpodautoscalers", "autoscaling", "v2", "horizontalpodautoscalers",
+               labels=MANAGED_BY)  # fmt: skip
+_index_by_name("poddisruptionbudgets", "policy", "v1", "poddisruptionbudgets", labels=MANAGED_BY)
+
+
+@kopf.on.startup()
+async def attach_cache(memo: Any, **kwargs: Any) -> None:
+    memo["reconciler"].kube.cache.attach({kind: kwargs[name] for name, kind in INDEXES.items()})
 
 
 @kopf.on.startup()

@@ -23,6 +23,7 @@ import requests
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from turnout_operator.cache import Cache, Kind
 from turnout_operator.domain.exposure import GATEWAY_GROUP, RECORD, ROUTE_APIS, managed_keys
 from turnout_operator.domain.manifests import (
     COLOR_LABEL,
@@ -57,7 +58,15 @@ class Rejected(Exception):
     checks did not foresee, e.g. a resource quantity it cannot parse. Says which and why."""
 
 
-def _refused(kind: str, name: str, exc: ApiException) -> Rejected | ApiException:
+class Stale(Exception):
+    """A write the API server refused with 409 (Conflict, AlreadyExists): it was built from a
+    read the watch had not brought up to date yet. The reconcile is tried again shortly, once
+    the index has caught up."""
+
+
+def _refused(kind: str, name: str, exc: ApiException) -> Rejected | Stale | ApiException:
+    if exc.status == 409:
+        return Stale(f"{kind} {name}: {exc.reason}")
     if exc.status != 422:
         return exc
     try:
@@ -76,8 +85,13 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient) -> None:
+    """Reads come from `cache` (kopf's indexes and the operator's own writes, cache.py) once
+    the operator has attached it; before that, and in tools that run no kopf, from the API."""
+
+    def __init__(self, api: client.ApiClient, cache: Cache | None = None) -> None:
         self.api = api
+        self.cache = cache or Cache()
+        self._admin_secrets: set[tuple[str, str, str]] = set()  # (namespace, name, owner uid)
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.batch = client.BatchV1Api(api)
@@ -88,6 +102,8 @@ class Kube:
     # --- reading ------------------------------------------------------------------------------
 
     def model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.cache.attached:
+            return self.cache.get("modeldeployments", namespace, name)
         try:
             return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as exc:
@@ -98,8 +114,8 @@ class Kube:
     def colors(self, namespace: str, name: str) -> dict[Color, ColorState]:
         found: dict[Color, ColorState] = {}
         for color in COLORS:
-            deployment = self._get(self.apps.read_namespaced_deployment, namespace,
-                                   deployment_name(name, color))  # fmt: skip
+            deployment = self._read("deployments", self.apps.read_namespaced_deployment,
+                                    namespace, deployment_name(name, color))  # fmt: skip
             if deployment is not None:
                 found[color] = self._color_state(namespace, name, color, deployment)
         return found
@@ -125,13 +141,8 @@ class Kube:
         )
         failure = None
         if replicas:
-            pods = _json(self.core.list_namespaced_pod(
-                namespace,
-                label_selector=f"{NAME_LABEL}={name},turnout.dev/color={color},"
-                f"{VERSION_LABEL}={version}",
-                _preload_content=False,
-            ))  # fmt: skip
-            failure = _pod_failure(pods.get("items", []))
+            wanted = {COLOR_LABEL: color, VERSION_LABEL: version}
+            failure = _pod_failure(self._pods(namespace, name, wanted))
         return ColorState(
             version=version,
             replicas=replicas,
@@ -143,8 +154,8 @@ class Kube:
     def selectors(self, namespace: str, name: str) -> tuple[Color | None, Color | None]:
         found = []
         for role in ("active", "preview"):
-            service = self._get(self.core.read_namespaced_service, namespace,
-                                service_name(name, role))  # fmt: skip
+            service = self._read("services", self.core.read_namespaced_service, namespace,
+                                 service_name(name, role))  # fmt: skip
             selector = (service or {}).get("spec", {}).get("selector") or {}
             found.append(selector.get("turnout.dev/color"))
         return found[0], found[1]
@@ -169,15 +180,26 @@ class Kube:
 
     def ready_pods(self, namespace: str, name: str, color: Color) -> list[tuple[str, str]]:
         """(name, IP) of the ready pods of one color: those its Services send traffic to."""
-        pods = _json(self.core.list_namespaced_pod(
-            namespace, label_selector=f"{NAME_LABEL}={name},{COLOR_LABEL}={color}",
-            _preload_content=False,
-        ))  # fmt: skip
         return sorted(
             (pod["metadata"]["name"], pod["status"]["podIP"])
-            for pod in pods.get("items", [])
+            for pod in self._pods(namespace, name, {COLOR_LABEL: color})
             if (pod.get("status") or {}).get("podIP") and _ready(pod)
         )
+
+    def _pods(
+        self, namespace: str, name: str, wanted: dict[str, str | None]
+    ) -> list[dict[str, Any]]:
+        """The pods of ModelDeployment `name` that carry every label in `wanted`."""
+        if self.cache.attached:
+            return [
+                pod for pod in self.cache.pods(namespace, name)
+                if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())
+            ]  # fmt: skip
+        selector = ",".join(f"{k}={v}" for k, v in {NAME_LABEL: name, **wanted}.items())
+        found = _json(self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                                    _preload_content=False))  # fmt: skip
+        items: list[dict[str, Any]] = found.get("items", [])
+        return items
 
     def pod_request(
         self, namespace: str, pod: str, ip: str, method: str, path: str, direct: bool,
@@ -217,9 +239,15 @@ class Kube:
 
     def ensure_admin_secret(self, namespace: str, name: str, owner: dict[str, Any]) -> None:
         """The Secret holding the admin token of the ModelDeployment's serving pods (mounted as
-        their admin token file): created once with a random token, never changed."""
+        their admin token file): created once with a random token, never changed. Once this
+        process has seen it for this ModelDeployment (by uid) it does not look again: only the
+        ModelDeployment's deletion removes it, by garbage collection."""
         secret_name = admin_secret_name(name)
+        known = (namespace, secret_name, owner["metadata"].get("uid") or "")
+        if known in self._admin_secrets:
+            return
         if self._get(self.core.read_namespaced_secret, namespace, secret_name) is not None:
+            self._admin_secrets.add(known)
             return
         body = {
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -231,6 +259,17 @@ class Kube:
         except ApiException as exc:
             if exc.status != 409:  # created meanwhile: the first token stands
                 raise
+        self._admin_secrets.add(known)
+
+    def _read(self, kind: Kind, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
+        """One object of the operator's kinds: from the cache, or (not attached) the API."""
+        if self.cache.attached:
+            return self.cache.get(kind, namespace, name)
+        return self._get(read, namespace, name)
+
+    def _wrote(self, kind: Kind, response: Any) -> None:
+        """Keep the API server's raw answer to a write until the index shows it."""
+        self.cache.wrote(kind, _json(response))
 
     def _get(self, read: Any, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -248,7 +287,7 @@ class Kube:
         """Create or update a Deployment; `keep_replicas`: an existing one keeps its count (an
         autoscaler owns it)."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        existing = self._get(self.apps.read_namespaced_deployment, namespace, name)
+        existing = self._read("deployments", self.apps.read_namespaced_deployment, namespace, name)
         body = _owned(body, owner)
         if keep_replicas and existing is not None:
             replicas = existing["spec"].get("replicas", body["spec"]["replicas"])
@@ -262,7 +301,8 @@ class Kube:
         self, namespace: str, name: str, existing: dict[str, Any] | None, body: dict[str, Any]
     ) -> None:
         if existing is None:
-            self.apps.create_namespaced_deployment(namespace, body)
+            self._wrote("deployments", self.apps.create_namespaced_deployment(
+                namespace, body, _preload_content=False))  # fmt: skip
             return
         same = (
             existing["metadata"].get("annotations", {}).get(HASH_ANNOTATION)
@@ -271,20 +311,21 @@ class Kube:
         )
         if not same:
             # A full replace, not a patch: a strategic merge would keep env entries, volumes and
-            # probes that the new template no longer has.
+            # probes that the new template no longer has. The spec is ours whole (what we do
+            # not set, the API server defaults again as at creation) and annotations others set
+            # (the controller's revision) stay. No resourceVersion: Deployments take an
+            # unconditional update, and the controller's status writes, which a watch shows a
+            # moment late, would otherwise fail most replaces made from the index.
             replacement = {
-                **existing,
+                **body,
                 "metadata": {
-                    **existing["metadata"],
-                    "labels": body["metadata"]["labels"],
-                    "annotations": {**existing["metadata"].get("annotations", {}),
+                    **body["metadata"],
+                    "annotations": {**(existing["metadata"].get("annotations") or {}),
                                     **body["metadata"]["annotations"]},
                 },
-                "spec": {**existing["spec"], "replicas": body["spec"]["replicas"],
-                         "template": body["spec"]["template"]},
             }  # fmt: skip
-            replacement.pop("status", None)
-            self.apps.replace_namespaced_deployment(name, namespace, replacement)
+            self._wrote("deployments", self.apps.replace_namespaced_deployment(
+                name, namespace, replacement, _preload_content=False))  # fmt: skip
 
     def create_job(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
         """Create a retraining Job owned by the ModelDeployment (so it goes with it). One that
@@ -298,20 +339,24 @@ class Kube:
 
     def scale(self, namespace: str, name: str, replicas: int) -> None:
         try:
-            self.apps.patch_namespaced_deployment(name, namespace, {"spec": {"replicas": replicas}})
+            patch = {"spec": {"replicas": replicas}}
+            self._wrote("deployments", self.apps.patch_namespaced_deployment(
+                name, namespace, patch, _preload_content=False))  # fmt: skip
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
     def point_service(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        existing = self._get(self.core.read_namespaced_service, namespace, name)
+        existing = self._read("services", self.core.read_namespaced_service, namespace, name)
         try:
             if existing is None:
-                self.core.create_namespaced_service(namespace, _owned(body, owner))
+                self._wrote("services", self.core.create_namespaced_service(
+                    namespace, _owned(body, owner), _preload_content=False))  # fmt: skip
             elif existing["spec"].get("selector") != body["spec"]["selector"]:
                 patch = {"spec": {"selector": body["spec"]["selector"]}}
-                self.core.patch_namespaced_service(name, namespace, patch)
+                self._wrote("services", self.core.patch_namespaced_service(
+                    name, namespace, patch, _preload_content=False))  # fmt: skip
         except ApiException as exc:
             raise _refused("Service", name, exc) from exc
 
@@ -319,13 +364,15 @@ class Kube:
 
     def autoscaler(self, namespace: str, name: str) -> Color | None:
         """The color the ModelDeployment's HorizontalPodAutoscaler targets; None: it has none."""
-        hpa = self._get(self.autoscaling.read_namespaced_horizontal_pod_autoscaler, namespace,
-                        autoscaler_name(name))  # fmt: skip
+        hpa = self._read("horizontalpodautoscalers",
+                         self.autoscaling.read_namespaced_horizontal_pod_autoscaler, namespace,
+                         autoscaler_name(name))  # fmt: skip
         return None if hpa is None else autoscaler_color(hpa)
 
     def apply_autoscaler(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
         hpa = self.autoscaling
-        self._apply_hashed(body, owner, hpa.read_namespaced_horizontal_pod_autoscaler,
+        self._apply_hashed("horizontalpodautoscalers", body, owner,
+                           hpa.read_namespaced_horizontal_pod_autoscaler,
                            hpa.create_namespaced_horizontal_pod_autoscaler,
                            hpa.replace_namespaced_horizontal_pod_autoscaler)  # fmt: skip
 
@@ -337,40 +384,43 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+        self.cache.deleted("horizontalpodautoscalers", namespace, autoscaler_name(name))
 
     def apply_disruption_budget(self, body: dict[str, Any], owner: dict[str, Any]) -> None:
-        self._apply_hashed(body, owner, self.policy.read_namespaced_pod_disruption_budget,
+        self._apply_hashed("poddisruptionbudgets", body, owner,
+                           self.policy.read_namespaced_pod_disruption_budget,
                            self.policy.create_namespaced_pod_disruption_budget,
                            self.policy.replace_namespaced_pod_disruption_budget)  # fmt: skip
 
     def _apply_hashed(
-        self, body: dict[str, Any], owner: dict[str, Any], read: Any, create: Any, replace: Any
-    ) -> None:
+        self, kind: Kind, body: dict[str, Any], owner: dict[str, Any], read: Any, create: Any,
+        replace: Any,
+    ) -> None:  # fmt: skip
         """Create, or replace when the spec we built changed (a hash of it in an annotation:
         the API server defaults and canonicalises fields, so a comparison would never agree)."""
         meta = body["metadata"]
-        namespace, name, kind = meta["namespace"], meta["name"], body["kind"]
+        namespace, name, what = meta["namespace"], meta["name"], body["kind"]
         digest = template_hash(body["spec"])
         body = _owned({**body, "metadata": {**meta, "annotations": {HASH_ANNOTATION: digest}}},
                       owner)  # fmt: skip
-        existing = self._get(read, namespace, name)
+        existing = self._read(kind, read, namespace, name)
         try:
             if existing is None:
-                create(namespace, body)
+                self._wrote(kind, create(namespace, body, _preload_content=False))
             elif (existing["metadata"].get("annotations") or {}).get(HASH_ANNOTATION) != digest:
                 version = existing["metadata"]["resourceVersion"]
                 body["metadata"]["resourceVersion"] = version
-                replace(name, namespace, body)
+                self._wrote(kind, replace(name, namespace, body, _preload_content=False))
         except ApiException as exc:
-            raise _refused(kind, name, exc) from exc
+            raise _refused(what, name, exc) from exc
 
     # --- exposure (domain/exposure.py) ---------------------------------------------------------
 
     def exposure(self, namespace: str, name: str, ingress: bool, http_route: bool) -> ExposureSeen:
         """The active Service's exposure record and load balancer address; the Ingress and the
         HTTPRoute only when asked (the spec wants one, or the status says one was made)."""
-        service = self._get(self.core.read_namespaced_service, namespace,
-                            service_name(name, "active"))  # fmt: skip
+        service = self._read("services", self.core.read_namespaced_service, namespace,
+                             service_name(name, "active"))  # fmt: skip
         seen = ExposureSeen()
         if service is not None:
             seen = replace(seen, service=_record(service) or "", load_balancer=_address(service))
@@ -418,7 +468,7 @@ class Kube:
         (domain/exposure.expose_service), keeping its selector and the keys others set; a
         node port already allocated stays. A missing Service is PointService's to create."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        existing = self._get(self.core.read_namespaced_service, namespace, name)
+        existing = self._read("services", self.core.read_namespaced_service, namespace, name)
         if existing is None:
             return
         old_annotations, old_labels = managed_keys(_record(existing))
@@ -439,7 +489,8 @@ class Kube:
             "spec": {"type": body["spec"]["type"], "ports": ports},
         }  # fmt: skip
         try:
-            self.core.patch_namespaced_service(name, namespace, patch)
+            self._wrote("services", self.core.patch_namespaced_service(
+                name, namespace, patch, _preload_content=False))  # fmt: skip
         except ApiException as exc:
             raise _refused("Service", name, exc) from exc
 
@@ -473,14 +524,14 @@ class Kube:
                 raise
 
     def remove_annotation(self, namespace: str, name: str, key: str) -> None:
-        self.custom.patch_namespaced_custom_object(
+        self.cache.wrote("modeldeployments", self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: None}}}
-        )
+        ))  # fmt: skip
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
+        self.cache.wrote("modeldeployments", self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": status}
-        )
+        ))  # fmt: skip
 
     def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
         now = datetime.now(UTC)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import RetrainingResult
+from turnout_operator.domain.observed import Resolved, ResolveFailed
 from turnout_operator.domain.status import AnalysisRun, ModelDeploymentStatus, RetrainingReason
 
 OUTCOMES = ("promoted", "aborted", "superseded", "rolled_back")
@@ -20,6 +21,9 @@ ANALYSIS_PHASES = {"PrePromotion": "pre_promotion", "PostPromotion": "post_promo
 ANALYSIS_RESULTS = ("Successful", "Failed", "Inconclusive", "Error")
 PHASES = ("Pending", "Progressing", "Paused", "Healthy", "Degraded")
 # A run's measurement verdicts, as the status counts them (errors: in a row).
+# What a registry resolution ended in: ModelResolved's reasons.
+RESOLUTIONS = (R.RESOLVED, R.MODEL_NOT_FOUND, R.REGISTRY_UNAVAILABLE, R.UNAUTHORIZED,
+               R.INVALID_SPEC)  # fmt: skip
 VERDICTS = {"successful": "successful", "failed": "failed", "inconclusive": "inconclusive",
             "error": "errors"}  # fmt: skip
 
@@ -100,6 +104,22 @@ class OperatorMetrics:
             ["reason", "result"],
             registry=registry,
         )
+        self.resolutions = Counter(
+            "turnout_operator_registry_resolutions",
+            "Model references resolved by asking the registry (one MLflow request; two when the "
+            "lookup fails and the registry is asked which part is missing), by result: Resolved "
+            "or ModelResolved's failure reason.",
+            ["result"],
+            registry=registry,
+        )
+        self.answers_shared = Counter(
+            "turnout_operator_registry_answers_shared",
+            "Registry answers handed to a ModelDeployment without asking the registry: fetched "
+            "for another ModelDeployment following the same reference, or waited for in flight.",
+            registry=registry,
+        )
+        for result in RESOLUTIONS:
+            self.resolutions.labels(result)
         for reason in get_args(RetrainingReason):
             for result in get_args(RetrainingResult):
                 self.retrainings.labels(reason, result)
@@ -125,6 +145,10 @@ class OperatorMetrics:
 
     def notification(self, channel: str, result: str) -> None:
         self.notifications.labels(channel, result).inc()
+
+    def resolution_fetched(self, resolution: Resolved | ResolveFailed) -> None:
+        result = resolution.reason if isinstance(resolution, ResolveFailed) else R.RESOLVED
+        self.resolutions.labels(result).inc()
 
     def rollout_finished(self, outcome: str, seconds: float) -> None:
         self.rollouts.labels(outcome).inc()

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 
+from turnout_operator.answers import SharedAnswers
 from turnout_operator.domain import reasons as R
 from turnout_operator.domain.actions import (
     Action,
@@ -53,6 +54,7 @@ from turnout_operator.domain.actions import (
     TagVersion,
 )
 from turnout_operator.domain.analysis import Measurement
+from turnout_operator.domain.answers import Freshness
 from turnout_operator.domain.exposure import applied, build_route, expose_service
 from turnout_operator.domain.manifests import (
     Defaults,
@@ -94,6 +96,10 @@ MAX_REGISTRY_RETRY_SECONDS = 300.0
 
 class Registry(Protocol):
     tracking_uri: str
+
+    @property
+    def identity(self) -> str:
+        """The server and the credentials: answers are shared only under the same one."""
 
     def resolve(self, ref: Any) -> Resolved | ResolveFailed: ...
 
@@ -143,8 +149,11 @@ class Reconciler:
     in_cluster: bool = False
     meter: Meter = field(init=False)  # reads the pods for analysis; tests may swap it
     live: LiveRecorder = field(init=False)  # records live quality in MLflow, in the background
+    answers: SharedAnswers = field(init=False)  # every resolution goes through it
 
     def __post_init__(self) -> None:
+        self.answers = SharedAnswers(on_fetched=self.metrics.resolution_fetched,
+                                     on_shared=self.metrics.answers_shared.inc)  # fmt: skip
         self.meter = Meter(self.kube, self.settings.metrics_timeout_seconds)
         self.live = LiveRecorder(
             self.kube, self.tags, interval=self.settings.live_quality_interval_seconds,
@@ -220,10 +229,21 @@ class Reconciler:
             return None
         return Question(namespace, int(body["metadata"].get("generation", 1)), checked.spec)
 
-    def resolve(self, question: Question) -> Answer:
-        """Ask the registry what spec.model is now (blocking: run it off the reconcile pool)."""
-        registry, problem = self.registry_for(question.spec, question.namespace)
-        return Answer(question.generation, problem or registry.resolve(question.spec.model))
+    def resolve(self, question: Question, after: float | None = None) -> Answer:
+        """What spec.model is now (blocking: run it off the reconcile pool): an answer another
+        ModelDeployment following the same reference with the same credentials fetched lately
+        enough (answers.py), else the registry's. `after`: a moment on `answers.clock` the
+        answer must have been fetched after (a registry webhook's delivery)."""
+        spec = question.spec
+        registry, problem = self.registry_for(spec, question.namespace)
+        if problem is not None:
+            return Answer(question.generation, problem)
+        ref = spec.model
+        freshness = Freshness.of(spec.registry.poll_interval_seconds,
+                                 self.settings.registry_retry_seconds, after)  # fmt: skip
+        key = (registry.identity, ref.name, ref.version, ref.alias, ref.stage)
+        resolution = self.answers.answer(key, lambda: registry.resolve(ref), freshness)
+        return Answer(question.generation, resolution)
 
     def _observe(
         self, body: dict[str, Any], status: ModelDeploymentStatus, generation: int,

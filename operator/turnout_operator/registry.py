@@ -29,6 +29,8 @@ Everything is synchronous (kopf calls it from a thread) and returns values or ra
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import posixpath
 import tempfile
@@ -90,6 +92,14 @@ class ModelRegistry:
         # timeout_seconds (a request that timed out is not retried, see registry_http.session).
         self._timeout = timeout_seconds
         self._retries = max_retries
+
+    @property
+    def identity(self) -> str:
+        """The tracking URI and a digest of every credential key and value: two registries
+        with the same identity give the same answers (the digest keeps the secrets themselves
+        out of anything that holds or logs the identity)."""
+        creds = json.dumps(sorted(self._credentials.items())).encode()
+        return f"{self.tracking_uri} {hashlib.sha256(creds).hexdigest()}"
 
     # -- the three questions the operator asks -------------------------------------------------
 

@@ -27,6 +27,7 @@ from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from tests.conftest import ROOT, Registry, free_port, start_mlflow, wait_until
 from tests.integration.cluster import Cluster, conditions, running_cluster
+from tests.integration.counting_proxy import CountingProxy, counting_proxy
 from tests.real.pki import _Authority, _write
 
 pytestmark = pytest.mark.slow
@@ -97,6 +98,13 @@ def cluster(
             "TURNOUT_OPERATOR_WEBHOOK_SECRET_FILE": str(tls.secret),
         },
     )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def proxy(registry: Registry) -> Iterator[CountingProxy]:
+    """The module's MLflow behind a counting proxy, for ModelDeployments that name it."""
+    with counting_proxy(registry.uri) as proxy:
+        yield proxy
 
 
 def endpoint(cluster: Cluster) -> str:
@@ -225,6 +233,34 @@ def test_an_alias_deleted_in_mlflow_is_reported_at_once(
     assert (status["phase"], status["activeVersion"]) == ("Healthy", v1)  # keeps serving
 
 
+def test_one_delivery_for_eight_followers_asks_the_registry_once(
+    cluster: Cluster, client: MlflowClient, proxy: CountingProxy
+) -> None:
+    base = counts(cluster)["accepted"]
+    v1, v2 = registered(client, "Fanned", 2)
+    client.set_registered_model_alias("Fanned", "champion", v1)
+    wait_accepted(cluster, base + 3)
+    names = [f"fanned-{i}" for i in range(8)]
+    for name in names:
+        cluster.apply(name, {"name": "Fanned", "alias": "champion"}, strategy=STRATEGY,
+                      registry={**HOUR, "trackingUri": proxy.url})  # fmt: skip
+    for name in names:
+        cluster.wait_phase(name, "Healthy", activeVersion=v1, activeColor="blue")
+    lookups = proxy.alias_lookups("Fanned")
+    resolved, shared = (cluster.metric('turnout_operator_registry_resolutions_total'
+                                       '{result="Resolved"}'),
+                        cluster.metric("turnout_operator_registry_answers_shared_total"))  # fmt: skip
+
+    client.set_registered_model_alias("Fanned", "champion", v2)
+    for name in names:
+        cluster.wait_phase(name, "Healthy", timeout=30, activeVersion=v2, activeColor="green")
+    assert proxy.alias_lookups("Fanned") - lookups == 1  # MLflow was asked once, for all eight
+    assert cluster.metric('turnout_operator_registry_resolutions_total{result="Resolved"}') == (
+        resolved + 1
+    )
+    assert cluster.metric("turnout_operator_registry_answers_shared_total") == shared + 7
+
+
 # --- deliveries the endpoint refuses -------------------------------------------------------------
 
 
@@ -284,4 +320,6 @@ def refused_deliveries(
 
     # the same event, signed as MLflow signs it: now the registry is asked
     assert delivery(tls, cluster, body).status_code == 200
-    assert cluster.wait_rollout("guarded", v2, timeout=30)["desiredVersion"] == v2
+    status = cluster.wait_phase("guarded", "Healthy", timeout=30, activeVersion=v2,
+                                activeColor="green")  # fmt: skip
+    assert status["desiredVersion"] == v2

@@ -14,9 +14,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from turnout_operator.domain.observed import ColorState, ExposureSeen, Resolved
+from turnout_operator.domain.spec import ModelDeploymentSpec
 from turnout_operator.kube import Rejected
 from turnout_operator.metrics import OperatorMetrics
-from turnout_operator.reconcile import Answer, Reconciler
+from turnout_operator.reconcile import Answer, Question, Reconciler
 from turnout_operator.settings import OperatorSettings
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -161,3 +162,41 @@ def test_a_registry_webhook_asks_before_the_reconcile_that_the_poll_would_not_as
     assert len(kube.writes) == writes  # asking writes nothing
     kube.body["spec"] = {"model": {"name": "bikes"}}  # no version, alias or stage
     assert r.question("ml", "bikes") is None  # an invalid spec asks nothing
+
+
+class CountingRegistry:
+    """A registry that answers every resolution with version 3, counting them by credentials."""
+
+    asked: list[dict[str, str]] = []
+
+    def __init__(self, uri: str, credentials: dict[str, str]) -> None:
+        self.tracking_uri, self.credentials = uri, dict(credentials)
+        self.identity = f"{uri} {sorted(credentials.items())}"
+
+    def resolve(self, ref: Any) -> Resolved:
+        CountingRegistry.asked.append(self.credentials)
+        return Resolved("3", f"models:/{ref.name}/3")
+
+
+def test_resolutions_are_shared_by_reference_and_credentials_only() -> None:
+    CountingRegistry.asked = []
+    kube = RecordingKube(model_deployment(SPEC))
+    kube.secret = lambda namespace, name: {"MLFLOW_TRACKING_TOKEN": name}  # type: ignore[attr-defined]
+    r = reconciler(kube)
+    r.registries = CountingRegistry  # type: ignore[assignment]
+    ticks = iter(range(100))  # a clock one second further at each reading
+    r.answers.clock = lambda: float(next(ticks))
+
+    def question(**registry: Any) -> Question:
+        spec = {"model": {"name": "bikes", "alias": "champion"}, "registry": registry}
+        return Question("ml", 1, ModelDeploymentSpec.model_validate(spec))
+
+    answers = [r.resolve(question()) for _ in range(3)]
+    answers += [r.resolve(question(credentialsSecret=s)) for s in ("team-a", "team-b", "team-a")]
+    assert answers == [Answer(1, Resolved("3", "models:/bikes/3"))] * 6
+    assert CountingRegistry.asked == [
+        {}, {"MLFLOW_TRACKING_TOKEN": "team-a"}, {"MLFLOW_TRACKING_TOKEN": "team-b"},
+    ]  # fmt: skip
+    delivery = r.answers.clock()
+    assert r.resolve(question(), after=delivery).resolution == Resolved("3", "models:/bikes/3")
+    assert len(CountingRegistry.asked) == 4  # a webhook's moment asks again

@@ -130,20 +130,20 @@ app.kubernetes.io/managed-by: turnout
 {{/* Rules the operator needs in every namespace it watches: exactly those of the repository's
 manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests/base/rbac.yaml). */}}
 {{- define "turnout.rbac.namespacedRules" -}}
-# the ModelDeployments: watched, read, annotations removed, status written
+# the ModelDeployments: watched (read from kopf's index), annotations removed, status written
 - apiGroups: [turnout.dev]
   resources: [modeldeployments]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [turnout.dev]
   resources: [modeldeployments/status]
   verbs: [patch]
-# the owned objects
+# the owned objects: watched (a reconcile reads kopf's indexes, never GETs them) and written
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, update, patch]
+  verbs: [list, watch, create, update, patch]
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create, patch]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
@@ -162,10 +162,10 @@ manifests/overlays/namespaced/rbac.yaml (and, with the scanning rules, manifests
 # budget per color
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, create, update, delete]
+  verbs: [list, watch, create, update, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, update]
+  verbs: [list, watch, create, update]
 # smoke tests through the API server when the operator runs outside the cluster
 - apiGroups: [""]
   resources: [services/proxy]
