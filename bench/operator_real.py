@@ -254,7 +254,7 @@ def report(r: dict[str, Any]) -> list[dict[str, Any]]:
     targets = [  # bench/operator.py's targets, as verdicts_of takes them
         (f"switch p99, {n} at once", r["switch"].p99 if complete else float("nan"),
          B.SWITCH_MAX_S, "s", False),
-        ("API requests per object", per, B.CALLS_MAX_PER_OBJECT, "", True),
+        ("API requests, a creation + a rollout", per, B.CALLS_MAX_PER_OBJECT, "", True),
     ]  # fmt: skip
     print("\ntargets")
     verdicts: list[dict[str, Any]] = B.verdicts_of(targets)
