@@ -1,13 +1,16 @@
 """Operator benchmark: N ModelDeployments to Healthy, blue-green switch latency, operator RSS.
 
 Why it exists: the operator promises that a preview which has become available is switched to
-active in under a second, and that one operator process holds 200 ModelDeployments in under
-200 MB. This script runs what the integration tests run — the real operator process
-(`turnout-operator run`) against the Kubernetes API emulator (`tests.kube`, pods available at
-once) and a real MLflow tracking server — creates N ModelDeployments in a burst, times each one
-to Healthy, bumps the model version of a sample of them (one at a time, then all at once) and
-times the switch, and samples the operator's RSS and CPU. It is a script, not a test: it
-prints figures and marks the targets PASS or MISS; it asserts nothing.
+active in under a second, that one operator process holds 1,000 ModelDeployments in under
+250 MB, and that it makes at most 15 API requests per object through a creation and a rollout.
+This script runs what the integration tests run — the real operator process (`turnout-operator
+run`, wrapped by bench/counted_operator.py to count its reconciles) against the Kubernetes API
+emulator (`tests.kube`, pods available at once) and a real MLflow tracking server — creates N
+ModelDeployments in a burst, times each one to Healthy, bumps the model version of a sample of
+them (one at a time, then all at once) and times the switch, samples the operator's RSS and CPU,
+and counts the API requests the emulator served, by verb and kind. It is a script, not a test:
+it prints figures and marks the targets PASS or MISS; it asserts nothing. bench/operator_real.py
+measures the same on the real control plane.
 
 Times are exact, not polled: a listener on the emulator's store stamps every write with the
 moment it is made (`time.perf_counter()`, under the store's lock), and the watch history says
