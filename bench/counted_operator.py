@@ -35,8 +35,10 @@ def counted(self: reconcile.Reconciler, *args: Any, **kwargs: Any) -> Any:
 
 
 def write_count() -> None:
+    staged = COUNT.with_suffix(".new")
     while True:
-        COUNT.write_text(str(_calls[0]))
+        staged.write_text(str(_calls[0]))
+        staged.replace(COUNT)  # a reader never sees the file half written
         time.sleep(0.5)
 
 

@@ -237,8 +237,7 @@ def start_operator(kube: KubeEmulator, tracking_uri: str, tmp: Path) -> Server:
         "TURNOUT_OPERATOR_METRICS_PORT": str(port),
     }
     env["TURNOUT_BENCH_RECONCILES"] = str(reconciles_file(tmp))
-    argv = [sys.executable, "-P", str(ROOT / "bench" / "counted_operator.py"), "run",
-            "--namespace", NAMESPACE]  # fmt: skip
+    argv = [*COUNTED_OPERATOR, "run", "--namespace", NAMESPACE]
     operator = Server("turnout-operator", argv, env, port, tmp / "operator.log")
     operator.start()
     wanted = {"modeldeployments", "deployments", "pods"}
@@ -253,6 +252,11 @@ def start_operator(kube: KubeEmulator, tracking_uri: str, tmp: Path) -> Server:
     return operator
 
 
+# `turnout-operator` with its reconciles counted; -P: bench/ is not put on its sys.path, where
+# this script would stand for the standard library's `operator`
+COUNTED_OPERATOR = [sys.executable, "-P", str(ROOT / "bench" / "counted_operator.py")]
+
+
 def reconciles_file(tmp: Path) -> Path:
     """Where bench/counted_operator.py keeps the operator's count of reconciles."""
     return tmp / "reconciles"
@@ -260,7 +264,7 @@ def reconciles_file(tmp: Path) -> Path:
 
 def reconciles_done(tmp: Path) -> int:
     try:
-        return int(reconciles_file(tmp).read_text() or 0)
+        return int(reconciles_file(tmp).read_text())
     except FileNotFoundError:
         return 0
 

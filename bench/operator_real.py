@@ -163,7 +163,8 @@ def calls(events: list[dict[str, Any]]) -> dict[str, int]:
 
 def run(objects: int, tmp: Path) -> dict[str, Any]:
     names = [f"bench-{i:03d}" for i in range(objects)]
-    with operator_on_real_cluster(tmp, "benchscale", OPERATOR_ENV) as cluster:
+    env = {**OPERATOR_ENV, "TURNOUT_BENCH_RECONCILES": str(B.reconciles_file(tmp))}
+    with operator_on_real_cluster(tmp, "benchscale", env, B.COUNTED_OPERATOR) as cluster:
         kube, namespace, process = cluster.kube, cluster.namespace, cluster.operator
         plane, pid = kube.plane, process.popen.pid
         B.register(cluster.registry.uri)
@@ -174,6 +175,7 @@ def run(objects: int, tmp: Path) -> dict[str, Any]:
             rss_idle = tree_rss_bytes(pid)
             with RssSampler(pid, HEALTHY_BUDGET_S + ROLLOUT_BUDGET_S + 2 * SETTLE_BUDGET_S) as rss:
                 before = len(plane.audit(USER))
+                reconciles_before = B.reconciles_done(tmp)
                 cpu = [tree_cpu_s(pid)]
                 created = {}
                 for name in names:
@@ -206,6 +208,8 @@ def run(objects: int, tmp: Path) -> dict[str, Any]:
                 print(f"  settled after {settle(timeline, process.alive):.1f} s", flush=True)
                 all_calls = plane.audit(USER)[before:]
                 cpu.append(tree_cpu_s(pid))
+                time.sleep(0.6)  # the count is written every 0.5 s
+                reconciles = B.reconciles_done(tmp) - reconciles_before
             switches = [B.switch_times(timeline, n, bumped[n]) for n in names]
         finally:
             timeline.close()
@@ -223,6 +227,7 @@ def run(objects: int, tmp: Path) -> dict[str, Any]:
         "requests_create": len(created_calls),
         "requests": len(all_calls),
         "watch_events": events,
+        "reconciles": reconciles,
         "rss_idle_bytes": rss_idle,
         "rss_settled_bytes": rss_settled,
         "rss_peak_bytes": max(rss.peak, rss_settled),
@@ -244,6 +249,7 @@ def report(r: dict[str, Any]) -> list[dict[str, Any]]:
     creation = r["requests_create"] / n
     print(f"\noperator API requests (audit log): {r['requests']} = {per:.1f} per object "
           f"through a creation and a rollout ({creation:.1f} for the creation)")  # fmt: skip
+    print(f"  reconciles {r['reconciles']} ({r['reconciles'] / n:.1f} per object)")
     for what, count in r["calls"].items():
         print(f"  {what:<40} {count:6d}  {count / n:6.2f} per object")
     print(f"operator RSS {r['rss_idle_bytes'] / 2**20:.0f} MB idle, "
