@@ -223,8 +223,15 @@ def report(results: dict[str, list[Stamps]]) -> None:
 
 
 @contextlib.contextmanager
-def operator_on_real_cluster(tmp: Path) -> Iterator[Cluster]:
-    """What tests/real's `cluster` fixture starts, with the same functions, stopped on exit."""
+def operator_on_real_cluster(
+    tmp: Path,
+    prefix: str = "benchgate",
+    extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
+) -> Iterator[Cluster]:
+    """What tests/real's `cluster` fixture starts, with the same functions, stopped on exit: the
+    operator watches a namespace of its own (`prefix`-xxxxx), with `extra_env`, started as
+    `command` (default `turnout-operator`)."""
     plane = ControlPlane(tmp / "cluster")
     agent = None
     mlflow_server = None
@@ -244,7 +251,7 @@ def operator_on_real_cluster(tmp: Path) -> Iterator[Cluster]:
             (tmp / "operator").mkdir()
             operator = contextlib.contextmanager(operator_cluster)
             with operator(plane, client.CoreV1Api(api), registry, pods_registry.url,
-                          tmp / "operator", "benchgate") as cluster:  # fmt: skip
+                          tmp / "operator", prefix, extra_env, command) as cluster:  # fmt: skip
                 yield cluster
     finally:
         if mlflow_server is not None:

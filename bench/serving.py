@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -131,6 +132,19 @@ def poll(check: Callable[[], T | None], timeout_s: float, interval_s: float) -> 
             return result
         time.sleep(interval_s)
     return None
+
+
+def bench_operator() -> Any:
+    """bench/operator.py (its Timeline, Spread, targets, ...), for the scripts that build on it;
+    imported by path: its name is the standard library's `operator`."""
+    if "bench_operator" in sys.modules:
+        return sys.modules["bench_operator"]
+    spec = importlib.util.spec_from_file_location("bench_operator", BENCH_DIR / "operator.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_operator"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:

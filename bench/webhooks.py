@@ -20,7 +20,6 @@ time, or leave a process running (each server in its own session, stopped in a `
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -31,27 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(1, str(ROOT))  # the emulator (tests.kube) and the test CA helpers
 
-from serving import HOST, Server, free_port, poll  # noqa: E402
+from serving import HOST, Server, bench_operator, free_port, poll  # noqa: E402
 from tests.kube.emulator import KubeEmulator  # noqa: E402
 from tests.real.pki import _Authority, _write  # noqa: E402
 from turnout_operator.crd import build_crd  # noqa: E402
 from turnout_operator.domain.spec import API_VERSION  # noqa: E402
 
-
-def _bench_operator():  # type: ignore[no-untyped-def]
-    """bench/operator.py (its Timeline, Spread, start_mlflow's sibling helpers); imported by
-    path: its name is the standard library's `operator`."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_operator", Path(__file__).with_name("operator.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_operator"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-B = _bench_operator()
+B = bench_operator()
 NAMESPACE, SECRET = "default", "bench-webhook-secret"
 SITECUSTOMIZE = ROOT / "charts" / "turnout" / "files" / "mlflow" / "sitecustomize.py.txt"
 STRATEGY = {"blueGreen": {"smokeTest": False, "scaleDownDelaySeconds": 0}}

@@ -134,8 +134,8 @@ class DeploymentController(Ticking):
     # --- reconciliation -----------------------------------------------------------------------------
 
     def _reconcile_all(self, now: float) -> None:
-        deployments, _ = self.store.list_objects(self._deployments, None)
-        pods, _ = self.store.list_objects(self._pods, None)
+        deployments, _ = self.store.list_objects(self._deployments, None, shared=True)
+        pods, _ = self.store.list_objects(self._pods, None, shared=True)
         owned: dict[str, list[Obj]] = {}  # pods by owner uid: one pass, not one per Deployment
         for pod in pods:
             for ref in pod["metadata"].get("ownerReferences", []):

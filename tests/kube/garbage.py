@@ -51,6 +51,19 @@ class GarbageCollector:
         refs = obj["metadata"].get("ownerReferences", [])
         return bool(refs) and not any(ref.get("uid") in self._uids for ref in refs)
 
+    def may_collect(self, obj: Obj) -> bool:
+        """Whether the collector could act on a new object `obj`: an owner of it is gone or being
+        deleted (a foreground deletion takes new dependents too). Otherwise, a store collected
+        after every earlier write has nothing to collect."""
+        keys = [
+            self._uids.get(ref.get("uid")) for ref in obj["metadata"].get("ownerReferences", [])
+        ]
+        return any(
+            key is None or key not in self._objects
+            or self._objects[key]["metadata"].get("deletionTimestamp")
+            for key in keys
+        )  # fmt: skip
+
     def collect_garbage(self) -> None:
         """Run the garbage collector to a fixed point: delete dependents whose owners are all gone,
         finish `orphan`/`foregroundDeletion` finalizers, and empty terminating namespaces."""

@@ -213,8 +213,13 @@ class Store(GarbageCollector):
     def key(rt: ResourceType, namespace: str | None, name: str) -> Key:
         return (*rt.storage, namespace or "" if rt.namespaced else "", name)
 
-    def _view(self, rt: ResourceType, obj: Obj) -> Obj:
-        """A private copy, shown under the version it was asked for (versions share storage)."""
+    def _view(self, rt: ResourceType, obj: Obj, *, shared: bool = False) -> Obj:
+        """A private copy, shown under the version it was asked for (versions share storage).
+        `shared`: the stored object itself where no decoding is due (a shallow copy of its top
+        level), for a reader that never changes it; stored objects are replaced on each write,
+        never changed in place, so what it holds stays as it was read."""
+        if shared and rt.schema is None:
+            return view(rt, obj)
         result = copy.deepcopy(view(rt, obj))
         if rt.schema is not None and self._decoded_under.get(id(obj)) is not rt.schema:
             decode_custom_resource(
@@ -237,17 +242,24 @@ class Store(GarbageCollector):
             return None if obj is None else self._view(rt, obj)
 
     def list_objects(
-        self, rt: ResourceType, namespace: str | None, match: Callable[[Obj], bool] = bool
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        match: Callable[[Obj], bool] = bool,
+        *,
+        shared: bool = False,
     ) -> tuple[list[Obj], int]:
-        """Objects of one kind (all namespaces if `namespace` is None) and the list's version."""
+        """Objects of one kind (all namespaces if `namespace` is None) and the list's version.
+        `shared`: not copied (see `_view`), for the controller stand-ins, which read every
+        Deployment and Pod on each pass and only write through `update`."""
         with self.lock:
             # Filter before sorting and copying: the store also holds every Event and Pod.
             kind = [
                 (key, obj) for key, obj in self._objects.items()
                 if key[:2] == rt.storage and namespace in (None, key[2])
             ]  # fmt: skip
-            items = [self._view(rt, obj) for _, obj in sorted(kind, key=lambda kv: kv[0])
-                     if match(obj)]  # fmt: skip
+            items = [self._view(rt, obj, shared=shared)
+                     for _, obj in sorted(kind, key=lambda kv: kv[0]) if match(obj)]  # fmt: skip
             return items, self._rv
 
     # --- writes -------------------------------------------------------------------------------------
@@ -292,7 +304,7 @@ class Store(GarbageCollector):
             self._record("ADDED", key, obj, None)
             if rt.group == CRD_GROUP:
                 self._sync_crd_types()
-            if meta.get("ownerReferences"):
+            if self.may_collect(obj):  # a scan of every object per create: quadratic in a burst
                 self.collect_garbage()
             return self._view(rt, obj)
 

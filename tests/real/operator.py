@@ -124,10 +124,12 @@ def running_operator(
     *,
     tracking_uri: str,
     extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> Iterator[Cluster]:
     """`turnout-operator run --namespace NAMESPACE` as a process on the host (out of cluster:
     smoke tests go through the API server's service proxy), authenticated as the chart's
-    ServiceAccount; pods get `tracking_uri` (the registry as pods reach it)."""
+    ServiceAccount; pods get `tracking_uri` (the registry as pods reach it). `command`: what
+    stands for `turnout-operator` (a benchmark's wrapper of it)."""
     kubeconfig = token_kubeconfig(plane, operator_token(core), home / "operator.kubeconfig")
     port = free_port()
     env = {
@@ -139,7 +141,7 @@ def running_operator(
         **(extra_env or {}),
     }
     log = home / "operator.log"
-    argv = [str(BIN / "turnout-operator"), "run", "--namespace", namespace]
+    argv = [*(command or [str(BIN / "turnout-operator")]), "run", "--namespace", namespace]
     operator = Process(f"http://127.0.0.1:{port}", start(argv, log, env), log)
     kube = RealKube(plane)
     cluster = Cluster(kube, operator, f"http://127.0.0.1:{port}/metrics", registry, argv, env,
@@ -159,6 +161,7 @@ def operator_cluster(
     home: Path,
     prefix: str,
     extra_env: dict[str, str] | None = None,
+    command: list[str] | None = None,
 ) -> Iterator[Cluster]:
     """For a module fixture to `yield from`: a namespace of its own (`prefix`-xxxxx) with the
     chart's Role in it, and the operator watching it (with `extra_env`); pods get
@@ -168,8 +171,7 @@ def operator_cluster(
     wait_until(lambda: core.read_namespaced_service_account("default", namespace), timeout=60,
                interval=0.1, what=f"ServiceAccount {namespace}/default")  # fmt: skip
     grant_operator_role(plane, namespace)
-    with running_operator(
-        plane, core, registry, namespace, home, tracking_uri=tracking_uri, extra_env=extra_env
-    ) as cluster:
+    with running_operator(plane, core, registry, namespace, home, tracking_uri=tracking_uri,
+                          extra_env=extra_env, command=command) as cluster:  # fmt: skip
         yield cluster
     core.delete_namespace(namespace)
