@@ -135,23 +135,19 @@ async def run(
             waker.clear()
             after = memo["refresh"].pop((namespace, name), None)  # a webhook named its model
             try:
-                answer, asked = None, None
+                answer, asked = None, None  # asked: (generation, the answer still to come)
                 question = await _on(pools.reconcile, reconciler.question, namespace, name,
                                      after is not None)  # fmt: skip
                 if question is not None:  # ask first: the reconcile that follows acts on it
-                    asked = asyncio.ensure_future(
+                    coming = asyncio.ensure_future(
                         _on(pools.registry, reconciler.resolve, question, after)
                     )
-                    answer = await _within(asked, ANSWER_GRACE_SECONDS)
+                    answer = await _within(coming, ANSWER_GRACE_SECONDS)
+                    asked = None if answer is not None else (question.generation, coming)
                 outcome = await _on(pools.reconcile, reconciler.reconcile, namespace, name, answer)
-                if outcome.ask is not None:  # the question asked first, if it is the same one
-                    if (
-                        asked is not None
-                        and answer is None
-                        and question is not None
-                        and (question.generation == outcome.ask.generation)
-                    ):
-                        answer = await asked
+                if outcome.ask is not None:  # the answer asked first, if for the same spec
+                    if asked is not None and asked[0] == outcome.ask.generation:
+                        answer = await asked[1]
                     else:
                         answer = await _on(pools.registry, reconciler.resolve, outcome.ask)
                     outcome = await _on(
