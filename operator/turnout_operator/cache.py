@@ -26,16 +26,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Kind = Literal[
     "modeldeployments", "deployments", "services", "pods", "horizontalpodautoscalers",
     "poddisruptionbudgets",
 ]  # fmt: skip
-KINDS: tuple[Kind, ...] = (
-    "modeldeployments", "deployments", "services", "pods", "horizontalpodautoscalers",
-    "poddisruptionbudgets",
-)  # fmt: skip
+KINDS: tuple[Kind, ...] = get_args(Kind)
 Body = dict[str, Any]
 UNSEEN_SECONDS = 30.0
 COPY_ATTEMPTS = 100  # copies of one key's values tried while kopf changes them on its loop

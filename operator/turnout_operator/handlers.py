@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import kopf
 
-from turnout_operator.cache import SLIM, Kind
+from turnout_operator.cache import KINDS, SLIM, Kind
 from turnout_operator.domain.manifests import MANAGED_BY, NAME_LABEL
 from turnout_operator.domain.spec import GROUP, PLURAL, VERSION
 from turnout_operator.domain.webhooks import following
@@ -208,25 +208,23 @@ async def job_changed(
 
 
 # --- the indexes reconciles read (cache.py) ---------------------------------------------------
-# kopf passes each index to handlers under its function's name; `attach_cache` hands them over.
-INDEXES: dict[str, Kind] = {
-    "turnout_modeldeployments": "modeldeployments", "turnout_deployments": "deployments",
-    "turnout_services": "services", "turnout_pods": "pods",
-    "turnout_autoscalers": "horizontalpodautoscalers", "turnout_budgets": "poddisruptionbudgets",
-}  # fmt: skip
+# kopf passes each index to handlers under its id; `attach_cache` hands them over.
+
+
+def index_id(kind: Kind) -> str:
+    return f"turnout_{kind}"
 
 
 def _index_by_name(kind: Kind, group: str, version: str, plural: str, **filters: Any) -> None:
-    """Index `kind` by (namespace, name), under the name INDEXES gives it."""
-    index_id = next(key for key, value in INDEXES.items() if value == kind)
+    """Index `kind` by (namespace, name), under `index_id(kind)`."""
 
     def index(namespace: str | None, name: str, body: Mapping[str, Any], **_: Any) -> Any:
         return {(namespace, name): SLIM[kind](body)}
 
-    kopf.index(group, version, plural, id=index_id, **filters)(index)
+    kopf.index(group, version, plural, id=index_id(kind), **filters)(index)
 
 
-@kopf.index("", "v1", "pods", labels=MANAGED_BY, id="turnout_pods")
+@kopf.index("", "v1", "pods", labels=MANAGED_BY, id=index_id("pods"))
 def turnout_pods(
     namespace: str | None, labels: Mapping[str, str], body: Mapping[str, Any], **_: Any
 ) -> dict[tuple[str | None, str | None], Any]:
@@ -244,7 +242,7 @@ _index_by_name("poddisruptionbudgets", "policy", "v1", "poddisruptionbudgets", l
 
 @kopf.on.startup()
 async def attach_cache(memo: Any, **kwargs: Any) -> None:
-    memo["reconciler"].kube.cache.attach({kind: kwargs[name] for name, kind in INDEXES.items()})
+    memo["reconciler"].kube.cache.attach({kind: kwargs[index_id(kind)] for kind in KINDS})
 
 
 @kopf.on.startup()
