@@ -15,13 +15,16 @@ done, and a connection's sockets are closed once both directions are.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from tests.conftest import free_port
 
 CHUNK = 65536
+log = logging.getLogger("forwarder")
 CONNECT_TIMEOUT = 2.0
 Upstreams = Callable[[], Sequence[tuple[str, int]]]
 
@@ -76,8 +79,20 @@ class Forwarder:
             except TimeoutError:
                 continue
             except OSError:
-                return
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+                if self._listener is not listener:  # cut: the listener is closed
+                    return
+                # a connection that failed before it was taken (reset, out of descriptors): the
+                # listener still serves the others
+                log.warning("accepting on %s:%d", self.host, self.port, exc_info=True)
+                time.sleep(0.05)
+                continue
+            try:
+                threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+            except RuntimeError:  # no thread to be had: this connection is refused, not the next
+                log.warning(
+                    "no thread for a connection on %s:%d", self.host, self.port, exc_info=True
+                )
+                client.close()
 
     def _connect(self, client: socket.socket) -> None:
         """Join `client` to the first of the upstreams that accepts a connection; with none, the

@@ -1,5 +1,6 @@
-"""Pod networking on the host: a Linux bridge with an address of its own, and one network
-namespace per pod joined to it by a veth pair, each pod with one address of the bridge's /24.
+"""Pod networking on the host: a Linux bridge with addresses of its own (IPv4 and MAC), and one
+network namespace per pod joined to it by a veth pair, each pod with one address of the bridge's
+/24.
 
 Why: the API server refuses to proxy to loopback addresses (`IsProxyableIP`), so a pod that the
 service proxy or an EndpointSlice must reach needs an address of its own; and a pod must reach
@@ -101,7 +102,10 @@ class PodNetwork:
         cleanup_stale()
         with address_lock():
             self.subnet = _free_subnet()
-            ip("link", "add", self.bridge, "type", "bridge")
+            # an address of its own, set: a bridge left to choose takes the lowest of its ports',
+            # and a new one each time that port leaves, while the pods' neighbour caches keep the
+            # old one for up to a minute and their packets to the host go nowhere
+            ip("link", "add", self.bridge, "address", bridge_mac(self.gateway), "type", "bridge")
             ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
             ip("link", "set", self.bridge, "up")
         return self
@@ -155,6 +159,12 @@ class PodNetwork:
 def gateways() -> tuple[str, ...]:
     """Every bridge address a PodNetwork may take (the first address of each /24 of POD_RANGE)."""
     return tuple(str(net.network_address + 1) for net in POD_RANGE.subnets(new_prefix=24))
+
+
+def bridge_mac(gateway: str) -> str:
+    """A locally administered unicast MAC address made of the bridge's IPv4 address: unique on
+    this host, as the addresses are."""
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in ipaddress.ip_address(gateway).packed)
 
 
 @contextlib.contextmanager

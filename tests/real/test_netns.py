@@ -5,6 +5,7 @@ collide, and what a crashed owner left behind is removed."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,32 @@ def test_a_pod_reaches_a_server_on_the_bridge_address(
     assert done.returncode == 0, done.stderr
     # the host sees the pod's own address as the source: no NAT between them
     assert done.stdout.strip() == f"host saw {echo_server.pod.ip}"
+
+
+def test_a_pod_still_reaches_the_host_at_once_after_the_port_with_the_lowest_mac_leaves(
+    pod_network: netns.PodNetwork, host_server: str
+) -> None:  # fmt: skip
+    # A bridge left to choose its MAC takes its ports' lowest and changes it when that port
+    # leaves; a pod that cached the old one reaches nothing on the host until its neighbour
+    # entry expires (up to a minute). The departing pod's port gets the lowest MAC there is.
+    client, leaving = pod_network.add_pod("client"), pod_network.add_pod("leaving")
+    netns.ip("link", "set", leaving.host_veth, "address", "02:00:00:00:00:01")
+    fetch = f"import urllib.request; print(urllib.request.urlopen({host_server!r}, timeout=3).read().decode())"
+    bridge_mac = netns.bridge_mac(pod_network.gateway)
+
+    def reach_the_host() -> None:
+        done = subprocess.run(client.exec([sys.executable, "-c", fetch]), capture_output=True,
+                              text=True, timeout=30, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        neighbours = subprocess.run(client.exec(["ip", "-j", "neigh", "show", pod_network.gateway]),
+                                    capture_output=True, text=True, check=True)  # fmt: skip
+        assert [n["lladdr"] for n in json.loads(neighbours.stdout)] == [bridge_mac]
+
+    reach_the_host()
+    pod_network.remove_pod("leaving")
+    [link] = json.loads(netns.ip("-j", "link", "show", pod_network.bridge))
+    assert link["address"] == bridge_mac
+    reach_the_host()
 
 
 def test_parallel_networks_take_different_subnets_and_names() -> None:

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.proxy_kubeconfig and not args.service_cidr:
         parser.error("--proxy-kubeconfig needs --service-cidr")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(threadName)s %(message)s")  # fmt: skip
+                        format="%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s")  # fmt: skip
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     settings = Settings(args.kubeconfig, args.state, args.name, args.expose, args.max_backoff,
                         args.proxy_kubeconfig, args.service_cidr)  # fmt: skip

@@ -48,9 +48,11 @@ class Rotation:
         self._endpoints: list[Address] = []
         self._next = 0
 
-    def set(self, endpoints: list[Address]) -> None:
+    def set(self, endpoints: list[Address]) -> bool:
+        """Hand out `endpoints` from now on; whether they differ from those handed out so far."""
         with self._lock:
-            self._endpoints = list(endpoints)
+            changed, self._endpoints = self._endpoints != endpoints, list(endpoints)
+        return changed
 
     def __call__(self) -> list[Address]:
         with self._lock:
@@ -158,7 +160,8 @@ class ServiceProxy:
                     continue
                 self._listeners[where] = (forwarder, rotation)
                 log.info("listening on %s:%d", *where)
-            self._listeners[where][1].set(endpoints)
+            if self._listeners[where][1].set(endpoints):
+                log.info("%s:%d forwards to %s", *where, _listed(endpoints))
         for address in self._addresses - {ip for ip, _ in wanted}:
             netns.ip("addr", "del", f"{address}/32", "dev", self.bridge, check=False)
             self._addresses.discard(address)
@@ -166,6 +169,10 @@ class ServiceProxy:
         if current != self._names:
             self._names = current
             self.on_names(current)
+
+
+def _listed(endpoints: list[Address]) -> str:
+    return ", ".join(f"{ip}:{port}" for ip, port in endpoints) or "nothing"
 
 
 def _undecoded(call: Callable[..., Any]) -> Callable[..., Any]:
