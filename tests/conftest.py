@@ -186,6 +186,19 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def flavor_models(mlflow_registry: Registry) -> dict[str, str]:
+    """The models of tests/integration/flavor_models.py (XGBoost, LightGBM) in the session's
+    registry, deployed on the emulator and on the real control plane: name -> version."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.flavor_models"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
+        env={**os.environ, **mlflow_registry.env},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def start_prometheus(home: Path, config: str) -> Process:
     """A real Prometheus (Debian's) on a free port with `config` as its prometheus.yml, ready;
     the caller stops it."""

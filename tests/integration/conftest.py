@@ -116,18 +116,6 @@ def protocol_models(mlflow_registry: Registry, tmp_path_factory: pytest.TempPath
     return Models(home, json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-@pytest.fixture(scope="session")
-def flavor_models(mlflow_registry: Registry) -> dict[str, str]:
-    """The models of flavor_models.py (XGBoost, LightGBM) in the test registry: name -> version."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.integration.flavor_models"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
-        env={**os.environ, **mlflow_registry.env},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 @pytest.fixture(scope="module")
 def pair(protocol_models: Models, mlflow_serve, serve_factory) -> Callable[..., Any]:  # type: ignore[no-untyped-def]
     """`pair(KEY, *flags)`: both servers on one of `protocol_models`, stopped on leaving."""

@@ -37,10 +37,17 @@ def outside_volumes() -> Iterator[Path]:
 def test_the_missing_package_is_the_rollouts_abort_reason(
     cluster: Cluster, flavor_models: dict[str, str], outside_volumes: Path
 ) -> None:
+    the_missing_package_is_the_rollouts_abort_reason(cluster, flavor_models, outside_volumes)
+
+
+def the_missing_package_is_the_rollouts_abort_reason(
+    cluster: Cluster, flavor_models: dict[str, str], outside_volumes: Path, timeout: float = 120
+) -> None:
+    """The scenario, on the emulator or on the real control plane (tests/real)."""
     version = flavor_models[XGBOOST]
     blocked = [{"name": k, "value": v} for k, v in without(outside_volumes, "xgboost").items()]
     cluster.apply("boosted", {"name": XGBOOST, "version": version}, template={"env": blocked})
-    status = cluster.wait_phase("boosted", "Degraded", timeout=120)
+    status = cluster.wait_phase("boosted", "Degraded", timeout=timeout)
     reason = (f"the model needs package 'xgboost' (xgboost=={importlib.metadata.version('xgboost')}"
               " in its requirements.txt), which this image does not have")  # fmt: skip
     message = f"version {version} (blue) pods are failing: CrashLoopBackOff: {reason}"
@@ -49,7 +56,7 @@ def test_the_missing_package_is_the_rollouts_abort_reason(
         "True", "PreviewCrashLooping", message)  # fmt: skip
     assert history(status)[-1] == (version, "blue", "Aborted")
     [pod] = cluster.kube.list(
-        "v1", "pods", "default", labels="turnout.dev/model-deployment=boosted"
+        "v1", "Pod", cluster.namespace, labels="turnout.dev/model-deployment=boosted"
     )
     [container] = pod["status"]["containerStatuses"]
     assert container["lastState"]["terminated"]["message"] == reason

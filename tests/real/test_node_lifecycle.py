@@ -1,7 +1,8 @@
 """A container's life on the node agent as on a kubelet: readiness takes a pod out of its
 Service's endpoints and back; a failed liveness probe restarts the container; a crashing one
 backs off (CrashLoopBackOff, 10 s then doubling); restartPolicy decides what restarts and the
-pod's final phase; deletion runs preStop, sends SIGTERM, and SIGKILL once the grace period is
+pod's final phase; a finished container reports its termination message (the file, or its
+output's end with FallbackToLogsOnError); deletion runs preStop, sends SIGTERM, and SIGKILL once the grace period is
 over."""
 
 from __future__ import annotations
@@ -201,6 +202,34 @@ def test_restart_policy_decides_the_final_phase(
     conditions = {c.type: (c.status, c.reason) for c in done.status.conditions}
     expected = "PodCompleted" if phase == "Succeeded" else "ContainersNotReady"
     assert conditions["Ready"] == conditions["ContainersReady"] == ("False", expected)
+
+
+LINES = "".join(f"line {i}\n" for i in range(1, 101))
+
+
+@pytest.mark.parametrize(
+    ("extra", "script", "message"),
+    [
+        ({}, "printf 'the model is gone' > /dev/termination-log; echo noise; exit 3",
+         "the model is gone"),
+        ({"terminationMessagePath": "/tmp/why"}, "printf why > /tmp/why; exit 1", "why"),
+        # nothing in the file: the last 80 lines of a failed run's output
+        ({"terminationMessagePolicy": "FallbackToLogsOnError"},
+         "seq 1 100 | sed 's/^/line /'; exit 2", LINES.split("\n", 20)[-1]),
+        ({"terminationMessagePolicy": "FallbackToLogsOnError"}, "echo all good; exit 0", None),
+        ({}, "echo not read from the log; exit 2", None),
+    ],
+)  # fmt: skip
+def test_a_finished_container_reports_its_termination_message(
+    core: client.CoreV1Api, namespace: str, node_agent: RunningNode, extra: dict[str, str],
+    script: str, message: str | None,
+) -> None:  # fmt: skip
+    core.create_namespaced_pod(namespace, pod(
+        "said", container("said", ["sh", "-c", script], **extra), restartPolicy="Never"))  # fmt: skip
+    done = wait_until(lambda: (p := core.read_namespaced_pod("said", namespace)).status.phase in ("Succeeded", "Failed") and p,
+                      timeout=60, what="a final phase")  # fmt: skip
+    (found,) = done.status.container_statuses
+    assert found.state.terminated.message == message
 
 
 def final_status(core: client.CoreV1Api, namespace: str, name: str) -> Iterator[list[Any]]:

@@ -13,7 +13,8 @@ What the container sees, without a change to the host's file system:
   overlay of `/` with every mount below `/` bind-mounted into it, and the command is chrooted
   there. The volumes are bound from the host's paths before that, so containers of one pod share
   their emptyDirs;
-- `workingDir` made the same way when it is missing;
+- `workingDir` made the same way when it is missing, and the termination message file (an
+  overlay of /dev, with /dev's own mounts bound back into it, holds /dev/termination-log);
 - the "image": the paths the agent names (its Python, the checkout that holds the installed
   packages) bound back over any volume that covers them, in depth order with the volumes, so an
   emptyDir at /tmp does not hide a checkout under /tmp (only the mount point is made in the
@@ -117,6 +118,20 @@ class Layout:
         self.owned.add(os.stat(target).st_dev)
         return target
 
+    def _overlay_keeping_mounts(self, lower: str) -> None:
+        """An overlay of `lower` with the file systems mounted below it bound back in (/dev's
+        pts, shm and mqueue under an overlay of /dev, made for /dev/termination-log)."""
+        prefix = lower.rstrip("/") + "/"
+        with open("/proc/self/mountinfo") as handle:
+            points = sorted({fields[4] for fields in (line.split() for line in handle)
+                             if fields[4].startswith(prefix)}, key=lambda p: p.count("/"))  # fmt: skip
+        tops = [p for i, p in enumerate(points)
+                if not any(p.startswith(q + "/") for q in points[:i])]  # fmt: skip
+        kept = [(point, pinned(point)) for point in tops if os.path.isdir(point)]
+        self._overlay(lower)
+        for point, source in kept:
+            mount(source, point, None, MS_BIND | MS_REC, None)
+
     def make(self, path: str, *, is_file: bool) -> str:
         """The container's `path` here, made (as a directory, or an empty file) if missing."""
         target = self.resolve(path)
@@ -125,7 +140,7 @@ class Layout:
         ancestor = self.nearest(target)
         in_volume = any(ancestor == v or ancestor.startswith(v + "/") for v in self.volumes)
         if not in_volume and os.stat(ancestor).st_dev not in self.owned:
-            self._overlay(ancestor)  # else made in the volume itself, as runc makes mount points
+            self._overlay_keeping_mounts(ancestor)  # else made in the volume itself, as runc does
         os.makedirs(target if not is_file else os.path.dirname(target), exist_ok=True)
         if is_file:
             open(target, "a").close()

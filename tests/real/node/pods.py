@@ -21,6 +21,10 @@ from tests.real.node.status import OWNED, PodView, Record, Terminated, phase, po
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 TICK = 0.2
+# The kubelet's bounds on a termination message (pkg/kubelet/kuberuntime: 4 KiB from the file;
+# from the log with FallbackToLogsOnError, the last 80 lines and at most 2 KiB of them)
+MESSAGE_BYTES, LOG_LINES, LOG_BYTES = 4096, 80, 2048
+FALLBACK = "FallbackToLogsOnError"
 DEFAULT_GRACE = 30.0
 
 
@@ -56,6 +60,7 @@ class Slot:
     run: runtime.Run | None = None
     retry_at: float | None = 0.0  # when to (re)start it; None: never again
     runs: int = 0
+    log_start: int = 0  # where this run's output begins in the container's log
 
 
 class PodWorker(threading.Thread):
@@ -189,7 +194,8 @@ class PodWorker(threading.Thread):
     ) -> None:
         code, signal_number = result
         slot.run = None
-        ended = Terminated(code, run.started_at, runtime.now_iso(), signal_number, run.container_id)
+        ended = Terminated(code, run.started_at, runtime.now_iso(), signal_number, run.container_id,
+                           self._termination_message(slot, code))  # fmt: skip
         slot.record.end(ended)
         policy = pod["spec"].get("restartPolicy", "Always")
         restart = code != 0 and policy != "Never" if slot.init else should_restart(policy, code)
@@ -207,13 +213,28 @@ class PodWorker(threading.Thread):
                             f"{slot.record.name} in pod {meta['name']}_{meta['namespace']}({self.uid})",
                             warning=True)  # fmt: skip
 
+    def _termination_message(self, slot: Slot, code: int) -> str:
+        """What the run left in its termination message file (at most 4 KiB); with
+        FallbackToLogsOnError, a failed run that left nothing there gets the end of its output
+        (its last 80 lines, at most 2 KiB), as the kubelet reads them."""
+        name = slot.record.name
+        said = (self.directory / f"{name}.termination-log").read_bytes()[:MESSAGE_BYTES]
+        if not said and code != 0 and slot.spec.get("terminationMessagePolicy") == FALLBACK:
+            with (self.directory / f"{name}.log").open("rb") as log:
+                log.seek(slot.log_start)
+                said = b"".join(log.read().splitlines(keepends=True)[-LOG_LINES:])[-LOG_BYTES:]
+        return said.decode(errors="replace")
+
     def _start(self, pod: Obj, slot: Slot, now: float) -> None:
         name = slot.record.name
         fields = plan.pod_fields(pod, self.pod_ip, self.node.host_ip)
+        message = self.directory / f"{name}.termination-log"
+        message.write_bytes(b"")  # a fresh, empty file for each run, as the kubelet makes one
+        managed = {**self.name_files,
+                   slot.spec.get("terminationMessagePath") or "/dev/termination-log": message}  # fmt: skip
         try:
             launch = plan.launch(pod, slot.spec, self.node.lookup, fields, self.node.base_env,
-                                 lambda volume: self.directory / "volumes" / volume,
-                                 self.name_files)  # fmt: skip
+                                 lambda volume: self.directory / "volumes" / volume, managed)  # fmt: skip
         except plan.ConfigError as exc:
             slot.record.wait("CreateContainerConfigError", str(exc))
             slot.retry_at = now + 1.0
@@ -227,8 +248,9 @@ class PodWorker(threading.Thread):
         if slot.runs:
             slot.record.restarts += 1
         slot.runs += 1
-        run = runtime.start(self.node.netns(self.key), launch, self.directory, name,
-                            self.directory / f"{name}.log")  # fmt: skip
+        log = self.directory / f"{name}.log"
+        slot.log_start = log.stat().st_size if log.exists() else 0
+        run = runtime.start(self.node.netns(self.key), launch, self.directory, name, log)
         slot.run, slot.retry_at = run, now  # retry_at: restart once it exits, if it must
         slot.record.run(run.started_at, run.container_id)
         for kind in ("startup", "readiness", "liveness"):
