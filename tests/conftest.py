@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -197,6 +198,13 @@ def flavor_models(mlflow_registry: Registry) -> dict[str, str]:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.fixture
+def outside_volumes() -> Iterator[Path]:
+    """A folder the pod sees as this machine's: not under /tmp, which is the pod's emptyDir."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="turnout-flavors-") as folder:
+        yield Path(folder)
 
 
 def start_prometheus(home: Path, config: str) -> Process:

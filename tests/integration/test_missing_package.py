@@ -6,7 +6,6 @@ ModelDeployment's status says it, so `kubectl get mdep` tells what to build into
 from __future__ import annotations
 
 import importlib.metadata
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +24,6 @@ def cluster(
     mlflow_registry: Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     yield from running_cluster(mlflow_registry, tmp_path_factory.mktemp("missing-package"))
-
-
-@pytest.fixture
-def outside_volumes() -> Iterator[Path]:
-    """A folder the pod sees as this machine's: not under /tmp, which is the pod's emptyDir."""
-    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="turnout-flavors-") as folder:
-        yield Path(folder)
 
 
 def test_the_missing_package_is_the_rollouts_abort_reason(

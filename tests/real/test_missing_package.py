@@ -10,17 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster import Cluster
-from tests.integration.test_missing_package import (
-    outside_volumes,  # noqa: F401  (a fixture)
-    the_missing_package_is_the_rollouts_abort_reason,
-)
+from tests.integration.test_missing_package import the_missing_package_is_the_rollouts_abort_reason
 
 pytestmark = [pytest.mark.real, pytest.mark.usefixtures("clean_model_deployments")]
 
 
 def test_the_missing_package_is_the_rollouts_abort_reason(
-    cluster: Cluster,
-    flavor_models: dict[str, str],
-    outside_volumes: Path,  # noqa: F811
+    cluster: Cluster, flavor_models: dict[str, str], outside_volumes: Path
 ) -> None:
     the_missing_package_is_the_rollouts_abort_reason(cluster, flavor_models, outside_volumes, 180)

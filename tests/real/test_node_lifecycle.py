@@ -2,8 +2,8 @@
 Service's endpoints and back; a failed liveness probe restarts the container; a crashing one
 backs off (CrashLoopBackOff, 10 s then doubling); restartPolicy decides what restarts and the
 pod's final phase; a finished container reports its termination message (the file, or its
-output's end with FallbackToLogsOnError); deletion runs preStop, sends SIGTERM, and SIGKILL once the grace period is
-over."""
+output's end with FallbackToLogsOnError); deletion runs preStop, sends SIGTERM, and SIGKILL once
+the grace period is over."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
 def status(core: client.CoreV1Api, namespace: str, name: str) -> client.V1ContainerStatus | None:
     statuses = core.read_namespaced_pod(name, namespace).status.container_statuses
     return statuses[0] if statuses else None
+
+
+def finished(core: client.CoreV1Api, namespace: str, name: str) -> client.V1Pod:
+    """The pod once its phase is final (Succeeded or Failed)."""
+    return wait_until(lambda: (p := core.read_namespaced_pod(name, namespace)).status.phase
+                      in ("Succeeded", "Failed") and p, timeout=60, what=f"{name}: a final phase")  # fmt: skip
 
 
 def flag(
@@ -189,8 +195,7 @@ def test_restart_policy_decides_the_final_phase(
     core.create_namespaced_pod(
         namespace, pod("once", container("once", ["sh", "-c", script]), restartPolicy=policy)
     )
-    done = wait_until(lambda: (p := core.read_namespaced_pod("once", namespace)).status.phase in ("Succeeded", "Failed") and p,
-                      timeout=60, what="a final phase")  # fmt: skip
+    done = finished(core, namespace, "once")
     (found,) = done.status.container_statuses
     terminated = found.state.terminated
     assert (done.status.phase, terminated.exit_code, terminated.reason, found.restart_count) == (
@@ -226,8 +231,7 @@ def test_a_finished_container_reports_its_termination_message(
 ) -> None:  # fmt: skip
     core.create_namespaced_pod(namespace, pod(
         "said", container("said", ["sh", "-c", script], **extra), restartPolicy="Never"))  # fmt: skip
-    done = wait_until(lambda: (p := core.read_namespaced_pod("said", namespace)).status.phase in ("Succeeded", "Failed") and p,
-                      timeout=60, what="a final phase")  # fmt: skip
+    done = finished(core, namespace, "said")
     (found,) = done.status.container_statuses
     assert found.state.terminated.message == message
 
