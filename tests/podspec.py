@@ -8,7 +8,9 @@ the node agent of the real control plane (tests/real/node).
   `third_party/forked/golang/expansion` expands it (`$$` is a literal `$`, an unknown variable stays
   as written);
 - the files of a Secret or ConfigMap volume source (`pkg/volume/util` `MakePayload`): every key a
-  file, or only the `items` at their `path`, with the item's `mode`, else the source's mode.
+  file, or only the `items` at their `path`, with the item's `mode`, else the source's mode;
+- a finished run's termination message, from its file or, in its stead, its output
+  (`pkg/kubelet/kuberuntime`).
 
 Secret and ConfigMap objects come from a `Lookup` (the emulator's store, or the API server), so
 nothing here does I/O of its own. Errors carry the kubelet's messages.
@@ -24,6 +26,8 @@ from typing import Any
 Obj = dict[str, Any]
 Lookup = Callable[[str, str, str], Obj | None]  # (kind: "secrets" | "configmaps", namespace, name)
 DEFAULT_MODE = 0o644
+# What the kubelet reads of a termination message file, and of a failed run's output in its stead
+MESSAGE_BYTES, LOG_LINES, LOG_BYTES = 4096, 80, 2048
 _REFERENCE = re.compile(r"\$\$|\$\(([^)]*)\)")
 
 
@@ -153,3 +157,14 @@ def source_files(
                              f"{item['key']}")  # fmt: skip
         files[item["path"]] = (data[item["key"]], int(item.get("mode", mode)))
     return files
+
+
+def termination_message(said: bytes, code: int, fallback: bool, output: Callable[[], bytes]) -> str:
+    """The message a run that ended with `code` leaves in its container's status: what it wrote to
+    its termination message file (`said`; at most 4 KiB), or, with FallbackToLogsOnError
+    (`fallback`) when a failed run wrote nothing there, the last 80 lines of its `output` (at most
+    2 KiB; read only then)."""
+    said = said[:MESSAGE_BYTES]
+    if not said and code != 0 and fallback:
+        said = b"".join(output().splitlines(keepends=True)[-LOG_LINES:])[-LOG_BYTES:]
+    return said.decode(errors="replace")

@@ -208,10 +208,11 @@ async def job_changed(
 
 
 # --- the indexes reconciles read (cache.py) ---------------------------------------------------
-# kopf passes each index to handlers under its id; `attach_cache` hands them over.
 
 
 def index_id(kind: Kind) -> str:
+    """The id of `kind`'s index: kopf passes each index to handlers under its id, and
+    `attach_cache` hands them over to the cache by it."""
     return f"turnout_{kind}"
 
 

@@ -86,13 +86,7 @@ class Forwarder:
                 log.warning("accepting on %s:%d", self.host, self.port, exc_info=True)
                 time.sleep(0.05)
                 continue
-            try:
-                threading.Thread(target=self._connect, args=(client,), daemon=True).start()
-            except RuntimeError:  # no thread to be had: this connection is refused, not the next
-                log.warning(
-                    "no thread for a connection on %s:%d", self.host, self.port, exc_info=True
-                )
-                client.close()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
 
     def _connect(self, client: socket.socket) -> None:
         """Join `client` to the first of the upstreams that accepts a connection; with none, the

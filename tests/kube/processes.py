@@ -41,13 +41,11 @@ from typing import Any
 
 from tests.conftest import free_port
 from tests.kube.volumes import path_table, set_up
-from tests.podspec import Lookup, container_env, expand
+from tests.podspec import Lookup, container_env, expand, termination_message
 
 Obj = dict[str, Any]
 BIN = Path(sys.executable).parent
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-# What the kubelet reads of a termination message file, and of the log in its stead.
-MESSAGE_BYTES, LOG_LINES, LOG_BYTES = 4096, 80, 2048
 
 
 class StartError(Exception):
@@ -231,13 +229,9 @@ class ContainerProcess:
 
     def _termination_message(self, code: int) -> str:
         path = self.launch.termination_log
-        said = path.read_bytes()[:MESSAGE_BYTES] if path is not None and path.is_file() else b""
-        if not said and code != 0 and self.launch.fallback_to_logs:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_start)
-                lines = log.read().splitlines(keepends=True)[-LOG_LINES:]
-            said = b"".join(lines)[-LOG_BYTES:]
-        return said.decode(errors="replace")
+        said = path.read_bytes() if path is not None and path.is_file() else b""
+        return termination_message(said, code, self.launch.fallback_to_logs,
+                                   lambda: self.log_path.read_bytes()[self._log_start:])  # fmt: skip
 
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,15 +65,20 @@ def host_server(pod_network: netns.PodNetwork) -> Iterator[str]:
     server.server_close()
 
 
+def fetch(pod: netns.Pod, url: str, *, timeout: float) -> str:
+    """What `url` answers a GET from inside `pod`'s network namespace."""
+    script = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout={timeout}).read().decode())"
+    done = subprocess.run(pod.exec([sys.executable, "-c", script]), capture_output=True, text=True,
+                          timeout=timeout + 30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_a_pod_reaches_a_server_on_the_bridge_address(
     pod_network: netns.PodNetwork, echo_server: PodServer, host_server: str
 ) -> None:
-    fetch = f"import urllib.request; print(urllib.request.urlopen({host_server!r}, timeout=10).read().decode())"
-    done = subprocess.run(echo_server.pod.exec([sys.executable, "-c", fetch]),
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr
     # the host sees the pod's own address as the source: no NAT between them
-    assert done.stdout.strip() == f"host saw {echo_server.pod.ip}"
+    assert fetch(echo_server.pod, host_server, timeout=10) == f"host saw {echo_server.pod.ip}"
 
 
 def test_a_pod_still_reaches_the_host_at_once_after_the_port_with_the_lowest_mac_leaves(
@@ -84,13 +89,10 @@ def test_a_pod_still_reaches_the_host_at_once_after_the_port_with_the_lowest_mac
     # entry expires (up to a minute). The departing pod's port gets the lowest MAC there is.
     client, leaving = pod_network.add_pod("client"), pod_network.add_pod("leaving")
     netns.ip("link", "set", leaving.host_veth, "address", "02:00:00:00:00:01")
-    fetch = f"import urllib.request; print(urllib.request.urlopen({host_server!r}, timeout=3).read().decode())"
     bridge_mac = netns.bridge_mac(pod_network.gateway)
 
     def reach_the_host() -> None:
-        done = subprocess.run(client.exec([sys.executable, "-c", fetch]), capture_output=True,
-                              text=True, timeout=30, check=False)  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        assert fetch(client, host_server, timeout=3) == f"host saw {client.ip}"
         neighbours = subprocess.run(client.exec(["ip", "-j", "neigh", "show", pod_network.gateway]),
                                     capture_output=True, text=True, check=True)  # fmt: skip
         assert [n["lladdr"] for n in json.loads(neighbours.stdout)] == [bridge_mac]

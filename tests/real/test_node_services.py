@@ -187,10 +187,10 @@ def test_a_service_answers_by_each_of_its_names_and_its_cluster_ip_over_its_read
     assert servers == [servers[0], servers[1]] * (len(hosts) // 2)
 
 
-# The proxy follows the EndpointSlice within moments. Two CI runs once saw both connections time out
-# for 30 s: the pod bridge had changed its MAC address when an unrelated pod's port left it (fixed
-# in netns.py, tested in test_netns.py), so a failure here names the last answers and the proxy's
-# last steps.
+# The proxy follows the EndpointSlice within moments. Two CI runs saw every connection time out
+# here (for 10 s, then for 30 s): the pod bridge had changed its MAC address when an unrelated pod
+# left it (fixed in netns.py, tested in test_netns.py); a failure here names the last answers and
+# the proxy's last steps.
 ROTATION_SECONDS = 15
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tests.podspec import termination_message
 from tests.real.node import plan, runtime
 from tests.real.node.lifecycle import BackOff, ProbeSpec, ProbeState, should_restart
 from tests.real.node.status import OWNED, PodView, Record, Terminated, phase, pod_status
@@ -21,10 +22,6 @@ from tests.real.node.status import OWNED, PodView, Record, Terminated, phase, po
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
 TICK = 0.2
-# The kubelet's bounds on a termination message (pkg/kubelet/kuberuntime: 4 KiB from the file;
-# from the log with FallbackToLogsOnError, the last 80 lines and at most 2 KiB of them)
-MESSAGE_BYTES, LOG_LINES, LOG_BYTES = 4096, 80, 2048
-FALLBACK = "FallbackToLogsOnError"
 DEFAULT_GRACE = 30.0
 
 
@@ -214,21 +211,21 @@ class PodWorker(threading.Thread):
                             warning=True)  # fmt: skip
 
     def _termination_message(self, slot: Slot, code: int) -> str:
-        """What the run left in its termination message file (at most 4 KiB); with
-        FallbackToLogsOnError, a failed run that left nothing there gets the end of its output
-        (its last 80 lines, at most 2 KiB), as the kubelet reads them."""
         name = slot.record.name
-        said = (self.directory / f"{name}.termination-log").read_bytes()[:MESSAGE_BYTES]
-        if not said and code != 0 and slot.spec.get("terminationMessagePolicy") == FALLBACK:
-            with (self.directory / f"{name}.log").open("rb") as log:
-                log.seek(slot.log_start)
-                said = b"".join(log.read().splitlines(keepends=True)[-LOG_LINES:])[-LOG_BYTES:]
-        return said.decode(errors="replace")
+        fallback = slot.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        return termination_message(self._message_file(name).read_bytes(), code, fallback,
+                                   lambda: self._log(name).read_bytes()[slot.log_start:])  # fmt: skip
+
+    def _message_file(self, container: str) -> Path:
+        return self.directory / f"{container}.termination-log"
+
+    def _log(self, container: str) -> Path:
+        return self.directory / f"{container}.log"
 
     def _start(self, pod: Obj, slot: Slot, now: float) -> None:
         name = slot.record.name
         fields = plan.pod_fields(pod, self.pod_ip, self.node.host_ip)
-        message = self.directory / f"{name}.termination-log"
+        message = self._message_file(name)
         message.write_bytes(b"")  # a fresh, empty file for each run, as the kubelet makes one
         managed = {**self.name_files,
                    slot.spec.get("terminationMessagePath") or "/dev/termination-log": message}  # fmt: skip
@@ -248,7 +245,7 @@ class PodWorker(threading.Thread):
         if slot.runs:
             slot.record.restarts += 1
         slot.runs += 1
-        log = self.directory / f"{name}.log"
+        log = self._log(name)
         slot.log_start = log.stat().st_size if log.exists() else 0
         run = runtime.start(self.node.netns(self.key), launch, self.directory, name, log)
         slot.run, slot.retry_at = run, now  # retry_at: restart once it exits, if it must
